@@ -1,0 +1,168 @@
+//! `dejima`: the command-line client. Each subcommand is a thin call to the API; tables for
+//! people, `--json` for scripts, errors on stderr with a non-zero exit.
+
+mod access;
+mod image;
+mod islands;
+mod overview;
+
+use argh::FromArgs;
+use serde::Serialize;
+
+use crate::client::{Client, ClientError};
+
+/// dejima: run coding agents in isolated Docker islands (talks to dejimad over
+/// $DEJIMA_HOME/dejimad.sock, or TCP when DEJIMA_HOST=host:port).
+#[derive(FromArgs)]
+pub struct Cli {
+    /// print the version and exit
+    #[argh(switch)]
+    pub version: bool,
+    #[argh(subcommand)]
+    pub cmd: Option<Command>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+pub enum Command {
+    Ls(islands::Ls),
+    Create(islands::Create),
+    Init(islands::Init),
+    Status(islands::Status),
+    Hibernate(islands::Hibernate),
+    Wake(islands::Wake),
+    Reset(islands::Reset),
+    Upgrade(islands::Upgrade),
+    Clone(islands::CloneCmd),
+    Purge(islands::Purge),
+    Title(islands::Title),
+    Resources(islands::ResourcesCmd),
+    Exec(access::Exec),
+    Cp(access::Cp),
+    Logs(access::Logs),
+    Overview(overview::OverviewCmd),
+    Image(image::ImageCmd),
+}
+
+/// What a command failed with.
+pub struct Failure {
+    pub message: String,
+    pub code: i32,
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Failure {
+            message: e.to_string(),
+            code: 1,
+        }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure {
+            message: e.to_string(),
+            code: 1,
+        }
+    }
+}
+
+pub fn fail(message: impl Into<String>) -> Failure {
+    Failure {
+        message: message.into(),
+        code: 1,
+    }
+}
+
+pub type Out = Result<(), Failure>;
+
+/// Run a parsed command line; the exit code.
+pub fn main(cli: Cli) -> i32 {
+    if cli.version {
+        println!("dejima {}", env!("CARGO_PKG_VERSION"));
+        return 0;
+    }
+    let Some(cmd) = cli.cmd else {
+        eprintln!("dejima: a subcommand is required; see `dejima --help`");
+        return 2;
+    };
+    let c = Client::from_env();
+    let r = match cmd {
+        Command::Ls(a) => islands::ls(&c, a),
+        Command::Create(a) => islands::create(&c, a),
+        Command::Init(a) => islands::init(&c, a),
+        Command::Status(a) => islands::status(&c, a),
+        Command::Hibernate(a) => islands::lifecycle(&c, &a.island, "hibernate", a.json),
+        Command::Wake(a) => islands::lifecycle(&c, &a.island, "wake", a.json),
+        Command::Reset(a) => islands::lifecycle(&c, &a.island, "reset", a.json),
+        Command::Upgrade(a) => islands::lifecycle(&c, &a.island, "upgrade", a.json),
+        Command::Clone(a) => islands::clone(&c, a),
+        Command::Purge(a) => islands::purge(&c, a),
+        Command::Title(a) => islands::title(&c, a),
+        Command::Resources(a) => islands::resources(&c, a),
+        Command::Exec(a) => access::exec(&c, a),
+        Command::Cp(a) => access::cp(&c, a),
+        Command::Logs(a) => access::logs(&c, a),
+        Command::Overview(a) => overview::overview(&c, a),
+        Command::Image(a) => image::image(&c, a),
+    };
+    match r {
+        Ok(()) => 0,
+        Err(f) => {
+            eprintln!("dejima: {}", f.message);
+            f.code
+        }
+    }
+}
+
+pub fn print_json<T: Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Print rows as aligned columns under a header.
+pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < w.len() {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let n = cells.len();
+        let s: Vec<String> = cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i + 1 == n {
+                    c
+                } else {
+                    format!("{c:<width$}", width = w[i])
+                }
+            })
+            .collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+/// Bytes as a short human size.
+pub fn human(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.1}{}", U[i])
+    }
+}

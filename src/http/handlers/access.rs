@@ -1,0 +1,158 @@
+//! Exec, files and logs.
+
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::islands::name;
+use crate::api::ExecRequest;
+use crate::error::{Error, Result};
+use crate::http::router::Params;
+use crate::http::server::hung_up;
+use crate::http::{App, Request, Response};
+use crate::process::Stream;
+
+/// Largest file a PUT accepts.
+pub const MAX_FILE: u64 = 1 << 30;
+
+pub fn exec(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let n = name(p)?;
+    let body: ExecRequest = req.json()?;
+    Ok(Response::json(200, &app.islands.exec(n, body)?))
+}
+
+pub fn read_file(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
+    let n = name(p)?;
+    let (stream, size) = app.islands.read_file(n, p.get("path"))?;
+    Ok(stream_child("application/octet-stream", stream, app)
+        .header("X-Dejima-File-Size", &size.to_string()))
+}
+
+pub fn write_file(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let n = name(p)?;
+    let path = p.get("path").to_string();
+    match req.content_length() {
+        Some(len) if len > MAX_FILE => {
+            return Err(Error::TooLarge(format!(
+                "file of {len} bytes is over the {MAX_FILE}-byte limit"
+            )))
+        }
+        Some(len) => {
+            // The helper keeps the old file unless exactly `len` bytes arrived.
+            let mut body = Exact {
+                inner: req.body(),
+                left: len,
+            };
+            app.islands.write_file(n, &path, &mut body, len)?;
+        }
+        None => {
+            // Chunked: spool to know the length, so a cut-off upload never lands.
+            let mut spool = tempfile_in(&app.islands.work_dir())?;
+            let copied = io::copy(&mut req.body().take(MAX_FILE + 1), &mut spool)
+                .map_err(|e| Error::bad(format!("cannot read the request body: {e}")))?;
+            if copied > MAX_FILE {
+                return Err(Error::TooLarge(format!(
+                    "file is over the {MAX_FILE}-byte limit"
+                )));
+            }
+            use std::io::Seek;
+            spool.seek(io::SeekFrom::Start(0))?;
+            app.islands.write_file(n, &path, &mut spool, copied)?;
+        }
+    }
+    Ok(Response::no_content())
+}
+
+pub fn logs(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let n = name(p)?;
+    if req.query("agent").is_some() {
+        return Err(Error::NotFound(
+            "agent logs come with agents (no such agent)".into(),
+        ));
+    }
+    let follow = req.query_bool("follow")?;
+    let tail = req.query("tail").unwrap_or("all").to_string();
+    let stream = app.islands.logs(n, follow, &tail)?;
+    Ok(stream_child("text/plain; charset=utf-8", stream, app))
+}
+
+/// Stream a child's stdout as the body; a client that hangs up ends the child at once, even
+/// while the child is silent.
+fn stream_child(content_type: &str, mut child: Stream, app: &App) -> Response {
+    let stopping = app.stopping.clone();
+    Response::stream(
+        content_type,
+        Box::new(move |w, peer| {
+            let Some(mut out) = child.stdout.take() else {
+                return Ok(());
+            };
+            let done = Arc::new(AtomicBool::new(false));
+            let pid = child.pid();
+            let fd = peer.fd;
+            let result = std::thread::scope(|s| {
+                let d = done.clone();
+                let st = stopping.clone();
+                s.spawn(move || {
+                    if hung_up(fd, &|| {
+                        d.load(Ordering::SeqCst) || st.load(Ordering::SeqCst)
+                    }) || st.load(Ordering::SeqCst)
+                    {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid as i32),
+                            nix::sys::signal::Signal::SIGTERM,
+                        );
+                    }
+                });
+                let mut buf = vec![0u8; 32 << 10];
+                let r = loop {
+                    match out.read(&mut buf) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            if let Err(e) = w.write_all(&buf[..n]) {
+                                break Err(e);
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                done.store(true, Ordering::SeqCst);
+                r
+            });
+            drop(child);
+            result
+        }),
+    )
+}
+
+/// Passes through exactly `left` bytes, then EOF; an early end is an error.
+struct Exact<'a> {
+    inner: &'a mut (dyn Read + Send),
+    left: u64,
+}
+
+impl Read for Exact<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let max = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn tempfile_in(dir: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!(".upload-{}", crate::util::random_hex(8)));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    // Unlinked at once: the open handle keeps it until this upload ends.
+    let _ = std::fs::remove_file(&path);
+    let _ = Write::flush(&mut &f);
+    Ok(f)
+}

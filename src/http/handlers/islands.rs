@@ -1,0 +1,81 @@
+//! /v1/islands and the lifecycle routes.
+
+use crate::api::{CloneIsland, CreateIsland, PatchIsland, PutResources};
+use crate::error::{Error, Result};
+use crate::http::router::Params;
+use crate::http::{App, Request, Response};
+use crate::island::names;
+
+/// The `{name}` parameter, validated before anything else looks at it.
+pub fn name<'p>(p: &'p Params) -> Result<&'p str> {
+    let n = p.get("name");
+    names::validate(n)?;
+    Ok(n)
+}
+
+pub fn list(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
+    Ok(Response::json(200, &app.islands.list()))
+}
+
+pub fn create(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
+    let body: CreateIsland = req.json()?;
+    Ok(Response::json(201, &app.islands.create(body)?))
+}
+
+pub fn get(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
+    Ok(Response::json(200, &app.islands.detail(name(p)?)?))
+}
+
+pub fn patch(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let n = name(p)?;
+    let body: PatchIsland = req.json()?;
+    let title = body
+        .title
+        .ok_or_else(|| Error::bad("PATCH takes {\"title\": \"...\"}"))?;
+    Ok(Response::json(200, &app.islands.set_title(n, &title)?))
+}
+
+pub fn purge(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let n = name(p)?;
+    app.islands.purge(n, req.query_bool("force")?)?;
+    Ok(Response::no_content())
+}
+
+pub fn hibernate(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
+    Ok(Response::json(200, &app.islands.hibernate(name(p)?)?))
+}
+
+pub fn wake(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
+    Ok(Response::json(200, &app.islands.wake(name(p)?)?))
+}
+
+pub fn reset(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
+    Ok(Response::json(200, &app.islands.reset(name(p)?)?))
+}
+
+pub fn upgrade(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
+    Ok(Response::json(200, &app.islands.upgrade(name(p)?)?))
+}
+
+pub fn clone(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let from = name(p)?;
+    let body: CloneIsland = req.json()?;
+    let to = match (body.name.as_str(), body.new_name.as_str()) {
+        (a, b) if !a.is_empty() && !b.is_empty() && a != b => {
+            return Err(Error::bad("name and new_name disagree; send one"))
+        }
+        ("", b) => b,
+        (a, _) => a,
+    };
+    Ok(Response::json(201, &app.islands.clone_island(from, to)?))
+}
+
+pub fn resources(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let n = name(p)?;
+    let body: PutResources = req.json()?;
+    Ok(Response::json(200, &app.islands.set_resources(n, body)?))
+}
+
+pub fn workspace_ready(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
+    Ok(Response::json(200, &app.islands.workspace_ready(name(p)?)?))
+}

@@ -1,0 +1,5 @@
+//! Handlers, one file per resource. They parse, call the domain, and shape the reply.
+
+pub mod access;
+pub mod islands;
+pub mod system;

@@ -1,0 +1,75 @@
+//! Daemon-wide routes: health, overview, the island image.
+
+use std::sync::atomic::Ordering;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::Result;
+use crate::http::router::Params;
+use crate::http::{App, Request, Response};
+use crate::image::{self, BuildOpts};
+
+pub fn healthz(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
+    Ok(Response::json(
+        200,
+        &json!({
+            "ok": true,
+            "version": env!("CARGO_PKG_VERSION"),
+            "docker_reachable": app.islands.observed.reachable(),
+        }),
+    ))
+}
+
+pub fn overview(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
+    Ok(Response::json(200, &app.islands.overview(0, 0)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BuildBody {
+    #[serde(default)]
+    tag: String,
+    #[serde(default)]
+    base: String,
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    agent_clis: String,
+}
+
+/// Streams the build's progress as text; the last line is `ok: ...` or `error: ...`
+/// (the status line went out before the build finished).
+pub fn image_build(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
+    let b: BuildBody = req.json()?;
+    let opts = BuildOpts {
+        tag: if b.tag.is_empty() {
+            app.islands.config.default_image.clone()
+        } else {
+            b.tag
+        },
+        base: b.base,
+        force: b.force || req.query_bool("force")?,
+        agent_clis: b.agent_clis,
+    };
+    image::validate_opts(&opts)?;
+    let islands = app.islands.clone();
+    let stopping = app.stopping.clone();
+    Ok(Response::stream(
+        "text/plain; charset=utf-8",
+        Box::new(move |w, _peer| {
+            let mut alive = true;
+            let result = image::build(&islands.engine, &islands.work_dir(), &opts, &mut |chunk| {
+                alive = alive && !stopping.load(Ordering::SeqCst) && w.write_all(chunk).is_ok();
+                alive
+            });
+            islands.forget_image_cache();
+            let last = match result {
+                Ok(true) => format!("ok: built {}\n", opts.tag),
+                Ok(false) => format!("ok: {} is up to date\n", opts.tag),
+                Err(e) => format!("error: {e}\n"),
+            };
+            w.write_all(last.as_bytes())
+        }),
+    ))
+}

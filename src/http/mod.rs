@@ -1,0 +1,52 @@
+//! The HTTP surface: a small HTTP/1.1 server of our own on owned sockets (so a websocket can
+//! later take the socket whole, see DESIGN.md), one route table, one error→status mapping.
+
+pub mod handlers;
+pub mod router;
+pub mod server;
+pub mod wire;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::island::Islands;
+
+pub use wire::{Request, Response};
+
+/// Everything a handler can reach.
+pub struct App {
+    pub islands: Arc<Islands>,
+    /// Set when the daemon is shutting down: long streams end early.
+    pub stopping: Arc<AtomicBool>,
+}
+
+/// The one place an error becomes a status code.
+pub fn status_of(e: &Error) -> u16 {
+    match e {
+        Error::BadRequest(_) => 400,
+        Error::Forbidden(_) => 403,
+        Error::NotFound(_) => 404,
+        Error::MethodNotAllowed(_) => 405,
+        Error::Conflict(_) => 409,
+        Error::LengthRequired(_) => 411,
+        Error::TooLarge(_) => 413,
+        Error::Unprocessable(_) => 422,
+        Error::Internal(_) => 500,
+        Error::Unavailable(_) => 503,
+    }
+}
+
+/// `{"error": "..."}` with the status `status_of` gives.
+pub fn error_response(e: &Error) -> Response {
+    let status = status_of(e);
+    if status >= 500 {
+        log::warn!("{status}: {e}");
+    }
+    Response::json(
+        status,
+        &crate::api::ErrorBody {
+            error: e.to_string(),
+        },
+    )
+}

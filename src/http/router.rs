@@ -1,0 +1,206 @@
+//! The one route table. Each route is a method, a pattern of path segments (`{x}` one
+//! segment, `{x...}` the rest of the path), and a handler. `openapi.yaml` is kept equal to this
+//! table by a test.
+
+use super::handlers::{access, islands, system};
+use super::wire::{Request, Response};
+use super::{error_response, App};
+use crate::error::{Error, Result};
+
+/// Path parameters, percent-decoded (a `{x...}` tail is left encoded for its resolver).
+pub struct Params(Vec<(&'static str, String)>);
+
+impl Params {
+    pub fn get(&self, key: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    }
+}
+
+pub type Handler = fn(&App, &mut Request, &Params) -> Result<Response>;
+
+pub struct Route {
+    pub method: &'static str,
+    pub pattern: &'static str,
+    pub handler: Handler,
+}
+
+const fn r(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+    Route {
+        method,
+        pattern,
+        handler,
+    }
+}
+
+pub static ROUTES: &[Route] = &[
+    r("GET", "/v1/healthz", system::healthz),
+    r("GET", "/v1/overview", system::overview),
+    r("POST", "/v1/image/build", system::image_build),
+    r("GET", "/v1/islands", islands::list),
+    r("POST", "/v1/islands", islands::create),
+    r("GET", "/v1/islands/{name}", islands::get),
+    r("PATCH", "/v1/islands/{name}", islands::patch),
+    r("DELETE", "/v1/islands/{name}", islands::purge),
+    r("POST", "/v1/islands/{name}/hibernate", islands::hibernate),
+    r("POST", "/v1/islands/{name}/wake", islands::wake),
+    r("POST", "/v1/islands/{name}/reset", islands::reset),
+    r("POST", "/v1/islands/{name}/upgrade", islands::upgrade),
+    r("POST", "/v1/islands/{name}/clone", islands::clone),
+    r("PUT", "/v1/islands/{name}/resources", islands::resources),
+    r(
+        "GET",
+        "/v1/islands/{name}/workspace-ready",
+        islands::workspace_ready,
+    ),
+    r("POST", "/v1/islands/{name}/exec", access::exec),
+    r(
+        "GET",
+        "/v1/islands/{name}/files/{path...}",
+        access::read_file,
+    ),
+    r(
+        "PUT",
+        "/v1/islands/{name}/files/{path...}",
+        access::write_file,
+    ),
+    r("GET", "/v1/islands/{name}/logs", access::logs),
+];
+
+/// Match `path` against `pattern`; the parameters when it fits.
+pub fn matches(pattern: &'static str, path: &str) -> Option<Params> {
+    let mut params = Vec::new();
+    let mut rest = path.strip_prefix('/')?;
+    let mut pats = pattern.strip_prefix('/')?.split('/').peekable();
+    while let Some(p) = pats.next() {
+        if let Some(name) = p.strip_prefix('{').and_then(|p| p.strip_suffix("...}")) {
+            // The tail: everything left (a doubled slash after the prefix is tolerated).
+            if rest.is_empty() {
+                return None;
+            }
+            params.push((leak_name(pattern, name), rest.to_string()));
+            return Some(Params(params));
+        }
+        let (seg, tail) = match rest.split_once('/') {
+            Some((s, t)) => (s, Some(t)),
+            None => (rest, None),
+        };
+        if let Some(name) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            if seg.is_empty() {
+                return None;
+            }
+            let value = percent_encoding::percent_decode_str(seg)
+                .decode_utf8()
+                .ok()?
+                .into_owned();
+            params.push((leak_name(pattern, name), value));
+        } else if seg != p {
+            return None;
+        }
+        match tail {
+            Some(t) => {
+                if pats.peek().is_none() {
+                    // A trailing slash is the same route; anything more is not.
+                    return t.is_empty().then_some(Params(params));
+                }
+                rest = t;
+            }
+            None => {
+                return pats.peek().is_none().then_some(Params(params));
+            }
+        }
+    }
+    None
+}
+
+/// Parameter names are slices of the static pattern, so they are `'static` already; this
+/// finds that slice.
+fn leak_name(pattern: &'static str, name: &str) -> &'static str {
+    let start = pattern.find(name).unwrap_or(0);
+    &pattern[start..start + name.len()]
+}
+
+/// Route a request and run its handler; every error becomes its JSON response here.
+pub fn dispatch(app: &App, req: &mut Request) -> Response {
+    let method = if req.method == "HEAD" {
+        "GET"
+    } else {
+        req.method.as_str()
+    };
+    let mut allowed: Vec<&str> = Vec::new();
+    for route in ROUTES {
+        if let Some(params) = matches(route.pattern, &req.path) {
+            if route.method == method {
+                return match (route.handler)(app, req, &params) {
+                    Ok(resp) => resp,
+                    Err(e) => error_response(&e),
+                };
+            }
+            allowed.push(route.method);
+        }
+    }
+    if allowed.is_empty() {
+        error_response(&Error::NotFound(format!(
+            "no route for {} {}",
+            req.method, req.path
+        )))
+    } else {
+        error_response(&Error::MethodNotAllowed(format!(
+            "{} is not allowed on {} (allowed: {})",
+            req.method,
+            req.path,
+            allowed.join(", ")
+        )))
+        .header("Allow", &allowed.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_segments_and_tails() {
+        let p = matches("/v1/islands/{name}", "/v1/islands/foo").unwrap();
+        assert_eq!(p.get("name"), "foo");
+        assert!(matches("/v1/islands/{name}", "/v1/islands/foo/").is_some());
+        assert!(matches("/v1/islands/{name}", "/v1/islands/").is_none());
+        assert!(matches("/v1/islands/{name}", "/v1/islands/foo/wake").is_none());
+        let p = matches(
+            "/v1/islands/{name}/files/{path...}",
+            "/v1/islands/a/files/workspace//x%2Fy",
+        )
+        .unwrap();
+        assert_eq!((p.get("name"), p.get("path")), ("a", "workspace//x%2Fy"));
+        assert!(matches("/v1/islands/{name}/files/{path...}", "/v1/islands/a/files/").is_none());
+        // An encoded slash in a name decodes into the name, which validation then refuses.
+        assert_eq!(
+            matches("/v1/islands/{name}", "/v1/islands/a%2Fb")
+                .unwrap()
+                .get("name"),
+            "a/b"
+        );
+    }
+
+    #[test]
+    fn every_route_pattern_is_reachable_and_unique() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(
+                    !(a.method == b.method && a.pattern == b.pattern),
+                    "duplicate {} {}",
+                    a.method,
+                    a.pattern
+                );
+            }
+            let sample = a
+                .pattern
+                .replace("{path...}", "workspace/x")
+                .replace("{name}", "n");
+            assert!(matches(a.pattern, &sample).is_some(), "{}", a.pattern);
+        }
+    }
+}

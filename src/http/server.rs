@@ -1,0 +1,377 @@
+//! Listeners and connections. Each listener is one named thread that polls its socket (so
+//! shutdown is noticed within a tick); each accepted connection gets its own thread that owns
+//! the socket outright, reads requests, routes them and writes responses (keep-alive).
+
+use std::io::{self, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::wire::{self, Caller, HeadError, Peer, Response};
+use super::{router, App};
+
+/// A keep-alive connection idle this long is closed.
+const IDLE: Duration = Duration::from_secs(120);
+
+/// An accepted socket of either family.
+pub enum Conn {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Conn {
+    pub fn try_clone(&self) -> io::Result<Conn> {
+        Ok(match self {
+            Conn::Unix(s) => Conn::Unix(s.try_clone()?),
+            Conn::Tcp(s) => Conn::Tcp(s.try_clone()?),
+        })
+    }
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Conn::Unix(s) => s.set_read_timeout(t),
+            Conn::Tcp(s) => s.set_read_timeout(t),
+        }
+    }
+    pub fn raw_fd(&self) -> RawFd {
+        match self {
+            Conn::Unix(s) => s.as_raw_fd(),
+            Conn::Tcp(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Unix(s) => s.read(b),
+            Conn::Tcp(s) => s.read(b),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Unix(s) => s.write(b),
+            Conn::Tcp(s) => s.write(b),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Counts requests being served, for a bounded graceful shutdown.
+#[derive(Default)]
+pub struct InFlight(AtomicUsize);
+
+impl InFlight {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+    /// Wait until no request is in flight or `limit` passes; true when drained.
+    pub fn wait_idle(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.count() > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+}
+
+struct Guard<'a>(&'a InFlight);
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Which TCP peers may connect.
+#[derive(Debug, Clone)]
+pub struct Allow {
+    nets: Vec<(IpAddr, u8)>,
+}
+
+impl Allow {
+    /// Loopback and the tailnet ranges (100.64.0.0/10, fd7a:115c:a1e0::/48), plus `extra`.
+    pub fn new(extra: &[String]) -> Result<Allow, String> {
+        let mut nets = Vec::new();
+        for c in [
+            "127.0.0.0/8",
+            "::1/128",
+            "100.64.0.0/10",
+            "fd7a:115c:a1e0::/48",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(extra.iter().cloned())
+        {
+            nets.push(parse_cidr(&c)?);
+        }
+        Ok(Allow { nets })
+    }
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.nets.iter().any(|(net, bits)| in_net(ip, *net, *bits))
+    }
+}
+
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (ip, bits) = match s.split_once('/') {
+        Some((ip, b)) => (ip, Some(b)),
+        None => (s, None),
+    };
+    let ip: IpAddr = ip
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not an address or CIDR"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let bits = match bits {
+        Some(b) => b
+            .parse::<u8>()
+            .ok()
+            .filter(|b| *b <= max)
+            .ok_or_else(|| format!("bad prefix length in {s:?}"))?,
+        None => max,
+    };
+    Ok((ip, bits))
+}
+
+fn in_net(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// A bound listener.
+pub enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener, Allow),
+}
+
+/// Accept on `listener` until `app.stopping`; each connection on its own thread.
+pub fn serve(listener: Listener, app: Arc<App>, inflight: Arc<InFlight>) {
+    let fd = match &listener {
+        Listener::Unix(l) => l.as_fd().try_clone_to_owned(),
+        Listener::Tcp(l, _) => l.as_fd().try_clone_to_owned(),
+    };
+    let Ok(fd) = fd else { return };
+    while !app.stopping.load(Ordering::SeqCst) {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(200u16)) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                log::error!("listener poll failed: {e}");
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        }
+        let conn = match &listener {
+            Listener::Unix(l) => match l.accept() {
+                Ok((s, _)) => Conn::Unix(s),
+                Err(e) => {
+                    log::debug!("accept: {e}");
+                    continue;
+                }
+            },
+            Listener::Tcp(l, allow) => match l.accept() {
+                Ok((s, addr)) => {
+                    if !allow.permits(addr.ip()) {
+                        log::warn!("refused TCP connection from {addr} (not loopback, tailnet or --allow-cidr)");
+                        drop(s);
+                        continue;
+                    }
+                    let _ = s.set_nodelay(true);
+                    Conn::Tcp(s)
+                }
+                Err(e) => {
+                    log::debug!("accept: {e}");
+                    continue;
+                }
+            },
+        };
+        let (app, inflight) = (app.clone(), inflight.clone());
+        let spawned = thread::Builder::new()
+            .name("http-conn".into())
+            .spawn(move || handle_conn(conn, &app, &inflight));
+        if let Err(e) = spawned {
+            log::error!("cannot start a connection thread: {e}");
+        }
+    }
+}
+
+/// Serve requests on one connection until it closes, errs, or the daemon stops.
+fn handle_conn(conn: Conn, app: &App, inflight: &InFlight) {
+    let Ok(mut writer) = conn.try_clone() else {
+        return;
+    };
+    let _ = conn.set_read_timeout(Some(IDLE));
+    let peer = Peer { fd: conn.raw_fd() };
+    let mut reader = BufReader::with_capacity(16 << 10, conn);
+    loop {
+        let mut req = match wire::read_request(&mut reader, Caller::Operator) {
+            Ok(r) => r,
+            Err(HeadError::Closed) => return,
+            Err(HeadError::Bad(status, msg)) => {
+                let resp = Response::json(status, &crate::api::ErrorBody { error: msg });
+                let _ = wire::write_response(&mut writer, resp, false, false, &peer);
+                return;
+            }
+        };
+        inflight.0.fetch_add(1, Ordering::SeqCst);
+        let guard = Guard(inflight);
+        let started = Instant::now();
+        let http10 = false;
+        let wants_close = req
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+            || http10;
+        let head_only = req.method == "HEAD";
+        let (method, path) = (req.method.clone(), req.path.clone());
+        let resp = router::dispatch(app, &mut req);
+        let status = resp.status;
+        // Leftover body must be read before the next request can be; if it is large, close.
+        let drained = req.drain();
+        drop(req);
+        let keep = drained && !wants_close && !app.stopping.load(Ordering::SeqCst);
+        let wrote = wire::write_response(&mut writer, resp, keep, head_only, &peer);
+        log::debug!("{method} {path} -> {status} in {:?}", started.elapsed());
+        drop(guard);
+        if wrote.is_err() || !keep {
+            return;
+        }
+    }
+}
+
+/// Bind the operator socket: mode 0600; a stale socket file is replaced, a live one is an error.
+pub fn bind_unix(path: &std::path::Path) -> io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} is served by a running dejimad", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    // Bind under a restrictive umask so the socket is never briefly world-connectable.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let l = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let l = l?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+/// `:7273` means every address; otherwise `host:port`.
+pub fn parse_tcp_addr(s: &str) -> Result<SocketAddr, String> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.parse()
+        .map_err(|_| format!("--tcp {s:?} is not host:port or :port"))
+}
+
+/// Wait (polling, bounded) until `fd` is hung up; used by follow streams that may sit idle.
+/// Returns true on hang-up, false when `stop` says to end first.
+pub fn hung_up(fd: RawFd, stop: &dyn Fn() -> bool) -> bool {
+    // SAFETY: the caller keeps the connection (and so the fd) open for the duration.
+    let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    loop {
+        if stop() {
+            return false;
+        }
+        // nix has no POLLRDHUP constant; the kernel's bit is the peer's half-close.
+        let rdhup = PollFlags::from_bits_retain(libc::POLLRDHUP);
+        let mut fds = [PollFd::new(bfd, rdhup)];
+        match poll(&mut fds, PollTimeout::from(250u16)) {
+            Ok(0) => continue,
+            Ok(_) => {
+                let ev = fds[0].revents().unwrap_or(PollFlags::empty());
+                if ev.intersects(
+                    rdhup | PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL,
+                ) {
+                    return true;
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allows_loopback_and_tailnet_only() {
+        let a = Allow::new(&[]).unwrap();
+        for ok in [
+            "127.0.0.1",
+            "::1",
+            "100.64.0.1",
+            "100.127.255.254",
+            "fd7a:115c:a1e0::5",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(a.permits(ok.parse().unwrap()), "{ok}");
+        }
+        for no in [
+            "10.0.0.1",
+            "192.168.1.1",
+            "100.128.0.1",
+            "8.8.8.8",
+            "fd7a:115c:a1e1::1",
+            "::2",
+        ] {
+            assert!(!a.permits(no.parse().unwrap()), "{no}");
+        }
+        let b = Allow::new(&["10.1.0.0/16".into()]).unwrap();
+        assert!(b.permits("10.1.2.3".parse().unwrap()));
+        assert!(!b.permits("10.2.0.1".parse().unwrap()));
+        assert!(Allow::new(&["nope".into()]).is_err());
+        assert!(Allow::new(&["10.0.0.0/33".into()]).is_err());
+    }
+
+    #[test]
+    fn tcp_addrs() {
+        assert_eq!(parse_tcp_addr(":7273").unwrap().port(), 7273);
+        assert!(parse_tcp_addr("127.0.0.1:7273").is_ok());
+        assert!(parse_tcp_addr("[::1]:7273").is_ok());
+        assert!(parse_tcp_addr("nope").is_err());
+    }
+}

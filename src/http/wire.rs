@@ -1,0 +1,546 @@
+//! HTTP/1.1 on the wire: request heads (httparse), bodies (length or chunked, capped),
+//! responses (sized or chunked-streamed). No routing and no domain here.
+
+use std::io::{self, BufRead, Read, Write};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Largest request head we read.
+pub const MAX_HEAD: usize = 32 << 10;
+/// Largest JSON body a route accepts.
+pub const MAX_JSON: u64 = 1 << 20;
+const MAX_HEADERS: usize = 64;
+
+/// Who is calling. Operators reach everything; island tokens come with the events issue.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Caller {
+    Operator,
+}
+
+/// One parsed request. The body is read through `body()` from the connection.
+pub struct Request<'a> {
+    pub method: String,
+    /// The path exactly as sent, still percent-encoded, without the query.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub caller: Caller,
+    body: Body<'a>,
+}
+
+impl<'a> Request<'a> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn query(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `?key=true|1|yes` (anything else, or absent, is false; a junk value is a 400).
+    pub fn query_bool(&self, key: &str) -> Result<bool> {
+        match self.query(key) {
+            None => Ok(false),
+            Some("" | "true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(v) => Err(Error::bad(format!(
+                "query {key}={v:?} must be true or false"
+            ))),
+        }
+    }
+
+    /// The declared body length; None for chunked.
+    pub fn content_length(&self) -> Option<u64> {
+        match &self.body {
+            Body::Sized(l) => Some(l.remaining),
+            Body::Chunked(_) => None,
+        }
+    }
+
+    pub fn body(&mut self) -> &mut (dyn Read + Send) {
+        match &mut self.body {
+            Body::Sized(l) => l,
+            Body::Chunked(c) => c,
+        }
+    }
+
+    /// The whole body, refused past `cap` bytes.
+    pub fn bytes(&mut self, cap: u64) -> Result<Vec<u8>> {
+        if let Some(n) = self.content_length() {
+            if n > cap {
+                return Err(Error::TooLarge(format!(
+                    "body of {n} bytes is over the {cap}-byte limit"
+                )));
+            }
+        }
+        let mut buf = Vec::new();
+        self.body()
+            .take(cap + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::bad(format!("cannot read the request body: {e}")))?;
+        if buf.len() as u64 > cap {
+            return Err(Error::TooLarge(format!(
+                "body is over the {cap}-byte limit"
+            )));
+        }
+        Ok(buf)
+    }
+
+    /// The body as JSON (an empty body reads as `{}` where `T` allows it).
+    pub fn json<T: DeserializeOwned>(&mut self) -> Result<T> {
+        let bytes = self.bytes(MAX_JSON)?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(bytes).map_err(|e| Error::bad(format!("invalid JSON body: {e}")))
+    }
+
+    /// Read what is left of the body so the connection can carry the next request. False when
+    /// too much is left to be worth it (the connection is closed instead).
+    pub fn drain(&mut self) -> bool {
+        let mut sink = [0u8; 8192];
+        let mut total = 0usize;
+        loop {
+            match self.body().read(&mut sink) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    total += n;
+                    if total > 4 << 20 {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// A source of request bytes: the connection's buffered reader.
+pub trait Source: BufRead + Send {}
+impl<T: BufRead + Send> Source for T {}
+
+enum Body<'a> {
+    Sized(Limited<'a>),
+    Chunked(Chunked<'a>),
+}
+
+/// A reader over a connection that stops after `remaining` bytes.
+pub struct Limited<'a> {
+    r: &'a mut dyn Source,
+    remaining: u64,
+}
+
+impl Read for Limited<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let max = buf
+            .len()
+            .min(self.remaining.min(usize::MAX as u64) as usize);
+        let n = self.r.read(&mut buf[..max])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "body ended early",
+            ));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Chunked transfer decoding (RFC 9112 §7.1); trailers are read and dropped.
+pub struct Chunked<'a> {
+    r: &'a mut dyn Source,
+    left: u64,
+    done: bool,
+}
+
+impl Chunked<'_> {
+    fn line(&mut self) -> io::Result<String> {
+        let mut line = Vec::new();
+        (&mut *self.r).take(4096).read_until(b'\n', &mut line)?;
+        if !line.ends_with(b"\n") {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "bad chunk framing",
+            ));
+        }
+        Ok(String::from_utf8_lossy(&line).trim().to_string())
+    }
+}
+
+impl Read for Chunked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            let line = self.line()?;
+            let size = line.split(';').next().unwrap_or("").trim();
+            self.left = u64::from_str_radix(size, 16)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
+            if self.left == 0 {
+                while !self.line()?.is_empty() {}
+                self.done = true;
+                return Ok(0);
+            }
+        }
+        let max = buf.len().min(self.left as usize);
+        let n = self.r.read(&mut buf[..max])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "chunked body ended early",
+            ));
+        }
+        self.left -= n as u64;
+        if self.left == 0 {
+            let mut crlf = [0u8; 2];
+            self.r.read_exact(&mut crlf)?;
+            if &crlf != b"\r\n" {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "bad chunk terminator",
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Why a head could not be read.
+pub enum HeadError {
+    /// The peer closed (or went idle) between requests: not an error.
+    Closed,
+    /// Answer with this status and close.
+    Bad(u16, String),
+}
+
+/// Read and parse one request head from `r`.
+pub fn read_request<'a>(
+    r: &'a mut dyn Source,
+    caller: Caller,
+) -> std::result::Result<Request<'a>, HeadError> {
+    let mut head = Vec::with_capacity(1024);
+    loop {
+        let before = head.len();
+        match (&mut *r)
+            .take((MAX_HEAD + 1 - head.len()) as u64)
+            .read_until(b'\n', &mut head)
+        {
+            Ok(0) if head.is_empty() => return Err(HeadError::Closed),
+            Ok(0) => return Err(HeadError::Closed),
+            Ok(_) => {}
+            Err(_) if head.is_empty() => return Err(HeadError::Closed),
+            Err(e) => return Err(HeadError::Bad(400, format!("cannot read request: {e}"))),
+        }
+        if head.len() > MAX_HEAD {
+            return Err(HeadError::Bad(431, "request head too large".into()));
+        }
+        // Tolerate stray blank lines before a request line (RFC 9112 §2.2).
+        if before == 0 && (head == b"\r\n" || head == b"\n") {
+            head.clear();
+            continue;
+        }
+        if head.ends_with(b"\r\n\r\n") || head.ends_with(b"\n\n") {
+            break;
+        }
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Err(HeadError::Bad(400, "incomplete request head".into()))
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HeadError::Bad(431, "too many headers".into()))
+        }
+        Err(e) => return Err(HeadError::Bad(400, format!("malformed request: {e}"))),
+    }
+    let method = req.method.unwrap_or("").to_string();
+    let target = req.path.unwrap_or("/");
+    let headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let find = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
+    let chunked =
+        find("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
+    let body = if chunked {
+        Body::Chunked(Chunked {
+            r,
+            left: 0,
+            done: false,
+        })
+    } else {
+        let len = match find("content-length") {
+            None => 0,
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| HeadError::Bad(400, format!("bad Content-Length {v:?}")))?,
+        };
+        Body::Sized(Limited { r, remaining: len })
+    };
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, parse_query(q)),
+        None => (target, Vec::new()),
+    };
+    Ok(Request {
+        method,
+        path: path.to_string(),
+        query,
+        headers,
+        caller,
+        body,
+    })
+}
+
+fn parse_query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+/// A streamed body: the closure writes into the (chunked) connection until done or the peer
+/// goes away (a write error).
+pub type StreamFn = Box<dyn FnOnce(&mut dyn Write, &Peer) -> io::Result<()> + Send>;
+
+/// What a streaming handler may know of its connection.
+pub struct Peer {
+    /// The connection's fd, for noticing a hang-up while nothing is being written.
+    pub fd: std::os::fd::RawFd,
+}
+
+pub enum Payload {
+    Empty,
+    Bytes(Vec<u8>),
+    /// Sent chunked.
+    Stream(StreamFn),
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub payload: Payload,
+}
+
+impl Response {
+    pub fn json<T: Serialize>(status: u16, v: &T) -> Response {
+        let mut body = serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec());
+        body.push(b'\n');
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            payload: Payload::Bytes(body),
+        }
+    }
+    pub fn no_content() -> Response {
+        Response {
+            status: 204,
+            headers: Vec::new(),
+            payload: Payload::Empty,
+        }
+    }
+    pub fn stream(content_type: &str, f: StreamFn) -> Response {
+        Response {
+            status: 200,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            payload: Payload::Stream(f),
+        }
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Response {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        422 => "Unprocessable Content",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// Write a response. `keep_alive` decides the Connection header. Errors mean the peer is gone.
+pub fn write_response(
+    w: &mut dyn Write,
+    resp: Response,
+    keep_alive: bool,
+    head_only: bool,
+    peer: &Peer,
+) -> io::Result<()> {
+    let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
+    for (k, v) in &resp.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(if keep_alive {
+        "Connection: keep-alive\r\n"
+    } else {
+        "Connection: close\r\n"
+    });
+    match resp.payload {
+        Payload::Empty => {
+            if resp.status != 204 {
+                head.push_str("Content-Length: 0\r\n");
+            }
+            head.push_str("\r\n");
+            w.write_all(head.as_bytes())?;
+        }
+        Payload::Bytes(b) => {
+            head.push_str(&format!("Content-Length: {}\r\n\r\n", b.len()));
+            w.write_all(head.as_bytes())?;
+            if !head_only {
+                w.write_all(&b)?;
+            }
+        }
+        Payload::Stream(f) => {
+            head.push_str("Transfer-Encoding: chunked\r\nX-Content-Type-Options: nosniff\r\n\r\n");
+            w.write_all(head.as_bytes())?;
+            w.flush()?;
+            let mut cw = ChunkedWriter { inner: w };
+            f(&mut cw, peer)?;
+            cw.inner.write_all(b"0\r\n\r\n")?;
+        }
+    }
+    w.flush()
+}
+
+/// Each write is one chunk, flushed at once (these are live streams).
+struct ChunkedWriter<'a> {
+    inner: &'a mut dyn Write,
+}
+
+impl Write for ChunkedWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.inner
+            .write_all(format!("{:x}\r\n", buf.len()).as_bytes())?;
+        self.inner.write_all(buf)?;
+        self.inner.write_all(b"\r\n")?;
+        self.inner.flush()?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufReader;
+
+    fn src(s: &'static str) -> BufReader<&'static [u8]> {
+        BufReader::new(s.as_bytes())
+    }
+
+    #[test]
+    fn parses_head_query_and_sized_body() {
+        let mut s = src("POST /v1/x?follow=true&a=b%20c HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloNEXT");
+        let mut r = read_request(&mut s, Caller::Operator).ok().unwrap();
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/v1/x"));
+        assert_eq!(r.query("a"), Some("b c"));
+        assert!(r.query_bool("follow").unwrap());
+        assert_eq!(r.bytes(100).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn decodes_chunked_bodies() {
+        let mut s = src("PUT /f HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n");
+        let mut r = read_request(&mut s, Caller::Operator).ok().unwrap();
+        assert_eq!(r.bytes(100).unwrap(), b"abcde");
+    }
+
+    #[test]
+    fn caps_bodies() {
+        let mut s = src("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789");
+        let mut r = read_request(&mut s, Caller::Operator).ok().unwrap();
+        assert!(matches!(r.bytes(5), Err(Error::TooLarge(_))));
+        let mut s = src(
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n0\r\n\r\n",
+        );
+        let mut r = read_request(&mut s, Caller::Operator).ok().unwrap();
+        assert!(matches!(r.bytes(5), Err(Error::TooLarge(_))));
+    }
+
+    #[test]
+    fn refuses_bad_heads() {
+        let mut s = src("GARBAGE\r\n\r\n");
+        assert!(matches!(
+            read_request(&mut s, Caller::Operator),
+            Err(HeadError::Bad(400, _))
+        ));
+        let mut s = src("POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n");
+        assert!(matches!(
+            read_request(&mut s, Caller::Operator),
+            Err(HeadError::Bad(400, _))
+        ));
+        let mut s = src("");
+        assert!(matches!(
+            read_request(&mut s, Caller::Operator),
+            Err(HeadError::Closed)
+        ));
+    }
+
+    #[test]
+    fn bad_json_is_400() {
+        let mut s = src("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n{nope");
+        let mut r = read_request(&mut s, Caller::Operator).ok().unwrap();
+        assert!(matches!(
+            r.json::<serde_json::Value>(),
+            Err(Error::BadRequest(_))
+        ));
+    }
+}

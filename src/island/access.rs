@@ -1,0 +1,260 @@
+//! Lightweight access to a running island: one-shot exec, files in and out, logs, and the
+//! detail view (git, health, disk) that needs the engine.
+
+use std::io::Read;
+use std::time::Duration;
+
+use super::paths;
+use super::Islands;
+use crate::api::{ExecRequest, ExecResult, GitInfo, IslandDisk, IslandHealth, IslandInfo};
+use crate::error::{Error, Result};
+use crate::process::{Input, Stream};
+use crate::runtime::{ExecOpts, WORKSPACE};
+
+/// Longest an exec may be asked to run.
+pub const MAX_EXEC_SECS: u64 = 3600;
+/// Captured stdout/stderr per exec (the rest is cut and `truncated` set).
+pub const EXEC_CAP: usize = 8 << 20;
+
+impl Islands {
+    /// Refuse work that needs the container when it is not running.
+    fn require_running(&self, name: &str) -> Result<()> {
+        let rec = self.record(name)?;
+        let obs = self.observed.container(name);
+        if obs.state != "running" {
+            return Err(Error::Conflict(format!(
+                "island {name:?} is not running (state {}, container {}); wake it first",
+                rec.state, obs.state
+            )));
+        }
+        Ok(())
+    }
+
+    /// POST /v1/islands/{name}/exec
+    pub fn exec(&self, name: &str, req: ExecRequest) -> Result<ExecResult> {
+        if req.cmd.is_empty() || req.cmd[0].is_empty() {
+            return Err(Error::bad("cmd must be a non-empty array of strings"));
+        }
+        if req.cmd.iter().any(|a| a.contains('\0')) {
+            return Err(Error::bad("cmd arguments must not contain NUL bytes"));
+        }
+        let timeout = req.timeout_secs.unwrap_or(60);
+        if timeout == 0 || timeout > MAX_EXEC_SECS {
+            return Err(Error::bad(format!(
+                "timeout_secs must be 1..={MAX_EXEC_SECS}"
+            )));
+        }
+        let user = match req.user.as_deref() {
+            None | Some("") | Some("agent") => "agent",
+            Some("root") => "root",
+            Some(u) => return Err(Error::bad(format!("user {u:?} must be agent or root"))),
+        };
+        let workdir = req.workdir.clone().unwrap_or_else(|| WORKSPACE.to_string());
+        if !workdir.starts_with('/') || workdir.contains('\0') {
+            return Err(Error::bad("workdir must be an absolute path"));
+        }
+        for k in req.env.keys() {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return Err(Error::bad(format!("env name {k:?} is invalid")));
+            }
+        }
+        self.require_running(name)?;
+        // The in-container `timeout` ends the command itself: killing the docker CLI alone
+        // would leave it running in the island.
+        let secs = timeout.to_string();
+        let mut argv: Vec<&str> = vec!["timeout", "-k", "5", &secs];
+        argv.extend(req.cmd.iter().map(String::as_str));
+        let opts = ExecOpts {
+            user: user.into(),
+            workdir,
+            env: req.env.clone().into_iter().collect(),
+            timeout: Duration::from_secs(timeout + 15),
+            cap: EXEC_CAP,
+            ..ExecOpts::agent(&argv)
+        };
+        let input = match &req.stdin {
+            Some(s) => Input::Bytes(s.as_bytes()),
+            None => Input::None,
+        };
+        let started = std::time::Instant::now();
+        let out = self.engine.exec(name, &opts, input)?;
+        let expired = started.elapsed() >= Duration::from_secs(timeout);
+        self.touch(name);
+        Ok(ExecResult {
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            exit_code: if out.timed_out {
+                124
+            } else {
+                out.status.map(i64::from).unwrap_or(-1)
+            },
+            timed_out: out.timed_out || (expired && matches!(out.status, Some(124) | Some(137))),
+            truncated: out.truncated,
+        })
+    }
+
+    /// GET /v1/islands/{name}/files/{path}: checks the file, then hands back a stream of its
+    /// bytes and its size.
+    pub fn read_file(&self, name: &str, raw_path: &str) -> Result<(Stream, u64)> {
+        let path = paths::resolve(raw_path)?;
+        self.require_running(name)?;
+        let probe = ExecOpts::agent(&["sh", "-c", &paths::stat_script(), "sh", &path]);
+        let out = self.engine.exec(name, &probe, Input::None)?;
+        file_status(out.status, &path, &out.stderr_str())?;
+        let size: u64 = out.stdout_str().trim().parse().unwrap_or(0);
+        let read = ExecOpts::agent(&["sh", "-c", &paths::read_script(), "sh", &path]);
+        let stream = self.engine.exec_stream(name, &read)?;
+        self.touch(name);
+        Ok((stream, size))
+    }
+
+    /// PUT /v1/islands/{name}/files/{path}: the body is streamed into the container.
+    /// The file is replaced only when exactly `len` bytes arrived.
+    pub fn write_file(
+        &self,
+        name: &str,
+        raw_path: &str,
+        body: &mut (dyn Read + Send),
+        len: u64,
+    ) -> Result<()> {
+        let path = paths::resolve(raw_path)?;
+        self.require_running(name)?;
+        let len = len.to_string();
+        let opts = ExecOpts {
+            timeout: Duration::from_secs(600),
+            ..ExecOpts::agent(&["sh", "-c", &paths::write_script(), "sh", &path, &len])
+        };
+        let out = self.engine.exec(name, &opts, Input::Reader(body))?;
+        file_status(out.status, &path, &out.stderr_str())?;
+        self.touch(name);
+        Ok(())
+    }
+
+    /// GET /v1/islands/{name}/logs: the container's stdout and stderr.
+    pub fn logs(&self, name: &str, follow: bool, tail: &str) -> Result<Stream> {
+        self.record(name)?;
+        if tail != "all" && tail.parse::<u64>().is_err() {
+            return Err(Error::bad("tail must be a number of lines or \"all\""));
+        }
+        if self.observed.container(name).state == "missing" {
+            return Err(Error::Conflict(format!(
+                "island {name:?} has no container; wake it first"
+            )));
+        }
+        Ok(self.engine.logs(name, follow, tail)?)
+    }
+
+    /// GET /v1/islands/{name}: the list view plus git, health, disk and resources. The engine
+    /// calls run side by side.
+    pub fn detail(&self, name: &str) -> Result<IslandInfo> {
+        let rec = self.record(name)?;
+        let mut info = self.info(&rec);
+        info.resources = Some(rec.resources.clone());
+        let running = info.container == "running";
+        let (git, inspect, disk) = std::thread::scope(|s| {
+            let g = s.spawn(|| running.then(|| self.git_info(name)).flatten());
+            let d = s.spawn(|| running.then(|| self.disk_usage(name)).flatten());
+            let i = self.engine.inspect(name).ok();
+            (g.join().ok().flatten(), i, d.join().ok().flatten())
+        });
+        info.git = git;
+        info.disk = disk;
+        info.health = Some(match inspect {
+            Some(i) => IslandHealth {
+                oom_killed: i.oom_killed,
+                restart_count: i.restart_count,
+                exit_code: i.exit_code,
+            },
+            None => {
+                let o = self.observed.container(name);
+                IslandHealth {
+                    oom_killed: o.oom_killed,
+                    restart_count: 0,
+                    exit_code: o.exit_code,
+                }
+            }
+        });
+        Ok(info)
+    }
+
+    fn git_info(&self, name: &str) -> Option<GitInfo> {
+        let script = "cd /workspace && git rev-parse --is-inside-work-tree >/dev/null 2>&1 || exit 3\n\
+            b=$(git symbolic-ref --short -q HEAD || git rev-parse --short HEAD 2>/dev/null || echo HEAD)\n\
+            d=$(git status --porcelain 2>/dev/null | wc -l)\n\
+            ab=$(git rev-list --left-right --count '@{upstream}...HEAD' 2>/dev/null || echo '0 0')\n\
+            echo \"$b|$d|$ab\"";
+        let out = self
+            .engine
+            .exec(name, &ExecOpts::agent(&["sh", "-c", script]), Input::None)
+            .ok()?;
+        if !out.ok() {
+            return None;
+        }
+        parse_git_line(&out.stdout_str())
+    }
+
+    fn disk_usage(&self, name: &str) -> Option<IslandDisk> {
+        let opts = ExecOpts::root(&["du", "-sxb", "/workspace", "/home/agent"]);
+        let out = self.engine.exec(name, &opts, Input::None).ok()?;
+        let s = out.stdout_str();
+        let mut sizes = s
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok());
+        Some(IslandDisk {
+            workspace_bytes: sizes.next()?,
+            home_bytes: sizes.next()?,
+        })
+    }
+}
+
+/// `branch|dirty|behind ahead` → GitInfo.
+fn parse_git_line(s: &str) -> Option<GitInfo> {
+    let mut f = s.trim().split('|');
+    let branch = f.next()?.to_string();
+    let dirty: i64 = f.next()?.trim().parse().ok()?;
+    let mut ab = f.next()?.split_whitespace();
+    let behind: i64 = ab.next()?.parse().ok()?;
+    let ahead: i64 = ab.next()?.parse().ok()?;
+    Some(GitInfo {
+        branch,
+        clean: dirty == 0,
+        ahead,
+        behind,
+        dirty_files: dirty,
+    })
+}
+
+/// The in-container file helper's exit code → our error.
+fn file_status(code: Option<i32>, path: &str, stderr: &str) -> Result<()> {
+    match code {
+        Some(0) => Ok(()),
+        Some(3) => Err(Error::Conflict(format!("{path} is not a regular file"))),
+        Some(4) => Err(Error::NotFound(format!("file {path} not found"))),
+        Some(5) => Err(Error::Forbidden(format!(
+            "{path} resolves outside the workspace and agent home"
+        ))),
+        Some(6) => Err(Error::Conflict(format!("cannot write {path}: {stderr}"))),
+        Some(7) => Err(Error::bad(format!(
+            "the body for {path} ended before its Content-Length; nothing written"
+        ))),
+        other => Err(Error::Internal(format!(
+            "file helper for {path} exited {other:?}: {stderr}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_git_lines() {
+        let g = parse_git_line("main|2|1 3\n").unwrap();
+        assert_eq!(
+            (g.branch.as_str(), g.clean, g.dirty_files, g.behind, g.ahead),
+            ("main", false, 2, 1, 3)
+        );
+        assert!(parse_git_line("main|0|0 0").unwrap().clean);
+        assert!(parse_git_line("garbage").is_none());
+    }
+}

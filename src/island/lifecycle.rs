@@ -1,0 +1,720 @@
+//! Create, hibernate, wake, reset, upgrade, clone, purge, resources, and adoption on start.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use super::names::{self, Source};
+use super::{Islands, Record};
+use crate::api::{
+    CreateIsland, IslandInfo, PutResources, Resources, ResourcesResult, WorkspaceReady,
+};
+use crate::error::{Error, Result};
+use crate::image;
+use crate::process::Input;
+use crate::runtime::{self, ContainerSpec, EngineError, ExecOpts, AGENT_USER, WORKSPACE};
+use crate::util;
+
+/// Agent types an island can be created with.
+pub const AGENT_TYPES: [&str; 4] = ["claude-code", "codex", "custom", "headless"];
+/// How long a repo clone may take.
+const CLONE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Grace period for `docker stop`.
+const STOP_GRACE: u32 = 10;
+/// `oom_priority` range; the kernel's oom_score_adj is priority * 100.
+const OOM_RANGE: std::ops::RangeInclusive<i64> = -10..=10;
+/// Islands are more expendable than the host's own processes unless told otherwise.
+const DEFAULT_OOM_PRIORITY: i64 = 5;
+
+fn parse_memory(m: &str) -> Result<u64> {
+    match util::parse_size(m) {
+        Some(b) if b >= 6 << 20 => Ok(b),
+        Some(_) => Err(Error::bad(format!(
+            "memory {m:?} is below the engine's 6 MiB minimum"
+        ))),
+        None => Err(Error::bad(format!(
+            "memory {m:?} is not a size like 512m or 4G"
+        ))),
+    }
+}
+
+fn validate_resources(r: &Resources) -> Result<()> {
+    if !r.memory.is_empty() {
+        parse_memory(&r.memory)?;
+    }
+    if !r.cpus.is_empty() {
+        match r.cpus.parse::<f64>() {
+            Ok(c) if c > 0.0 && c.is_finite() => {}
+            _ => {
+                return Err(Error::bad(format!(
+                    "cpus {:?} is not a positive number",
+                    r.cpus
+                )))
+            }
+        }
+    }
+    if !r.disk.is_empty() && util::parse_size(&r.disk).is_none() {
+        return Err(Error::bad(format!(
+            "disk {:?} is not a size like 20G",
+            r.disk
+        )));
+    }
+    if let Some(p) = r.oom_priority {
+        if !OOM_RANGE.contains(&p) {
+            return Err(Error::bad(format!("oom_priority {p} is outside -10..=10")));
+        }
+    }
+    Ok(())
+}
+
+fn spec(rec: &Record) -> ContainerSpec {
+    ContainerSpec {
+        island: rec.name.clone(),
+        image: rec.image.clone(),
+        memory: (!rec.resources.memory.is_empty())
+            .then(|| util::parse_size(&rec.resources.memory))
+            .flatten(),
+        cpus: rec.resources.cpus.clone(),
+        disk: rec.resources.disk.clone(),
+        oom_score_adj: Some(rec.resources.oom_priority.unwrap_or(DEFAULT_OOM_PRIORITY) * 100),
+    }
+}
+
+/// Map a refused `docker run` to what the caller can act on.
+fn run_error(e: EngineError, rec: &Record) -> Error {
+    match e {
+        EngineError::Failed(m) if m.contains("storage-opt") || m.contains("storage opt") => {
+            Error::Unprocessable(format!(
+                "the engine cannot honour disk {:?}: {m}",
+                rec.resources.disk
+            ))
+        }
+        EngineError::Failed(m)
+            if m.contains("Minimum memory") || m.contains("memory") && m.contains("limit") =>
+        {
+            Error::Unprocessable(format!("the engine refused the memory limit: {m}"))
+        }
+        EngineError::Failed(m)
+            if m.contains("cpus") || m.contains("NanoCPUs") || m.contains("CPUs") =>
+        {
+            Error::Unprocessable(format!(
+                "the engine refused cpus {:?}: {m}",
+                rec.resources.cpus
+            ))
+        }
+        EngineError::NotFound(m) | EngineError::Failed(m)
+            if m.contains("No such image")
+                || m.contains("pull access denied")
+                || m.contains("Unable to find image") =>
+        {
+            Error::Unprocessable(format!("image {:?} is not available: {m}", rec.image))
+        }
+        e => e.into(),
+    }
+}
+
+impl Islands {
+    /// POST /v1/islands
+    pub fn create(self: &Arc<Self>, req: CreateIsland) -> Result<IslandInfo> {
+        let source = if req.no_repo {
+            if req.name.is_empty() {
+                return Err(Error::bad("no_repo needs a name"));
+            }
+            if !req.repo.is_empty() {
+                return Err(Error::bad("no_repo and repo are exclusive"));
+            }
+            None
+        } else {
+            Some(names::classify_repo(&req.repo)?)
+        };
+        let name = if req.name.is_empty() {
+            names::derive(&req.repo).ok_or_else(|| {
+                Error::bad(format!(
+                    "cannot derive an island name from repo {:?}; pass a name",
+                    req.repo
+                ))
+            })?
+        } else {
+            req.name.clone()
+        };
+        names::validate(&name)?;
+        let agent = if req.agent.is_empty() {
+            "claude-code".to_string()
+        } else {
+            req.agent.clone()
+        };
+        if !AGENT_TYPES.contains(&agent.as_str()) {
+            return Err(Error::bad(format!(
+                "agent {agent:?} must be one of {}",
+                AGENT_TYPES.join(", ")
+            )));
+        }
+        if agent == "headless" && req.cmd.trim().is_empty() {
+            return Err(Error::bad("a headless agent needs cmd"));
+        }
+        let resources = req.resources.clone().unwrap_or_default();
+        validate_resources(&resources)?;
+        for (k, v) in &req.tags {
+            if k.is_empty() || k.len() > 128 || v.len() > 1024 {
+                return Err(Error::bad(
+                    "tags: keys must be 1-128 bytes, values at most 1024",
+                ));
+            }
+        }
+        let image = if req.image.is_empty() {
+            self.config.default_image.clone()
+        } else {
+            req.image.clone()
+        };
+        if image.starts_with('-') || image.chars().any(char::is_whitespace) {
+            return Err(Error::bad(format!("invalid image reference {image:?}")));
+        }
+        let now = util::now_rfc3339();
+        let rec = Record {
+            name: name.clone(),
+            repo: req.repo.clone(),
+            agent,
+            cmd: req.cmd.clone(),
+            image,
+            state: "running".into(),
+            created_at: now.clone(),
+            last_used_at: now,
+            title: req.title.clone(),
+            role: req.role.clone(),
+            owner: req.owner.clone(),
+            tags: req.tags.clone(),
+            github_identity: req.github_identity.clone(),
+            resources,
+            no_repo: req.no_repo,
+            provisioned: false,
+            workspace: WorkspaceReady::default(),
+            cloned_from: String::new(),
+        };
+        let busy = self.reserve(rec.clone(), "creating")?;
+        if let Err(e) = self.provision(&rec) {
+            log::warn!("create {name}: {e}; rolling back");
+            self.teardown(&name);
+            drop(busy);
+            let _ = self.forget(&name);
+            return Err(e);
+        }
+        let rec = self.update(&name, |r| r.provisioned = true)?;
+        log::info!("island {name} created");
+        match source {
+            Some(Source::Url(url)) => {
+                // The clone runs on; the island stays busy until it ends.
+                let name2 = name.clone();
+                let islands = Arc::clone(self);
+                std::mem::forget(busy);
+                thread::Builder::new()
+                    .name(format!("clone-{name}"))
+                    .spawn(move || {
+                        islands.populate_from_url(&name2, &url);
+                        if let Some(slot) = islands.inner.lock().unwrap().get_mut(&name2) {
+                            slot.busy = None;
+                        }
+                    })
+                    .map_err(|e| Error::Internal(format!("cannot start clone thread: {e}")))?;
+            }
+            Some(Source::Path(p)) => {
+                let r = self.populate_from_path(&name, &p);
+                drop(busy);
+                r?;
+            }
+            None => {
+                let r = self.populate_empty(&name);
+                drop(busy);
+                r?;
+            }
+        }
+        let _ = rec;
+        self.get(&name)
+    }
+
+    /// Create the engine objects for a record; every step tolerates its object existing.
+    fn provision(&self, rec: &Record) -> Result<()> {
+        let e = &self.engine;
+        let n = rec.name.as_str();
+        // The three are independent; creating them side by side saves two round trips.
+        let (net, ws, home) = thread::scope(|s| {
+            let a = s.spawn(|| e.create_network(n));
+            let b = s.spawn(|| e.create_volume(n, &runtime::workspace_volume(n)));
+            let c = s.spawn(|| e.create_volume(n, &runtime::home_volume(n)));
+            (a.join(), b.join(), c.join())
+        });
+        for r in [net, ws, home] {
+            r.map_err(|_| Error::Internal("engine call panicked".into()))??;
+        }
+        if !rec.cloned_from.is_empty() {
+            self.copy_volumes(&rec.cloned_from, n, &rec.image)?;
+        }
+        self.start_or_run(rec)
+    }
+
+    /// Start the container, recreating it against the volumes if it is gone.
+    fn start_or_run(&self, rec: &Record) -> Result<()> {
+        let n = rec.name.as_str();
+        let obs = self.observed.container(n);
+        if obs.state == "running" && self.observed.synced() {
+            return Ok(());
+        }
+        let known_missing = self.observed.synced() && obs.state == "missing";
+        if !known_missing {
+            match self.engine.start(n) {
+                Ok(()) => {
+                    self.observed.set_state(n, "running");
+                    return Ok(());
+                }
+                Err(EngineError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match self.engine.run_container(&spec(rec)) {
+            Ok(()) => {}
+            Err(EngineError::Failed(m)) if m.contains("is already in use") => {
+                self.engine.start(n)?;
+            }
+            Err(EngineError::NotFound(m)) if m.contains("network") => {
+                // Someone removed the network behind our back: make it again.
+                self.engine.create_network(n)?;
+                self.engine
+                    .run_container(&spec(rec))
+                    .map_err(|e| run_error(e, rec))?;
+            }
+            Err(e) => return Err(run_error(e, rec)),
+        }
+        self.observed.set_state(n, "running");
+        Ok(())
+    }
+
+    /// Remove every engine object of an island (best effort; used for rollback and purge).
+    fn teardown(&self, name: &str) -> Vec<String> {
+        let e = &self.engine;
+        let mut errors = Vec::new();
+        if let Err(err) = e.remove_container(name) {
+            errors.push(err.to_string());
+        }
+        for v in [runtime::workspace_volume(name), runtime::home_volume(name)] {
+            if let Err(err) = e.remove_volume(&v) {
+                errors.push(err.to_string());
+            }
+        }
+        if let Err(err) = e.remove_network(name) {
+            errors.push(err.to_string());
+        }
+        self.observed.set_state(name, "missing");
+        errors
+    }
+
+    fn populate_empty(&self, name: &str) -> Result<()> {
+        let out = self.engine.exec(
+            name,
+            &ExecOpts::agent(&["git", "init", "-q", WORKSPACE]),
+            Input::None,
+        )?;
+        if !out.ok() {
+            return Err(Error::Internal(format!(
+                "git init failed: {}",
+                out.stderr_str()
+            )));
+        }
+        self.update(name, |r| {
+            r.workspace = WorkspaceReady {
+                ready: true,
+                ..Default::default()
+            }
+        })?;
+        Ok(())
+    }
+
+    fn populate_from_path(&self, name: &str, path: &std::path::Path) -> Result<()> {
+        self.engine.copy_in(name, path, WORKSPACE)?;
+        let chown = ExecOpts::root(&[
+            "chown",
+            "-R",
+            &format!("{AGENT_USER}:{AGENT_USER}"),
+            WORKSPACE,
+        ]);
+        let out = self.engine.exec(
+            name,
+            &ExecOpts {
+                timeout: Duration::from_secs(600),
+                ..chown
+            },
+            Input::None,
+        )?;
+        if !out.ok() {
+            return Err(Error::Internal(format!(
+                "chown of the workspace failed: {}",
+                out.stderr_str()
+            )));
+        }
+        self.update(name, |r| {
+            r.workspace = WorkspaceReady {
+                ready: true,
+                ..Default::default()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Clone `url` into the island's workspace; the outcome is recorded, not returned.
+    fn populate_from_url(&self, name: &str, url: &str) {
+        let script = "set -e\ncd /workspace\n\
+            if [ -n \"$(ls -A)\" ]; then find . -mindepth 1 -maxdepth 1 -exec rm -rf {} +; fi\n\
+            exec git clone --quiet -- \"$1\" /workspace";
+        let opts = ExecOpts {
+            env: vec![
+                ("GIT_TERMINAL_PROMPT".into(), "0".into()),
+                (
+                    "GIT_SSH_COMMAND".into(),
+                    "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o ConnectTimeout=20"
+                        .into(),
+                ),
+            ],
+            timeout: CLONE_TIMEOUT,
+            ..ExecOpts::agent(&["sh", "-c", script, "sh", url])
+        };
+        let status = match self.engine.exec(name, &opts, Input::None) {
+            Ok(out) if out.ok() => WorkspaceReady {
+                ready: true,
+                ..Default::default()
+            },
+            Ok(out) if out.timed_out => WorkspaceReady {
+                ready: false,
+                clone_failed: true,
+                clone_reason: format!("git clone timed out after {}s", CLONE_TIMEOUT.as_secs()),
+            },
+            Ok(out) => {
+                let err = out.stderr_str();
+                let tail: Vec<&str> = err.lines().rev().take(4).collect();
+                let reason = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+                WorkspaceReady {
+                    ready: false,
+                    clone_failed: true,
+                    clone_reason: if reason.is_empty() {
+                        format!("git clone exited {:?}", out.status)
+                    } else {
+                        reason
+                    },
+                }
+            }
+            Err(e) => WorkspaceReady {
+                ready: false,
+                clone_failed: true,
+                clone_reason: e.to_string(),
+            },
+        };
+        if status.clone_failed {
+            log::warn!("island {name}: clone failed: {}", status.clone_reason);
+        }
+        if let Err(e) = self.update(name, |r| r.workspace = status) {
+            log::warn!("{e}");
+        }
+    }
+
+    /// POST /v1/islands/{name}/hibernate
+    pub fn hibernate(&self, name: &str) -> Result<IslandInfo> {
+        let _busy = self.begin(name, "hibernating")?;
+        self.update(name, |r| {
+            r.state = "hibernated".into();
+            r.last_used_at = util::now_rfc3339();
+        })?;
+        self.engine.stop(name, STOP_GRACE)?;
+        if self.observed.container(name).state == "running" {
+            self.observed.set_state(name, "exited");
+        }
+        self.get(name)
+    }
+
+    /// POST /v1/islands/{name}/wake
+    pub fn wake(&self, name: &str) -> Result<IslandInfo> {
+        let _busy = self.begin(name, "waking")?;
+        let rec = self.update(name, |r| {
+            r.state = "running".into();
+            r.last_used_at = util::now_rfc3339();
+        })?;
+        if !rec.provisioned {
+            self.provision(&rec)?;
+            self.update(name, |r| r.provisioned = true)?;
+        } else {
+            self.start_or_run(&rec)?;
+        }
+        self.get(name)
+    }
+
+    /// POST /v1/islands/{name}/reset: a new empty home volume, the workspace untouched.
+    pub fn reset(&self, name: &str) -> Result<IslandInfo> {
+        let _busy = self.begin(name, "resetting")?;
+        let rec = self.update(name, |r| {
+            r.state = "running".into();
+            r.last_used_at = util::now_rfc3339();
+        })?;
+        self.engine.remove_container(name)?;
+        self.observed.set_state(name, "missing");
+        let home = runtime::home_volume(name);
+        self.engine.remove_volume(&home)?;
+        self.engine.create_volume(name, &home)?;
+        self.engine.create_network(name)?;
+        self.engine
+            .run_container(&spec(&rec))
+            .map_err(|e| run_error(e, &rec))?;
+        self.observed.set_state(name, "running");
+        self.get(name)
+    }
+
+    /// POST /v1/islands/{name}/upgrade: recreate on the current image, volumes kept.
+    pub fn upgrade(&self, name: &str) -> Result<IslandInfo> {
+        let _busy = self.begin(name, "upgrading")?;
+        let rec = self.record(name)?;
+        image::ensure(&self.engine, &self.work_dir(), &rec.image)?;
+        self.forget_image_cache();
+        self.engine.remove_container(name)?;
+        self.observed.set_state(name, "missing");
+        if rec.state == "running" {
+            self.engine.create_network(name)?;
+            self.engine
+                .run_container(&spec(&rec))
+                .map_err(|e| run_error(e, &rec))?;
+            self.observed.set_state(name, "running");
+        }
+        self.update(name, |r| r.last_used_at = util::now_rfc3339())?;
+        self.get(name)
+    }
+
+    /// Copy both volumes of `from` into `to`'s, pausing `from` so the copy is consistent.
+    fn copy_volumes(&self, from: &str, to: &str, image: &str) -> Result<()> {
+        let paused =
+            self.observed.container(from).state == "running" && self.engine.pause(from).is_ok();
+        let result = (|| -> Result<()> {
+            self.engine.copy_volume(
+                to,
+                &runtime::workspace_volume(from),
+                &runtime::workspace_volume(to),
+                image,
+            )?;
+            self.engine.copy_volume(
+                to,
+                &runtime::home_volume(from),
+                &runtime::home_volume(to),
+                image,
+            )?;
+            Ok(())
+        })();
+        if paused {
+            if let Err(e) = self.engine.unpause(from) {
+                log::error!("cannot unpause {from} after copying its volumes: {e}");
+            }
+        }
+        result
+    }
+
+    /// POST /v1/islands/{name}/clone
+    pub fn clone_island(&self, from: &str, to: &str) -> Result<IslandInfo> {
+        if to.is_empty() {
+            return Err(Error::bad(
+                "the new island's name is required (name or new_name)",
+            ));
+        }
+        names::validate(to)?;
+        let _src = self.begin(from, "being cloned")?;
+        let src = self.record(from)?;
+        let now = util::now_rfc3339();
+        let rec = Record {
+            name: to.to_string(),
+            state: "running".into(),
+            created_at: now.clone(),
+            last_used_at: now,
+            title: String::new(),
+            provisioned: false,
+            cloned_from: from.to_string(),
+            ..src
+        };
+        let busy = self.reserve(rec.clone(), "creating")?;
+        if let Err(e) = self.provision(&rec) {
+            log::warn!("clone {from} -> {to}: {e}; rolling back");
+            self.teardown(to);
+            drop(busy);
+            let _ = self.forget(to);
+            return Err(e);
+        }
+        self.update(to, |r| {
+            r.provisioned = true;
+            r.cloned_from.clear();
+        })?;
+        drop(busy);
+        self.get(to)
+    }
+
+    /// What would be lost by purging: None when nothing, else the reason.
+    fn unsaved_work(&self, rec: &Record) -> Result<Option<String>> {
+        let script = "cd /workspace 2>/dev/null || { echo none; exit 0; }\n\
+            if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then\n\
+              echo \"nogit $(find . -mindepth 1 -maxdepth 1 | wc -l)\"; exit 0; fi\n\
+            d=$(git status --porcelain 2>/dev/null | wc -l)\n\
+            u=$(git log --branches --not --remotes --oneline 2>/dev/null | wc -l)\n\
+            echo \"git $d $u\"";
+        let out = if self.observed.container(&rec.name).state == "running" {
+            self.engine.exec(
+                &rec.name,
+                &ExecOpts::agent(&["sh", "-c", script]),
+                Input::None,
+            )?
+        } else {
+            self.engine.run_on_volumes(&rec.name, &rec.image, script)?
+        };
+        let s = out.stdout_str();
+        let f: Vec<&str> = s.split_whitespace().collect();
+        Ok(match f.as_slice() {
+            ["none"] => None,
+            ["nogit", "0"] => None,
+            ["nogit", n] => Some(format!(
+                "the workspace is not a git repository and holds {n} entries"
+            )),
+            ["git", "0", "0"] => None,
+            ["git", d, u] => {
+                let mut why = Vec::new();
+                if *d != "0" {
+                    why.push(format!("{d} uncommitted change(s)"));
+                }
+                if *u != "0" {
+                    why.push(format!("{u} commit(s) not pushed to any remote"));
+                }
+                Some(format!("the workspace has {}", why.join(" and ")))
+            }
+            _ => Some(format!(
+                "could not verify the workspace is saved ({})",
+                out.stderr_str()
+            )),
+        })
+    }
+
+    /// DELETE /v1/islands/{name}
+    pub fn purge(&self, name: &str, force: bool) -> Result<()> {
+        let _busy = self.begin(name, "purging")?;
+        let rec = self.record(name)?;
+        if !force && rec.provisioned {
+            if let Some(why) = self.unsaved_work(&rec)? {
+                return Err(Error::Conflict(format!(
+                    "refusing to purge {name:?}: {why}; push or commit it, or purge with force=true"
+                )));
+            }
+        }
+        let errors = self.teardown(name);
+        if let Some(e) = errors.iter().find(|e| e.contains("unreachable")) {
+            return Err(Error::Unavailable(e.clone()));
+        }
+        if !errors.is_empty() {
+            log::warn!("purge {name}: {}", errors.join("; "));
+        }
+        self.forget(name)?;
+        log::info!("island {name} purged");
+        Ok(())
+    }
+
+    /// PATCH /v1/islands/{name}
+    pub fn set_title(&self, name: &str, title: &str) -> Result<IslandInfo> {
+        if title.len() > 256 || title.chars().any(char::is_control) {
+            return Err(Error::bad(
+                "title must be at most 256 bytes with no control characters",
+            ));
+        }
+        let rec = self.update(name, |r| r.title = title.to_string())?;
+        Ok(self.info(&rec))
+    }
+
+    /// PUT /v1/islands/{name}/resources
+    pub fn set_resources(&self, name: &str, req: PutResources) -> Result<ResourcesResult> {
+        let probe = Resources {
+            memory: req.memory.clone().unwrap_or_default(),
+            oom_priority: req.oom_priority,
+            ..Resources::default()
+        };
+        validate_resources(&probe)?;
+        let _busy = self.begin(name, "updating resources")?;
+        let rec = self.record(name)?;
+        if let Some(m) = &req.memory {
+            let bytes = parse_memory(m)?;
+            match self.engine.update_memory(name, bytes) {
+                Ok(()) | Err(EngineError::NotFound(_)) => {}
+                Err(EngineError::Failed(e)) => {
+                    return Err(Error::Unprocessable(format!(
+                        "the engine refused memory {m:?}: {e}"
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let restart_required =
+            req.oom_priority.is_some() && req.oom_priority != rec.resources.oom_priority;
+        let rec = self.update(name, |r| {
+            if let Some(m) = req.memory {
+                r.resources.memory = m;
+            }
+            if let Some(p) = req.oom_priority {
+                r.resources.oom_priority = Some(p);
+            }
+        })?;
+        Ok(ResourcesResult {
+            resources: rec.resources,
+            restart_required,
+        })
+    }
+
+    /// Bring every island to its desired state (daemon start). Runs on its own thread.
+    pub fn adopt_all(&self) {
+        for name in self.names() {
+            let Ok(busy) = self.begin(&name, "adopting") else {
+                continue;
+            };
+            let r = self.adopt(&name);
+            drop(busy);
+            if let Err(e) = r {
+                log::error!("adopt {name}: {e}");
+            }
+        }
+        log::info!("adoption finished");
+    }
+
+    fn adopt(&self, name: &str) -> Result<()> {
+        let rec = self.record(name)?;
+        if !rec.provisioned {
+            log::info!("island {name}: finishing an interrupted create");
+            self.provision(&rec)?;
+            let rec = self.update(name, |r| {
+                r.provisioned = true;
+                r.cloned_from.clear();
+            })?;
+            if rec.state == "hibernated" {
+                self.engine.stop(name, STOP_GRACE)?;
+            }
+        } else if rec.state == "running" {
+            let was = self.engine.inspect(name).map(|i| i.status);
+            if !matches!(was.as_deref(), Ok("running")) {
+                log::info!("island {name}: starting (was {was:?})");
+                self.start_or_run(&rec)?;
+            }
+        } else if self.observed.container(name).state == "running" {
+            log::info!("island {name}: hibernated but running; stopping");
+            self.engine.stop(name, STOP_GRACE)?;
+        }
+        let rec = self.record(name)?;
+        if !rec.workspace.ready && !rec.workspace.clone_failed && rec.state == "running" {
+            match names::classify_repo(&rec.repo) {
+                _ if rec.no_repo => self.populate_empty(name)?,
+                Ok(Source::Url(url)) => self.populate_from_url(name, &url),
+                Ok(Source::Path(p)) => self.populate_from_path(name, &p)?,
+                Err(e) => {
+                    self.update(name, |r| {
+                        r.workspace = WorkspaceReady {
+                            ready: false,
+                            clone_failed: true,
+                            clone_reason: e.to_string(),
+                        }
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,401 @@
+//! Islands: the records we keep, the registry that holds them, and the operations on them.
+//! No HTTP here. Lock rule: `inner` is held only to read or change records in memory, never
+//! across an engine call, a file write or a socket write. An island's lifecycle operations are
+//! serialised by its `busy` mark (a second one gets 409), not by a lock.
+
+pub mod access;
+pub mod lifecycle;
+pub mod names;
+pub mod paths;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{IslandInfo, IslandStats, Overview, Resources, WorkspaceReady};
+use crate::error::{Error, Result};
+use crate::runtime::{Engine, Observed};
+use crate::store::{self, Home};
+use crate::util;
+
+/// What we persist per island (`$DEJIMA_HOME/islands/<name>/island.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Record {
+    pub name: String,
+    pub repo: String,
+    pub agent: String,
+    #[serde(default)]
+    pub cmd: String,
+    pub image: String,
+    /// Desired state: running or hibernated.
+    pub state: String,
+    pub created_at: String,
+    pub last_used_at: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub github_identity: String,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub no_repo: bool,
+    /// Engine objects were all created at least once. False after a crash mid-create.
+    #[serde(default)]
+    pub provisioned: bool,
+    #[serde(default)]
+    pub workspace: WorkspaceReady,
+    /// Set on a clone: the source island whose volumes are copied in (until provisioned).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cloned_from: String,
+}
+
+struct Slot {
+    rec: Record,
+    /// The lifecycle operation under way, if any.
+    busy: Option<&'static str>,
+}
+
+/// Daemon-wide settings the islands need.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub default_image: String,
+}
+
+pub struct Islands {
+    pub home: Home,
+    pub engine: Engine,
+    pub observed: Arc<Observed>,
+    pub config: Config,
+    pub started_at: String,
+    inner: Mutex<BTreeMap<String, Slot>>,
+    /// Serialises record writes so the file always ends with the latest in-memory record.
+    write_lock: Mutex<()>,
+    image_cache: Mutex<Option<(Instant, bool)>>,
+}
+
+/// Clears an island's busy mark when the operation ends, however it ends.
+pub struct Busy<'a> {
+    islands: &'a Islands,
+    name: String,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.islands.inner.lock().unwrap().get_mut(&self.name) {
+            slot.busy = None;
+        }
+    }
+}
+
+impl Islands {
+    pub fn new(home: Home, engine: Engine, observed: Arc<Observed>, config: Config) -> Islands {
+        Islands {
+            home,
+            engine,
+            observed,
+            config,
+            started_at: util::now_rfc3339(),
+            inner: Mutex::new(BTreeMap::new()),
+            write_lock: Mutex::new(()),
+            image_cache: Mutex::new(None),
+        }
+    }
+
+    /// Read every record from disk. A record that cannot be read is left in place, logged,
+    /// and skipped: it is never overwritten or deleted.
+    pub fn load(&self) -> std::io::Result<usize> {
+        let dir = self.home.islands_dir();
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if names::validate(&name).is_err() {
+                continue;
+            }
+            let path = self.home.island_record(&name);
+            if !path.exists() {
+                continue;
+            }
+            match store::read_json::<Record>(&path) {
+                Ok(rec) if rec.name == name => {
+                    self.inner
+                        .lock()
+                        .unwrap()
+                        .insert(name, Slot { rec, busy: None });
+                    loaded += 1;
+                }
+                Ok(_) => log::error!(
+                    "{}: name does not match its directory; skipped",
+                    path.display()
+                ),
+                Err(e) => log::error!("cannot read island record: {e}; skipped"),
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// A copy of one record.
+    pub fn record(&self, name: &str) -> Result<Record> {
+        self.inner
+            .lock()
+            .unwrap()
+            .get(name)
+            .map(|s| s.rec.clone())
+            .ok_or_else(|| Error::island_not_found(name))
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.inner.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// Mark `name` busy with `op`, or say who holds it.
+    pub fn begin(&self, name: &str, op: &'static str) -> Result<Busy<'_>> {
+        let mut map = self.inner.lock().unwrap();
+        let slot = map
+            .get_mut(name)
+            .ok_or_else(|| Error::island_not_found(name))?;
+        if let Some(other) = slot.busy {
+            return Err(Error::Conflict(format!(
+                "island {name:?} is busy ({other})"
+            )));
+        }
+        slot.busy = Some(op);
+        Ok(Busy {
+            islands: self,
+            name: name.to_string(),
+        })
+    }
+
+    /// Add a new record, already busy with `op`; 409 when the name is taken.
+    fn reserve(&self, rec: Record, op: &'static str) -> Result<Busy<'_>> {
+        let name = rec.name.clone();
+        {
+            let mut map = self.inner.lock().unwrap();
+            if map.contains_key(&name) {
+                return Err(Error::Conflict(format!("island {name:?} already exists")));
+            }
+            map.insert(
+                name.clone(),
+                Slot {
+                    rec,
+                    busy: Some(op),
+                },
+            );
+        }
+        let busy = Busy {
+            islands: self,
+            name: name.clone(),
+        };
+        if let Err(e) = self.persist(&name) {
+            self.inner.lock().unwrap().remove(&name);
+            std::mem::forget(busy);
+            return Err(e);
+        }
+        Ok(busy)
+    }
+
+    /// Change a record in memory, then write it.
+    pub fn update<F: FnOnce(&mut Record)>(&self, name: &str, f: F) -> Result<Record> {
+        let rec = {
+            let mut map = self.inner.lock().unwrap();
+            let slot = map
+                .get_mut(name)
+                .ok_or_else(|| Error::island_not_found(name))?;
+            f(&mut slot.rec);
+            slot.rec.clone()
+        };
+        self.persist(name)?;
+        Ok(rec)
+    }
+
+    /// Write the current in-memory record of `name` to disk.
+    fn persist(&self, name: &str) -> Result<()> {
+        let _w = self.write_lock.lock().unwrap();
+        let rec = self.inner.lock().unwrap().get(name).map(|s| s.rec.clone());
+        match rec {
+            Some(rec) => store::write_json(&self.home.island_record(name), &rec)
+                .map_err(|e| Error::Internal(format!("cannot save island {name:?}: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Drop a record from memory and disk.
+    fn forget(&self, name: &str) -> Result<()> {
+        let _w = self.write_lock.lock().unwrap();
+        self.inner.lock().unwrap().remove(name);
+        store::remove_dir(&self.home.island_dir(name))
+            .map_err(|e| Error::Internal(format!("cannot remove island {name:?} config: {e}")))
+    }
+
+    /// Note that the island was used. Written at most once a minute to keep fsyncs off the
+    /// hot path (a crash loses at most that minute of `last_used_at`).
+    pub fn touch(&self, name: &str) {
+        let now = util::unix_now();
+        let write = {
+            let mut map = self.inner.lock().unwrap();
+            let Some(slot) = map.get_mut(name) else {
+                return;
+            };
+            let prev = util::parse_rfc3339(&slot.rec.last_used_at).unwrap_or(0);
+            slot.rec.last_used_at = util::rfc3339(now);
+            now >= prev + 60
+        };
+        if write {
+            if let Err(e) = self.persist(name) {
+                log::warn!("{e}");
+            }
+        }
+    }
+
+    /// The lightweight view: record plus cached observations, no engine call.
+    pub fn info(&self, rec: &Record) -> IslandInfo {
+        let obs = self.observed.container(&rec.name);
+        let stats = if obs.state == "running" {
+            self.observed.stats(&rec.name).map(|s| IslandStats {
+                memory_usage_bytes: s.memory_usage,
+                memory_limit_bytes: if rec.resources.memory.is_empty() {
+                    0
+                } else {
+                    s.memory_limit
+                },
+                cpu_percent: s.cpu_percent,
+            })
+        } else {
+            None
+        };
+        let container = if !self.observed.synced() && !self.observed.reachable() {
+            "errored".to_string()
+        } else {
+            obs.state
+        };
+        IslandInfo {
+            name: rec.name.clone(),
+            repo: rec.repo.clone(),
+            agent: rec.agent.clone(),
+            image: rec.image.clone(),
+            state: rec.state.clone(),
+            container,
+            created_at: rec.created_at.clone(),
+            last_used_at: rec.last_used_at.clone(),
+            attached: Vec::new(),
+            stats,
+            agent_state: None,
+            agents: Vec::new(),
+            git: None,
+            title: rec.title.clone(),
+            role: rec.role.clone(),
+            owner: rec.owner.clone(),
+            tags: rec.tags.clone(),
+            github_identity: rec.github_identity.clone(),
+            resources: None,
+            health: None,
+            disk: None,
+        }
+    }
+
+    pub fn list(&self) -> Vec<IslandInfo> {
+        let recs: Vec<Record> = self
+            .inner
+            .lock()
+            .unwrap()
+            .values()
+            .map(|s| s.rec.clone())
+            .collect();
+        recs.iter().map(|r| self.info(r)).collect()
+    }
+
+    pub fn get(&self, name: &str) -> Result<IslandInfo> {
+        Ok(self.info(&self.record(name)?))
+    }
+
+    /// Whether the default island image exists (cached for a few seconds: the overview is
+    /// polled).
+    pub fn image_present(&self) -> bool {
+        if let Some((at, v)) = *self.image_cache.lock().unwrap() {
+            if at.elapsed() < Duration::from_secs(5) {
+                return v;
+            }
+        }
+        let v = self
+            .engine
+            .image_present(&self.config.default_image)
+            .unwrap_or(false);
+        *self.image_cache.lock().unwrap() = Some((Instant::now(), v));
+        v
+    }
+
+    pub fn forget_image_cache(&self) {
+        *self.image_cache.lock().unwrap() = None;
+    }
+
+    pub fn overview(&self, attached_clients: u64, webhook_count: u64) -> Overview {
+        let list = self.list();
+        let mut o = Overview {
+            total_islands: list.len() as u64,
+            daemon_started_at: self.started_at.clone(),
+            attached_clients,
+            webhook_count,
+            docker_reachable: self.observed.reachable(),
+            island_image: self.config.default_image.clone(),
+            ..Overview::default()
+        };
+        for i in &list {
+            match i.container.as_str() {
+                "running" => o.running += 1,
+                "errored" => o.errored += 1,
+                _ => {}
+            }
+            if i.state == "hibernated" {
+                o.hibernated += 1;
+            }
+            if let Some(s) = &i.stats {
+                o.memory_usage_bytes += s.memory_usage_bytes;
+                o.memory_limit_bytes += s.memory_limit_bytes;
+                o.cpu_percent += s.cpu_percent;
+            }
+        }
+        o.cpu_percent = (o.cpu_percent * 100.0).round() / 100.0;
+        o.island_image_present = o.docker_reachable && self.image_present();
+        o.host_memory_bytes = host_memory();
+        // The runtime's ceiling: the largest limit the engine reports for a running island
+        // (an uncapped container reports the VM's, or on Linux the host's, total).
+        o.vm_memory_bytes = self
+            .observed
+            .all_stats()
+            .iter()
+            .map(|(_, s)| s.memory_limit)
+            .max()
+            .filter(|m| *m > 0);
+        o.vm_recommended_bytes = o.host_memory_bytes.and_then(|h| {
+            let r = (h / 4 * 3).min(h.saturating_sub(4 << 30));
+            (r > 0).then_some(r)
+        });
+        o
+    }
+
+    pub fn workspace_ready(&self, name: &str) -> Result<WorkspaceReady> {
+        Ok(self.record(name)?.workspace)
+    }
+
+    /// Scratch space for builds and helpers.
+    pub fn work_dir(&self) -> PathBuf {
+        self.home.image_dir()
+    }
+}
+
+/// Physical memory of the daemon host.
+fn host_memory() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

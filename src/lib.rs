@@ -1,0 +1,15 @@
+//! Dejima: a daemon (`dejimad`) and CLI (`dejima`) that give every project an isolated Docker
+//! island where coding agents run in tmux. The library holds everything; the binaries are thin.
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod daemon;
+pub mod error;
+pub mod http;
+pub mod image;
+pub mod island;
+pub mod process;
+pub mod runtime;
+pub mod store;
+pub mod util;

@@ -1,0 +1,628 @@
+//! The Docker engine, driven through its CLI. Every docker argv in the program lives in this
+//! module; callers speak in islands, volumes and images.
+
+pub mod watch;
+
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::process::{self, Input, Output, Run};
+
+pub use watch::{ContainerObs, Observed};
+
+/// Why an engine call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineError {
+    /// The engine did not answer (daemon down, socket missing, CLI absent, timed out).
+    Unavailable(String),
+    /// The object (container, volume, image) does not exist.
+    NotFound(String),
+    /// The engine answered and refused; the text is its own.
+    Failed(String),
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::Unavailable(m) => write!(f, "docker engine unreachable: {m}"),
+            EngineError::NotFound(m) => write!(f, "{m}"),
+            EngineError::Failed(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// Engine object names for an island.
+pub fn container_name(island: &str) -> String {
+    format!("dejima-{island}")
+}
+pub fn workspace_volume(island: &str) -> String {
+    format!("dejima-{island}-workspace")
+}
+pub fn home_volume(island: &str) -> String {
+    format!("dejima-{island}-home")
+}
+pub fn network_name(island: &str) -> String {
+    format!("dejima-net-{island}")
+}
+
+/// Label on every object we create; its value is the island name.
+pub const ISLAND_LABEL: &str = "dejima.island";
+/// Where the island's volumes are mounted inside the container.
+pub const WORKSPACE: &str = "/workspace";
+pub const AGENT_HOME: &str = "/home/agent";
+pub const AGENT_USER: &str = "agent";
+
+/// What a new island container looks like.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    pub island: String,
+    pub image: String,
+    pub memory: Option<u64>,
+    pub cpus: String,
+    pub disk: String,
+    pub oom_score_adj: Option<i64>,
+}
+
+/// Facts from `docker inspect` (the slow path).
+#[derive(Debug, Clone, Default)]
+pub struct Inspect {
+    pub status: String,
+    pub exit_code: i64,
+    pub oom_killed: bool,
+    pub restart_count: i64,
+    pub memory_limit: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Engine {
+    docker: String,
+    extra_labels: Vec<(String, String)>,
+    timeout: Duration,
+}
+
+impl Engine {
+    /// `DEJIMA_DOCKER` (default `docker`) and extra labels from `DEJIMA_LABELS` (`k=v,k2=v2`),
+    /// which tests use to tag what they create so a sweeper can find leftovers.
+    pub fn from_env() -> Engine {
+        let docker = std::env::var("DEJIMA_DOCKER").unwrap_or_else(|_| "docker".into());
+        let extra_labels = std::env::var("DEJIMA_LABELS")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (!k.trim().is_empty()).then(|| (k.trim().to_string(), v.trim().to_string()))
+            })
+            .collect();
+        Engine {
+            docker,
+            extra_labels,
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    fn argv(&self, args: &[&str]) -> Vec<String> {
+        let mut v = Vec::with_capacity(args.len() + 1);
+        v.push(self.docker.clone());
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    }
+
+    fn labels(&self, island: &str) -> Vec<String> {
+        let mut v = vec!["--label".into(), format!("{ISLAND_LABEL}={island}")];
+        for (k, val) in &self.extra_labels {
+            v.push("--label".into());
+            v.push(format!("{k}={val}"));
+        }
+        v
+    }
+
+    /// Run docker with `args` and classify failure.
+    fn call(&self, args: &[String], input: Input<'_>, timeout: Duration) -> Result<Output> {
+        let mut argv = vec![self.docker.clone()];
+        argv.extend(args.iter().cloned());
+        let out = Run::new(&argv)
+            .input(input)
+            .timeout(timeout)
+            .run()
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        if out.timed_out {
+            return Err(EngineError::Unavailable(format!(
+                "`docker {}` timed out after {}s",
+                args.first().map(String::as_str).unwrap_or(""),
+                timeout.as_secs()
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Run docker and require success.
+    fn ok(&self, args: &[String]) -> Result<Output> {
+        let out = self.call(args, Input::None, self.timeout)?;
+        if out.ok() {
+            Ok(out)
+        } else {
+            Err(classify(&out.stderr_str()))
+        }
+    }
+
+    /// `docker version`: is the engine there at all?
+    pub fn ping(&self) -> Result<()> {
+        let args = strings(&["version", "--format", "{{.Server.Version}}"]);
+        let out = self.call(&args, Input::None, Duration::from_secs(10))?;
+        if out.ok() {
+            Ok(())
+        } else {
+            Err(EngineError::Unavailable(out.stderr_str()))
+        }
+    }
+
+    pub fn create_network(&self, island: &str) -> Result<()> {
+        let mut args = strings(&["network", "create"]);
+        args.extend(self.labels(island));
+        args.push(network_name(island));
+        match self.ok(&args) {
+            Err(EngineError::Failed(m)) if m.contains("already exists") => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    pub fn create_volume(&self, island: &str, volume: &str) -> Result<()> {
+        let mut args = strings(&["volume", "create"]);
+        args.extend(self.labels(island));
+        args.push(volume.into());
+        self.ok(&args).map(drop)
+    }
+
+    pub fn remove_volume(&self, volume: &str) -> Result<()> {
+        match self.ok(&strings(&["volume", "rm", "-f", volume])) {
+            Err(EngineError::NotFound(_)) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    pub fn remove_network(&self, island: &str) -> Result<()> {
+        match self.ok(&strings(&["network", "rm", &network_name(island)])) {
+            Err(EngineError::NotFound(_)) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    /// `docker run -d` the island's container on its network and volumes.
+    pub fn run_container(&self, spec: &ContainerSpec) -> Result<()> {
+        let island = &spec.island;
+        // `--pull never`: an island image is built here, never fetched behind the caller's back.
+        let mut args = strings(&["run", "-d", "--init", "--pull", "never"]);
+        args.extend([
+            "--name".into(),
+            container_name(island),
+            "--hostname".into(),
+            island.clone(),
+            "--network".into(),
+            network_name(island),
+            "--mount".into(),
+            format!(
+                "type=volume,src={},dst={WORKSPACE}",
+                workspace_volume(island)
+            ),
+            "--mount".into(),
+            format!("type=volume,src={},dst={AGENT_HOME}", home_volume(island)),
+            "--env".into(),
+            format!("DEJIMA_ISLAND={island}"),
+        ]);
+        args.extend(self.labels(island));
+        if let Some(m) = spec.memory {
+            args.extend(["--memory".into(), m.to_string()]);
+        }
+        if !spec.cpus.is_empty() {
+            args.extend(["--cpus".into(), spec.cpus.clone()]);
+        }
+        if !spec.disk.is_empty() {
+            args.extend(["--storage-opt".into(), format!("size={}", spec.disk)]);
+        }
+        if let Some(adj) = spec.oom_score_adj {
+            args.extend(["--oom-score-adj".into(), adj.to_string()]);
+        }
+        args.push(spec.image.clone());
+        let out = self.call(&args, Input::None, self.timeout)?;
+        if out.ok() {
+            return Ok(());
+        }
+        let err = out.stderr_str();
+        // A failed `run` can leave a created-but-not-started container behind.
+        if !err.contains("is already in use") {
+            let _ = self.remove_container(island);
+        }
+        Err(classify(&err))
+    }
+
+    pub fn start(&self, island: &str) -> Result<()> {
+        self.ok(&strings(&["start", &container_name(island)]))
+            .map(drop)
+    }
+
+    /// Stop with a grace period; a missing container is already stopped.
+    pub fn stop(&self, island: &str, grace_secs: u32) -> Result<()> {
+        let args = strings(&[
+            "stop",
+            "-t",
+            &grace_secs.to_string(),
+            &container_name(island),
+        ]);
+        match self.ok(&args) {
+            Err(EngineError::NotFound(_)) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    pub fn remove_container(&self, island: &str) -> Result<()> {
+        match self.ok(&strings(&["rm", "-f", "-v", &container_name(island)])) {
+            Err(EngineError::NotFound(_)) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    pub fn pause(&self, island: &str) -> Result<()> {
+        self.ok(&strings(&["pause", &container_name(island)]))
+            .map(drop)
+    }
+
+    pub fn unpause(&self, island: &str) -> Result<()> {
+        self.ok(&strings(&["unpause", &container_name(island)]))
+            .map(drop)
+    }
+
+    /// Set a live memory limit (swap kept at twice the memory, docker's own default).
+    pub fn update_memory(&self, island: &str, bytes: u64) -> Result<()> {
+        let args = strings(&[
+            "update",
+            "--memory",
+            &bytes.to_string(),
+            "--memory-swap",
+            &(bytes.saturating_mul(2)).to_string(),
+            &container_name(island),
+        ]);
+        self.ok(&args).map(drop)
+    }
+
+    pub fn inspect(&self, island: &str) -> Result<Inspect> {
+        let args = strings(&[
+            "inspect",
+            "--type",
+            "container",
+            "--format",
+            "{{.State.Status}}|{{.State.ExitCode}}|{{.State.OOMKilled}}|{{.RestartCount}}|{{.HostConfig.Memory}}",
+            &container_name(island),
+        ]);
+        let out = self.ok(&args)?;
+        let s = out.stdout_str();
+        let f: Vec<&str> = s.trim().split('|').collect();
+        if f.len() != 5 {
+            return Err(EngineError::Failed(format!(
+                "unexpected inspect output: {s}"
+            )));
+        }
+        Ok(Inspect {
+            status: f[0].into(),
+            exit_code: f[1].parse().unwrap_or(0),
+            oom_killed: f[2] == "true",
+            restart_count: f[3].parse().unwrap_or(0),
+            memory_limit: f[4].parse().unwrap_or(0),
+        })
+    }
+
+    fn exec_args(&self, island: &str, opts: &ExecOpts, stdin: bool) -> Vec<String> {
+        let mut args = strings(&["exec"]);
+        if stdin {
+            args.push("-i".into());
+        }
+        args.extend(["-u".into(), opts.user.clone()]);
+        if !opts.workdir.is_empty() {
+            args.extend(["-w".into(), opts.workdir.clone()]);
+        }
+        for (k, v) in &opts.env {
+            args.extend(["-e".into(), format!("{k}={v}")]);
+        }
+        args.push(container_name(island));
+        args.extend(opts.argv.iter().cloned());
+        args
+    }
+
+    /// Run a command in the island's container and collect its output.
+    pub fn exec(&self, island: &str, opts: &ExecOpts, input: Input<'_>) -> Result<Output> {
+        let args = self.exec_args(island, opts, !matches!(input, Input::None));
+        let mut argv = vec![self.docker.clone()];
+        argv.extend(args);
+        let out = Run::new(&argv)
+            .input(input)
+            .timeout(opts.timeout)
+            .cap(opts.cap)
+            .run()
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        // 125/126/127 from `docker exec` itself (not the command) come with docker's text.
+        if out.status == Some(1) || out.status == Some(125) || out.status == Some(126) {
+            let err = out.stderr_str();
+            if is_engine_text(&err) {
+                return Err(classify(&err));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Start a command in the container whose stdout is read as a stream.
+    pub fn exec_stream(&self, island: &str, opts: &ExecOpts) -> Result<process::Stream> {
+        let mut argv = vec![self.docker.clone()];
+        argv.extend(self.exec_args(island, opts, false));
+        process::spawn_stream(&argv, true).map_err(|e| EngineError::Unavailable(e.to_string()))
+    }
+
+    /// Copy a host directory's contents into a container path (`docker cp SRC/. C:DST`).
+    pub fn copy_in(&self, island: &str, src: &Path, dst: &str) -> Result<()> {
+        let src = format!("{}/.", src.display());
+        let args = strings(&["cp", &src, &format!("{}:{dst}", container_name(island))]);
+        let out = self.call(&args, Input::None, Duration::from_secs(600))?;
+        if out.ok() {
+            Ok(())
+        } else {
+            Err(classify(&out.stderr_str()))
+        }
+    }
+
+    /// Copy one volume's bytes into another with a throwaway container on `image`.
+    pub fn copy_volume(&self, island: &str, src: &str, dst: &str, image: &str) -> Result<()> {
+        let mut args = strings(&["run", "--rm", "--pull", "never", "--network", "none"]);
+        args.extend(self.labels(island));
+        args.extend([
+            "--mount".into(),
+            format!("type=volume,src={src},dst=/from,readonly"),
+            "--mount".into(),
+            format!("type=volume,src={dst},dst=/to"),
+            "--entrypoint".into(),
+            "cp".into(),
+            image.into(),
+            "-a".into(),
+            "/from/.".into(),
+            "/to/".into(),
+        ]);
+        let out = self.call(&args, Input::None, Duration::from_secs(1800))?;
+        if out.ok() {
+            Ok(())
+        } else {
+            Err(classify(&out.stderr_str()))
+        }
+    }
+
+    /// Run a one-off command against an island's volumes on `image` (for checks on a stopped
+    /// island). Returns the output whatever the exit code.
+    pub fn run_on_volumes(&self, island: &str, image: &str, script: &str) -> Result<Output> {
+        let mut args = strings(&[
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "--network",
+            "none",
+            "-u",
+            AGENT_USER,
+        ]);
+        args.extend(self.labels(island));
+        args.extend([
+            "--mount".into(),
+            format!(
+                "type=volume,src={},dst={WORKSPACE},readonly",
+                workspace_volume(island)
+            ),
+            "--entrypoint".into(),
+            "sh".into(),
+            image.into(),
+            "-c".into(),
+            script.into(),
+        ]);
+        self.call(&args, Input::None, self.timeout)
+    }
+
+    pub fn image_present(&self, image: &str) -> Result<bool> {
+        let args = strings(&["image", "inspect", "--format", "{{.Id}}", image]);
+        match self.ok(&args) {
+            Ok(_) => Ok(true),
+            Err(EngineError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A label's value on a local image ("" when unset or the image is missing).
+    pub fn image_label(&self, image: &str, key: &str) -> Result<String> {
+        let fmt = format!("{{{{index .Config.Labels \"{key}\"}}}}");
+        let args = strings(&["image", "inspect", "--format", &fmt, image]);
+        match self.ok(&args) {
+            Ok(out) => Ok(out.stdout_str().trim().replace("<no value>", "")),
+            Err(EngineError::NotFound(_)) => Ok(String::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Start `docker build`; its combined progress is streamed through the returned child.
+    pub fn build_image(
+        &self,
+        context: &Path,
+        tag: &str,
+        build_args: &[(String, String)],
+        labels: &[(String, String)],
+    ) -> Result<process::Stream> {
+        let mut args = strings(&["build", "-t", tag]);
+        for (k, v) in build_args {
+            args.extend(["--build-arg".into(), format!("{k}={v}")]);
+        }
+        for (k, v) in labels {
+            args.extend(["--label".into(), format!("{k}={v}")]);
+        }
+        args.push(context.display().to_string());
+        let argv = self.argv(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        // BuildKit's plain progress goes to stderr; fold it into stdout for one stream.
+        let sh = vec![
+            "sh".to_string(),
+            "-c".into(),
+            "exec \"$@\" 2>&1".into(),
+            "sh".into(),
+        ]
+        .into_iter()
+        .chain(argv)
+        .collect::<Vec<_>>();
+        process::spawn_stream(&sh, true).map_err(|e| EngineError::Unavailable(e.to_string()))
+    }
+
+    /// Stream a container's logs (stdout and stderr folded together).
+    pub fn logs(&self, island: &str, follow: bool, tail: &str) -> Result<process::Stream> {
+        let mut args = vec![
+            self.docker.clone(),
+            "logs".into(),
+            "--tail".into(),
+            tail.into(),
+        ];
+        if follow {
+            args.push("--follow".into());
+        }
+        args.push(container_name(island));
+        let sh: Vec<String> = ["sh", "-c", "exec \"$@\" 2>&1", "sh"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(args)
+            .collect();
+        process::spawn_stream(&sh, true).map_err(|e| EngineError::Unavailable(e.to_string()))
+    }
+
+    /// Every container carrying our label: (island, status).
+    pub fn list_islands(&self) -> Result<Vec<(String, String)>> {
+        let fmt = format!("{{{{.Label \"{ISLAND_LABEL}\"}}}}|{{{{.State}}}}|{{{{.Names}}}}");
+        let args = strings(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label={ISLAND_LABEL}"),
+            "--format",
+            &fmt,
+        ]);
+        let out = self.ok(&args)?;
+        Ok(out
+            .stdout_str()
+            .lines()
+            .filter_map(|l| {
+                let mut p = l.split('|');
+                let (island, state, cname) = (p.next()?, p.next()?, p.next()?);
+                // Throwaway helpers carry the label too; only the island's own container counts.
+                (cname == container_name(island)).then(|| (island.to_string(), state.to_string()))
+            })
+            .collect())
+    }
+
+    pub(crate) fn docker(&self) -> &str {
+        &self.docker
+    }
+}
+
+/// Options for `Engine::exec`.
+#[derive(Debug, Clone)]
+pub struct ExecOpts {
+    pub argv: Vec<String>,
+    pub user: String,
+    pub workdir: String,
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+    /// Cap on captured stdout/stderr each.
+    pub cap: usize,
+}
+
+impl ExecOpts {
+    /// As the agent user in the workspace, 60 s.
+    pub fn agent(argv: &[&str]) -> ExecOpts {
+        ExecOpts {
+            argv: strings(argv),
+            user: AGENT_USER.into(),
+            workdir: WORKSPACE.into(),
+            env: Vec::new(),
+            timeout: Duration::from_secs(60),
+            cap: process::DEFAULT_CAP,
+        }
+    }
+    pub fn root(argv: &[&str]) -> ExecOpts {
+        ExecOpts {
+            user: "root".into(),
+            ..ExecOpts::agent(argv)
+        }
+    }
+}
+
+fn strings(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+fn is_engine_text(err: &str) -> bool {
+    // Only docker's own prefixes: a command's stderr that merely starts "Error" is its output.
+    err.starts_with("Error response from daemon:")
+        || err.starts_with("Error: No such container")
+        || err.contains("Cannot connect to the Docker daemon")
+}
+
+/// Sort docker's stderr into our three kinds.
+pub fn classify(err: &str) -> EngineError {
+    let e = err.trim();
+    let lower = e.to_ascii_lowercase();
+    if lower.contains("cannot connect to the docker daemon")
+        || lower.contains("is the docker daemon running")
+        || lower.contains("error during connect")
+        || lower.contains("connection refused")
+    {
+        EngineError::Unavailable(e.to_string())
+    } else if lower.contains("no such container")
+        || lower.contains("no such volume")
+        || lower.contains("no such image")
+        || lower.contains("no such object")
+        || (lower.contains("network") && lower.contains("not found"))
+        || lower.contains("get volume: ") && lower.contains("not found")
+    {
+        EngineError::NotFound(e.to_string())
+    } else {
+        EngineError::Failed(if e.is_empty() {
+            "docker failed".into()
+        } else {
+            e.to_string()
+        })
+    }
+}
+
+/// Read a child stream to the end into a String (for short streams).
+pub fn read_all(stream: &mut process::Stream) -> String {
+    let mut s = String::new();
+    if let Some(out) = stream.stdout.as_mut() {
+        let _ = out.read_to_string(&mut s);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_engine_errors() {
+        assert!(matches!(
+            classify("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"),
+            EngineError::Unavailable(_)
+        ));
+        assert!(matches!(
+            classify("Error: No such container: dejima-x"),
+            EngineError::NotFound(_)
+        ));
+        assert!(matches!(
+            classify("Error response from daemon: network dejima-net-x not found"),
+            EngineError::NotFound(_)
+        ));
+        assert!(matches!(
+            classify("docker: Error response from daemon: --storage-opt is supported only for overlay over xfs with 'pquota' mount option."),
+            EngineError::Failed(_)
+        ));
+    }
+}
