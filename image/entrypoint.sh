@@ -6,5 +6,6 @@ set -e
 for d in /workspace /home/agent; do
   [ "$(stat -c %U "$d")" = agent ] || chown agent:agent "$d"
 done
+echo "dejima island ${DEJIMA_ISLAND:-?} up"
 trap 'exit 0' TERM INT
 while :; do sleep 3600 & wait $!; done

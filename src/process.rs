@@ -4,6 +4,7 @@
 //! killed and reaped when its guard drops.
 
 use std::io::{self, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -95,6 +96,10 @@ impl<'a> Run<'a> {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        // Its own process group, so a timeout kills whatever it started too (a grandchild
+        // holding our pipes would otherwise keep the capture threads waiting).
+        cmd.process_group(0);
+        die_with_parent(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("cannot run {}: {e}", self.argv[0])))?;
@@ -129,7 +134,7 @@ impl<'a> Run<'a> {
                 match child.try_wait()? {
                     Some(st) => return Ok(st),
                     None if Instant::now() >= deadline => {
-                        let _ = child.kill();
+                        kill_group(&mut child);
                         timed_out = true;
                         return child.wait();
                     }
@@ -215,7 +220,7 @@ impl Stream {
         self.child.wait().ok().and_then(|s| s.code())
     }
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
+        kill_group(&mut self.child);
     }
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -224,7 +229,7 @@ impl Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        kill_group(&mut self.child);
         let _ = self.child.wait();
     }
 }
@@ -233,15 +238,18 @@ impl Drop for Stream {
 pub fn spawn_stream<S: AsRef<str>>(argv: &[S], stdin_null: bool) -> io::Result<Stream> {
     let argv: Vec<String> = argv.iter().map(|s| s.as_ref().to_string()).collect();
     log::debug!("spawn {}", shell_words(&argv));
-    let mut child = Command::new(&argv[0])
-        .args(&argv[1..])
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .process_group(0)
         .stdin(if stdin_null {
             Stdio::null()
         } else {
             Stdio::piped()
         })
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    die_with_parent(&mut cmd);
+    let mut child = cmd
         .spawn()
         .map_err(|e| io::Error::new(e.kind(), format!("cannot run {}: {e}", argv[0])))?;
     let stderr = child.stderr.take();
@@ -260,6 +268,31 @@ pub fn spawn_stream<S: AsRef<str>>(argv: &[S], stdin_null: bool) -> io::Result<S
         child,
         stderr_rx: Some(rx),
     })
+}
+
+/// A child (say `docker events`) must not outlive a daemon killed with SIGKILL. The signal
+/// follows the spawning thread; every spawner here waits for or owns its child until it ends.
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// SIGKILL a child and everything in its process group.
+fn kill_group(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = child.kill();
 }
 
 /// Quote argv for a log line.
@@ -312,6 +345,17 @@ mod tests {
             .unwrap();
         assert!(out.timed_out);
         assert!(t.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn timeout_kills_grandchildren_holding_the_pipes() {
+        let t = Instant::now();
+        let out = Run::new(&["sh", "-c", "sleep 30 & sleep 30; echo never"])
+            .timeout(Duration::from_millis(300))
+            .run()
+            .unwrap();
+        assert!(out.timed_out);
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     }
 
     #[test]

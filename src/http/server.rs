@@ -308,27 +308,28 @@ pub fn parse_tcp_addr(s: &str) -> Result<SocketAddr, String> {
 /// Wait (polling, bounded) until `fd` is hung up; used by follow streams that may sit idle.
 /// Returns true on hang-up, false when `stop` says to end first.
 pub fn hung_up(fd: RawFd, stop: &dyn Fn() -> bool) -> bool {
-    // SAFETY: the caller keeps the connection (and so the fd) open for the duration.
-    let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    // libc directly: nix 0.29's PollFlags has no POLLRDHUP and drops revents it cannot name.
     loop {
         if stop() {
             return false;
         }
-        // nix has no POLLRDHUP constant; the kernel's bit is the peer's half-close.
-        let rdhup = PollFlags::from_bits_retain(libc::POLLRDHUP);
-        let mut fds = [PollFd::new(bfd, rdhup)];
-        match poll(&mut fds, PollTimeout::from(250u16)) {
-            Ok(0) => continue,
-            Ok(_) => {
-                let ev = fds[0].revents().unwrap_or(PollFlags::empty());
-                if ev.intersects(
-                    rdhup | PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL,
-                ) {
-                    return true;
-                }
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; the caller keeps `fd` open while this runs.
+        let n = unsafe { libc::poll(&mut p, 1, 250) };
+        if n < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
             }
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return true,
+            return true;
+        }
+        if n > 0
+            && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+        {
+            return true;
         }
     }
 }

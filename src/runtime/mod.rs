@@ -97,10 +97,15 @@ impl Engine {
                 (!k.trim().is_empty()).then(|| (k.trim().to_string(), v.trim().to_string()))
             })
             .collect();
+        // Seconds any one engine call may take before the engine counts as unreachable.
+        let secs = std::env::var("DEJIMA_ENGINE_TIMEOUT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(120);
         Engine {
             docker,
             extra_labels,
-            timeout: Duration::from_secs(120),
+            timeout: Duration::from_secs(secs),
         }
     }
 

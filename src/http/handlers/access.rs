@@ -97,7 +97,8 @@ fn stream_child(content_type: &str, mut child: Stream, app: &App) -> Response {
                         d.load(Ordering::SeqCst) || st.load(Ordering::SeqCst)
                     }) || st.load(Ordering::SeqCst)
                     {
-                        let _ = nix::sys::signal::kill(
+                        log::debug!("stream peer gone; ending child {pid}");
+                        let _ = nix::sys::signal::killpg(
                             nix::unistd::Pid::from_raw(pid as i32),
                             nix::sys::signal::Signal::SIGTERM,
                         );

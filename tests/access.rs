@@ -1,0 +1,250 @@
+//! Exec, files and logs against a real island.
+
+mod support;
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use dejima::client::Body;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use support::*;
+
+#[test]
+fn exec_returns_output_code_and_honours_options() {
+    let d = Daemon::start();
+    let i = d.create("exec");
+    let p = format!("/v1/islands/{}/exec", i.name);
+    let v = d.ok(
+        "POST",
+        &p,
+        Some(json!({"cmd": ["sh", "-c", "echo out; echo err >&2; exit 7"]})),
+    );
+    assert_eq!(
+        (
+            v["stdout"].as_str(),
+            v["stderr"].as_str(),
+            v["exit_code"].as_i64()
+        ),
+        (Some("out\n"), Some("err\n"), Some(7))
+    );
+    let v = d.ok("POST", &p, Some(json!({"cmd": ["id", "-un"]})));
+    assert_eq!(v["stdout"], "agent\n");
+    let v = d.ok(
+        "POST",
+        &p,
+        Some(json!({"cmd": ["id", "-un"], "user": "root"})),
+    );
+    assert_eq!(v["stdout"], "root\n");
+    let v = d.ok("POST", &p, Some(json!({"cmd": ["pwd"]})));
+    assert_eq!(v["stdout"], "/workspace\n");
+    let v = d.ok("POST", &p, Some(json!({"cmd": ["pwd"], "workdir": "/tmp"})));
+    assert_eq!(v["stdout"], "/tmp\n");
+    let v = d.ok("POST", &p, Some(json!({"cmd": ["cat"], "stdin": "fed in"})));
+    assert_eq!(v["stdout"], "fed in");
+    let v = d.ok(
+        "POST",
+        &p,
+        Some(json!({"cmd": ["sh", "-c", "echo $FOO"], "env": {"FOO": "bar"}})),
+    );
+    assert_eq!(v["stdout"], "bar\n");
+    let v = d.ok("POST", &p, Some(json!({"cmd": ["no-such-program"]})));
+    assert_eq!(v["exit_code"], 127);
+
+    // A timeout ends the command inside the island, not just the client.
+    let t = Instant::now();
+    let v = d.ok(
+        "POST",
+        &p,
+        Some(json!({"cmd": ["sh", "-c", "exec sleep 300"], "timeout_secs": 1})),
+    );
+    assert!(t.elapsed() < Duration::from_secs(30));
+    assert_eq!(v["timed_out"], true, "{v}");
+    assert_eq!(v["exit_code"], 124);
+    wait_for(
+        Duration::from_secs(10),
+        "the timed-out sleep to be gone",
+        || {
+            let (out, _) = d.exec(&i.name, &["sh", "-c", "pgrep -x sleep | wc -l"]);
+            // The entrypoint's own `sleep 3600` is one.
+            (out.trim() == "1").then_some(())
+        },
+    );
+
+    for bad in [
+        json!({"cmd": []}),
+        json!({"cmd": "ls"}),
+        json!({}),
+        json!({"cmd": ["ls"], "user": "bob"}),
+        json!({"cmd": ["ls"], "timeout_secs": 0}),
+        json!({"cmd": ["ls"], "workdir": "rel"}),
+    ] {
+        let (s, v) = d.req("POST", &p, Some(bad.clone()));
+        assert_eq!(s, 400, "{bad} -> {v}");
+    }
+}
+
+#[test]
+fn files_round_trip_and_never_escape_the_roots() {
+    let d = Daemon::start();
+    let i = d.create("files");
+    let f = |p: &str| format!("/v1/islands/{}/files/{p}", i.name);
+
+    // Binary content, parents created.
+    let data: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let (s, b) = d.raw("PUT", &f("workspace/deep/er/bin.dat"), &data);
+    assert_eq!(s, 204, "{}", String::from_utf8_lossy(&b));
+    let (s, got) = d.raw("GET", &f("workspace/deep/er/bin.dat"), b"");
+    assert_eq!(s, 200);
+    assert_eq!(got, data);
+    assert_eq!(
+        d.exec(&i.name, &["stat", "-c", "%U", "/workspace/deep/er/bin.dat"])
+            .0
+            .trim(),
+        "agent"
+    );
+    // A doubled slash is tolerated; the home is a root too.
+    let (s, got) = d.raw("GET", &f("/workspace/deep//er/bin.dat"), b"");
+    assert_eq!((s, got.len()), (200, data.len()));
+    assert_eq!(d.raw("PUT", &f("home/agent/notes.txt"), b"n").0, 204);
+    assert_eq!(d.raw("GET", &f("home/agent/notes.txt"), b"").1, b"n");
+    // Overwrite replaces.
+    d.raw("PUT", &f("workspace/deep/er/bin.dat"), b"short");
+    assert_eq!(
+        d.raw("GET", &f("workspace/deep/er/bin.dat"), b"").1,
+        b"short"
+    );
+    // Empty file.
+    assert_eq!(d.raw("PUT", &f("workspace/empty"), b"").0, 204);
+    assert_eq!(d.raw("GET", &f("workspace/empty"), b""), (200, vec![]));
+
+    // Escapes: lexical, absolute, encoded, and through a symlink planted in the workspace.
+    d.exec(&i.name, &["ln", "-s", "/etc", "/workspace/etc-link"]);
+    for p in [
+        "etc/passwd",
+        "workspace/../etc/passwd",
+        "workspace/%2e%2e/etc/passwd",
+        "workspace%2F..%2F..%2Fetc%2Fpasswd",
+        "workspace/etc-link/passwd",
+        "home/agent/../../etc/shadow",
+        "workspace",
+        "proc/self/environ",
+    ] {
+        let (s, b) = d.raw("GET", &f(p), b"");
+        assert_eq!(s, 403, "GET {p}: {}", String::from_utf8_lossy(&b));
+        let (s, _) = d.raw("PUT", &f(p), b"pwned");
+        assert_eq!(s, 403, "PUT {p}");
+    }
+    assert_ne!(d.exec(&i.name, &["cat", "/etc/passwd"]).0, "pwned");
+    let (s, _) = d.raw("GET", &f("workspace/missing.txt"), b"");
+    assert_eq!(s, 404);
+    let (s, _) = d.raw("GET", &f("workspace/deep"), b"");
+    assert_eq!(s, 409, "a directory is not a file");
+    let (s, _) = d.raw("GET", &f("workspace/a%00b"), b"");
+    assert_eq!(s, 400);
+}
+
+#[test]
+fn large_files_stream_intact_and_short_uploads_change_nothing() {
+    let d = Daemon::start();
+    let i = d.create("big");
+    let path = format!("/v1/islands/{}/files/workspace/big.bin", i.name);
+    let mut data = vec![0u8; 24 << 20];
+    for (k, b) in data.iter_mut().enumerate() {
+        *b = (k.wrapping_mul(2654435761) >> 13) as u8;
+    }
+    let want = Sha256::digest(&data);
+    let mut rd: &[u8] = &data;
+    d.client
+        .call("PUT", &path, Body::Reader(&mut rd, data.len() as u64))
+        .unwrap();
+    let mut r = d.client.call("GET", &path, Body::None).unwrap();
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0;
+    loop {
+        let n = r.reader().read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+        h.update(&buf[..n]);
+    }
+    assert_eq!(total, data.len());
+    assert_eq!(h.finalize(), want);
+
+    // A body that ends before its Content-Length: the old file stays.
+    let mut s = std::os::unix::net::UnixStream::connect(d.sock()).unwrap();
+    use std::io::Write;
+    write!(
+        s,
+        "PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\npartial"
+    )
+    .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let (out, _) = d.exec(
+        &i.name,
+        &[
+            "sh",
+            "-c",
+            "stat -c %s /workspace/big.bin; ls -a /workspace | grep -c dejima-put || true",
+        ],
+    );
+    assert_eq!(out, format!("{}\n0\n", data.len()), "response was: {resp}");
+}
+
+#[test]
+fn logs_stream_and_follow_ends_when_the_client_leaves() {
+    let d = Daemon::start();
+    let i = d.create("logs");
+    let n = &i.name;
+    let text = d
+        .client
+        .call("GET", &format!("/v1/islands/{n}/logs"), Body::None)
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(text.contains(&format!("dejima island {n} up")), "{text:?}");
+
+    let mut r = d
+        .client
+        .call(
+            "GET",
+            &format!("/v1/islands/{n}/logs?follow=true&tail=0"),
+            Body::None,
+        )
+        .unwrap();
+    let marker = format!("marker-{}", dejima::util::random_hex(4));
+    d.ok(
+        "POST",
+        &format!("/v1/islands/{n}/exec"),
+        Some(json!({"cmd": ["sh", "-c", format!("echo {marker} > /proc/1/fd/1")], "user": "root"})),
+    );
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(&marker) {
+        let k = r.reader().read(&mut buf).unwrap();
+        assert!(k > 0, "stream ended before the marker");
+        seen.extend_from_slice(&buf[..k]);
+    }
+    drop(r);
+    // The follower process goes away once we hang up, though the container is silent.
+    let pattern = format!("logs --tail 0 --follow dejima-{n}");
+    wait_for(
+        Duration::from_secs(10),
+        "the docker logs follower to end",
+        || {
+            let o = std::process::Command::new("pgrep")
+                .args(["-f", &pattern])
+                .output()
+                .unwrap();
+            (!o.status.success()).then_some(())
+        },
+    );
+    let (s, _) = d.req("GET", &format!("/v1/islands/{n}/logs?tail=x"), None);
+    assert_eq!(s, 400);
+    let (s, _) = d.req("GET", &format!("/v1/islands/{n}/logs?follow=maybe"), None);
+    assert_eq!(s, 400);
+}

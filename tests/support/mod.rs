@@ -1,0 +1,355 @@
+//! Test support: spawn the real `dejimad` on a private home, wait for it with backoff, talk to
+//! it over its socket, and remove what each test made (drop guards). Everything a test creates
+//! carries the label `dejima.test=<run>` so `scripts/test` can sweep leftovers of a crashed run.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use dejima::api::IslandInfo;
+use dejima::client::{Body, Client, ClientError, Response};
+use serde_json::{json, Value};
+
+pub const RUN_LABEL: &str = "dejima.test";
+
+/// Poll `f` until it returns Some, or panic with `what` after `limit`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    let mut step = Duration::from_millis(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(step);
+        step = (step * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// A unique, valid island name for this test.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", dejima::util::random_hex(4))
+}
+
+pub fn docker(args: &[&str]) -> std::process::Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI")
+}
+
+pub fn docker_ok(args: &[&str]) -> String {
+    let o = docker(args);
+    assert!(
+        o.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A running dejimad on its own home directory. Killed on drop; the home is removed.
+pub struct Daemon {
+    pub home: PathBuf,
+    child: Mutex<Option<Child>>,
+    pub client: Client,
+    pub extra_args: Vec<String>,
+    pub envs: Mutex<Vec<(String, String)>>,
+}
+
+static IMAGE: Mutex<bool> = Mutex::new(false);
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Self::start_with(&[], &[])
+    }
+
+    pub fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        // Short path: Unix socket paths are limited to 108 bytes.
+        let home = PathBuf::from(format!("/tmp/dj-{}", dejima::util::random_hex(5)));
+        std::fs::create_dir_all(&home).unwrap();
+        let d = Daemon {
+            client: Client::unix(home.join("dejimad.sock")),
+            home,
+            child: Mutex::new(None),
+            extra_args: args.iter().map(|s| s.to_string()).collect(),
+            envs: Mutex::new(
+                envs.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+        };
+        d.spawn();
+        ensure_image(&d.client);
+        d
+    }
+
+    pub fn sock(&self) -> PathBuf {
+        self.home.join("dejimad.sock")
+    }
+
+    /// Start the daemon process and wait until it answers healthz.
+    pub fn spawn(&self) {
+        let log = std::fs::File::create(self.home.join("dejimad.log")).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dejimad"));
+        cmd.args(&self.extra_args)
+            .env("DEJIMA_HOME", &self.home)
+            .env("DEJIMA_LABELS", format!("{RUN_LABEL}=1"))
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in self.envs.lock().unwrap().iter() {
+            cmd.env(k, v);
+        }
+        let mut slot = self.child.lock().unwrap();
+        *slot = Some(cmd.spawn().expect("spawn dejimad"));
+        let c = self.client.clone();
+        let child = slot.as_mut().unwrap();
+        wait_for(Duration::from_secs(20), "dejimad to answer healthz", || {
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("dejimad exited early: {st}");
+            }
+            c.send("GET", "/v1/healthz", Body::None)
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+    }
+
+    /// SIGKILL: the crash case.
+    pub fn kill9(&self) {
+        if let Some(mut c) = self.child.lock().unwrap().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn terminate(&self) -> std::process::ExitStatus {
+        let mut c = self.child.lock().unwrap().take().expect("running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        wait_for(Duration::from_secs(20), "dejimad to exit", || {
+            c.try_wait().unwrap()
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|c| c.id())
+            .unwrap_or(0)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.join("dejimad.log")).unwrap_or_default()
+    }
+
+    // --- requests ---
+
+    pub fn req(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let r = match &body {
+            Some(v) => {
+                let b = serde_json::to_vec(v).unwrap();
+                self.client
+                    .send(method, path, Body::Bytes(&b, "application/json"))
+            }
+            None => self.client.send(method, path, Body::None),
+        }
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        status_json(r)
+    }
+
+    pub fn raw(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let r = self
+            .client
+            .send(method, path, Body::Bytes(body, "application/octet-stream"))
+            .unwrap();
+        let s = r.status;
+        (s, r.bytes().unwrap())
+    }
+
+    pub fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (s, v) = self.req(method, path, body);
+        assert!((200..300).contains(&s), "{method} {path} -> {s}: {v}");
+        v
+    }
+
+    pub fn island(&self, name: &str) -> IslandInfo {
+        let v = self.ok("GET", &format!("/v1/islands/{name}"), None);
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// Create a no-repo island and return its guard.
+    pub fn create(&self, prefix: &str) -> Island<'_> {
+        let name = unique(prefix);
+        let (s, v) = self.req(
+            "POST",
+            "/v1/islands",
+            Some(json!({"name": name, "no_repo": true, "agent": "custom", "cmd": "bash"})),
+        );
+        assert_eq!(s, 201, "create {name}: {v}");
+        Island { d: self, name }
+    }
+
+    pub fn exec(&self, island: &str, cmd: &[&str]) -> (String, i64) {
+        let v = self.ok(
+            "POST",
+            &format!("/v1/islands/{island}/exec"),
+            Some(json!({"cmd": cmd})),
+        );
+        (
+            v["stdout"].as_str().unwrap().to_string(),
+            v["exit_code"].as_i64().unwrap(),
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.home);
+        } else {
+            eprintln!(
+                "--- dejimad log ({}) ---\n{}",
+                self.home.display(),
+                tail(&self.log(), 60)
+            );
+        }
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+pub fn status_json(r: Response) -> (u16, Value) {
+    let s = r.status;
+    let b = r.bytes().unwrap();
+    let v = if b.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&b)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&b).into()))
+    };
+    (s, v)
+}
+
+/// Build the island image once per test process (the daemon skips it when current).
+fn ensure_image(c: &Client) {
+    let mut done = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
+    if *done {
+        return;
+    }
+    let r = c
+        .call("POST", "/v1/image/build", Body::None)
+        .expect("image build");
+    let text = r.text().unwrap();
+    let last = text.trim_end().lines().last().unwrap_or("").to_string();
+    assert!(
+        last.starts_with("ok:"),
+        "image build failed:\n{}",
+        tail(&text, 40)
+    );
+    *done = true;
+}
+
+/// An island a test made; purged (forced) on drop, with a docker sweep as the backstop.
+pub struct Island<'a> {
+    pub d: &'a Daemon,
+    pub name: String,
+}
+
+impl Drop for Island<'_> {
+    fn drop(&mut self) {
+        purge_everything(self.d, &self.name);
+    }
+}
+
+pub fn purge_everything(d: &Daemon, name: &str) {
+    let _ = d.client.send(
+        "DELETE",
+        &format!("/v1/islands/{name}?force=true"),
+        Body::None,
+    );
+    remove_engine_objects(name);
+}
+
+/// Remove an island's container, volumes and network straight from the engine.
+pub fn remove_engine_objects(name: &str) {
+    let _ = docker(&["rm", "-f", &format!("dejima-{name}")]);
+    let _ = docker(&[
+        "volume",
+        "rm",
+        "-f",
+        &format!("dejima-{name}-workspace"),
+        &format!("dejima-{name}-home"),
+    ]);
+    let _ = docker(&["network", "rm", &format!("dejima-net-{name}")]);
+}
+
+/// A guard for a name a test expects the daemon to create (for cases that may fail halfway).
+pub struct Sweep(pub String);
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        remove_engine_objects(&self.0);
+    }
+}
+
+pub fn err_text(v: &Value) -> String {
+    v["error"].as_str().unwrap_or_default().to_string()
+}
+
+pub fn is_client_error(e: &ClientError, status: u16) -> bool {
+    matches!(e, ClientError::Status { status: s, .. } if *s == status)
+}
+
+/// A git repository on this host with one commit, for path-based creates.
+pub fn host_repo(dir: &Path) -> PathBuf {
+    let repo = dir.join("proj");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("README.md"), "hello from the host\n").unwrap();
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&[
+        "-c",
+        "user.email=t@example.com",
+        "-c",
+        "user.name=t",
+        "add",
+        ".",
+    ]);
+    git(&[
+        "-c",
+        "user.email=t@example.com",
+        "-c",
+        "user.name=t",
+        "commit",
+        "-q",
+        "-m",
+        "first",
+    ]);
+    repo
+}
