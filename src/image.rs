@@ -29,6 +29,11 @@ const FILES: &[(&str, &[u8], u32)] = &[
         0o755,
     ),
     ("tmux.conf", include_bytes!("../image/tmux.conf"), 0o644),
+    (
+        "dejima-supervise",
+        include_bytes!("../image/dejima-supervise"),
+        0o755,
+    ),
 ];
 
 /// What to build.

@@ -11,5 +11,6 @@ pub mod image;
 pub mod island;
 pub mod process;
 pub mod runtime;
+pub mod session;
 pub mod store;
 pub mod util;

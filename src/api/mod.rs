@@ -248,3 +248,78 @@ pub struct Overview {
 pub struct ErrorBody {
     pub error: String,
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AddAgent {
+    /// Defaults to the primary agent's type.
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub label: String,
+    /// Command for `custom` (optional) and `headless` (required) agents.
+    #[serde(default)]
+    pub cmd: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PatchAgent {
+    pub label: Option<String>,
+}
+
+/// One attach or detach in the `/v1/clients` ring.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClientRecord {
+    pub label: String,
+    /// The island, or `host` for a host terminal.
+    pub island: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub agent: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub terminal: String,
+    pub attached_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detached_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTerminal {
+    #[serde(default)]
+    pub label: String,
+    /// Program to run (default: the user's shell).
+    #[serde(default)]
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub cwd: String,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cols: Option<u16>,
+    #[serde(default)]
+    pub rows: Option<u16>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct TerminalInfo {
+    pub id: String,
+    pub label: String,
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    pub cwd: String,
+    pub created_at: String,
+    /// running, or exited once its program has ended.
+    pub status: String,
+    #[serde(default)]
+    pub attached: Vec<PresenceEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PatchTerminal {
+    pub label: Option<String>,
+}

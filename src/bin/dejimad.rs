@@ -14,6 +14,9 @@ struct Args {
     /// default island image (default dejima/island:latest)
     #[argh(option, default = "dejima::image::DEFAULT_IMAGE.to_string()")]
     image: String,
+    /// serve host terminals (operator shells in tmux on this host) under /v1/terminals
+    #[argh(switch)]
+    host_terminals: bool,
     /// print the version and exit
     #[argh(switch)]
     version: bool,
@@ -30,6 +33,7 @@ fn main() {
         tcp: args.tcp,
         allow_cidr: args.allow_cidr,
         image: args.image,
+        host_terminals: args.host_terminals,
     };
     if let Err(e) = dejima::daemon::run(opts) {
         eprintln!("dejimad: {e}");

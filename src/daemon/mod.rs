@@ -12,6 +12,8 @@ use crate::http::server::{self, Allow, InFlight, Listener};
 use crate::http::App;
 use crate::island::{Config, Islands};
 use crate::runtime::{self, Engine, Observed};
+use crate::session::terminals::Terminals;
+use crate::session::Hub;
 use crate::store::Home;
 
 /// How long in-flight requests get to finish on shutdown.
@@ -25,6 +27,8 @@ pub struct Options {
     pub allow_cidr: Vec<String>,
     /// Default island image.
     pub image: String,
+    /// Serve host terminals (`/v1/terminals`).
+    pub host_terminals: bool,
 }
 
 /// Run until SIGTERM or SIGINT. Errors are start-up failures.
@@ -70,6 +74,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     let observed = Observed::new();
     runtime::watch::start(engine.clone(), observed.clone())
         .map_err(|e| format!("cannot start engine watchers: {e}"))?;
+    let hub = Hub::new();
     let islands = Arc::new(Islands::new(
         home.clone(),
         engine,
@@ -77,7 +82,9 @@ pub fn run(opts: Options) -> Result<(), String> {
         Config {
             default_image: opts.image.clone(),
         },
+        hub.clone(),
     ));
+    let terminals = Arc::new(Terminals::new(opts.host_terminals, home.clone(), hub));
     let n = islands
         .load()
         .map_err(|e| format!("cannot read island records: {e}"))?;
@@ -104,6 +111,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     let stopping = Arc::new(AtomicBool::new(false));
     let app = Arc::new(App {
         islands,
+        terminals,
         stopping: stopping.clone(),
     });
     let inflight = Arc::new(InFlight::default());

@@ -11,12 +11,14 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::island::Islands;
+use crate::session::terminals::Terminals;
 
 pub use wire::{Request, Response};
 
 /// Everything a handler can reach.
 pub struct App {
     pub islands: Arc<Islands>,
+    pub terminals: Arc<Terminals>,
     /// Set when the daemon is shutting down: long streams end early.
     pub stopping: Arc<AtomicBool>,
 }

@@ -2,7 +2,7 @@
 //! segment, `{x...}` the rest of the path), and a handler. `openapi.yaml` is kept equal to this
 //! table by a test.
 
-use super::handlers::{access, islands, system};
+use super::handlers::{access, agents, islands, sessions, system};
 use super::wire::{Request, Response};
 use super::{error_response, App};
 use crate::error::{Error, Result};
@@ -68,6 +68,28 @@ pub static ROUTES: &[Route] = &[
         access::write_file,
     ),
     r("GET", "/v1/islands/{name}/logs", access::logs),
+    r("GET", "/v1/islands/{name}/session", agents::island_session),
+    r("GET", "/v1/islands/{name}/agents", agents::list),
+    r("POST", "/v1/islands/{name}/agents", agents::add),
+    r("GET", "/v1/islands/{name}/agents/{id}", agents::get),
+    r("PATCH", "/v1/islands/{name}/agents/{id}", agents::patch),
+    r("DELETE", "/v1/islands/{name}/agents/{id}", agents::remove),
+    r(
+        "GET",
+        "/v1/islands/{name}/agents/{id}/session",
+        agents::agent_session,
+    ),
+    r("GET", "/v1/clients", sessions::clients),
+    r("POST", "/v1/sessions/revoke", sessions::revoke),
+    r("GET", "/v1/terminals", sessions::terminals),
+    r("POST", "/v1/terminals", sessions::create_terminal),
+    r("PATCH", "/v1/terminals/{id}", sessions::patch_terminal),
+    r("DELETE", "/v1/terminals/{id}", sessions::delete_terminal),
+    r(
+        "GET",
+        "/v1/terminals/{id}/session",
+        sessions::terminal_session,
+    ),
 ];
 
 /// Match `path` against `pattern`; the parameters when it fits.

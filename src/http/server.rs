@@ -46,6 +46,12 @@ impl Conn {
     }
 }
 
+impl AsRawFd for Conn {
+    fn as_raw_fd(&self) -> RawFd {
+        self.raw_fd()
+    }
+}
+
 impl Read for Conn {
     fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
         match self {
@@ -251,15 +257,35 @@ fn handle_conn(conn: Conn, app: &App, inflight: &InFlight) {
         inflight.0.fetch_add(1, Ordering::SeqCst);
         let guard = Guard(inflight);
         let started = Instant::now();
-        let http10 = false;
         let wants_close = req
             .header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
-            || http10;
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let head_only = req.method == "HEAD";
         let (method, path) = (req.method.clone(), req.path.clone());
-        let resp = router::dispatch(app, &mut req);
+        let mut resp = router::dispatch(app, &mut req);
         let status = resp.status;
+        let upgrade = match std::mem::replace(&mut resp.payload, wire::Payload::Empty) {
+            wire::Payload::Upgrade(f) => Some(f),
+            other => {
+                resp.payload = other;
+                None
+            }
+        };
+        if let Some(f) = upgrade {
+            drop(req);
+            drop(guard);
+            if wire::write_response(&mut writer, resp, true, false, &peer).is_err() {
+                return;
+            }
+            log::debug!("{method} {path} -> 101 (websocket)");
+            // Bytes the client sent after its head belong to the websocket.
+            let leftover = reader.buffer().to_vec();
+            let conn = reader.into_inner();
+            drop(writer);
+            let _ = conn.set_read_timeout(None);
+            f(conn, leftover);
+            return;
+        }
         // Leftover body must be read before the next request can be; if it is large, close.
         let drained = req.drain();
         drop(req);

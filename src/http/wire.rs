@@ -346,11 +346,17 @@ pub struct Peer {
     pub fd: std::os::fd::RawFd,
 }
 
+/// Takes over the connection after a `101 Switching Protocols`: the socket and any bytes
+/// already read past the request head.
+pub type UpgradeFn = Box<dyn FnOnce(super::server::Conn, Vec<u8>) + Send>;
+
 pub enum Payload {
     Empty,
     Bytes(Vec<u8>),
     /// Sent chunked.
     Stream(StreamFn),
+    /// A websocket: the server writes the 101 and hands the socket over.
+    Upgrade(UpgradeFn),
 }
 
 pub struct Response {
@@ -383,6 +389,35 @@ impl Response {
             payload: Payload::Stream(f),
         }
     }
+    /// Accept a websocket handshake (RFC 6455 §4.2); `f` then owns the connection.
+    pub fn websocket(req: &Request, f: UpgradeFn) -> Result<Response> {
+        let has = |h: &str, token: &str| {
+            req.header(h)
+                .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        };
+        if !has("upgrade", "websocket") || !has("connection", "upgrade") {
+            return Err(Error::bad(
+                "this route is a websocket: send Upgrade: websocket",
+            ));
+        }
+        if req.header("sec-websocket-version").map(str::trim) != Some("13") {
+            return Err(Error::bad("Sec-WebSocket-Version must be 13"));
+        }
+        let key = req
+            .header("sec-websocket-key")
+            .ok_or_else(|| Error::bad("Sec-WebSocket-Key is missing"))?;
+        let accept = tungstenite::handshake::derive_accept_key(key.trim().as_bytes());
+        Ok(Response {
+            status: 101,
+            headers: vec![
+                ("Upgrade".into(), "websocket".into()),
+                ("Connection".into(), "Upgrade".into()),
+                ("Sec-WebSocket-Accept".into(), accept),
+            ],
+            payload: Payload::Upgrade(f),
+        })
+    }
+
     pub fn header(mut self, k: &str, v: &str) -> Response {
         self.headers.push((k.into(), v.into()));
         self
@@ -391,6 +426,7 @@ impl Response {
 
 pub fn reason(status: u16) -> &'static str {
     match status {
+        101 => "Switching Protocols",
         200 => "OK",
         201 => "Created",
         202 => "Accepted",
@@ -423,12 +459,18 @@ pub fn write_response(
     for (k, v) in &resp.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    head.push_str(if keep_alive {
-        "Connection: keep-alive\r\n"
-    } else {
-        "Connection: close\r\n"
-    });
+    if !matches!(resp.payload, Payload::Upgrade(_)) {
+        head.push_str(if keep_alive {
+            "Connection: keep-alive\r\n"
+        } else {
+            "Connection: close\r\n"
+        });
+    }
     match resp.payload {
+        Payload::Upgrade(_) => {
+            head.push_str("\r\n");
+            w.write_all(head.as_bytes())?;
+        }
         Payload::Empty => {
             if resp.status != 204 {
                 head.push_str("Content-Length: 0\r\n");

@@ -189,7 +189,11 @@ impl Islands {
             provisioned: false,
             workspace: WorkspaceReady::default(),
             cloned_from: String::new(),
+            agents: Vec::new(),
+            next_agent: 2,
         };
+        let mut rec = rec;
+        Self::ensure_primary(&mut rec);
         let busy = self.reserve(rec.clone(), "creating")?;
         if let Err(e) = self.provision(&rec) {
             log::warn!("create {name}: {e}; rolling back");
@@ -210,6 +214,7 @@ impl Islands {
                     .name(format!("clone-{name}"))
                     .spawn(move || {
                         islands.populate_from_url(&name2, &url);
+                        islands.reconcile_agents(&name2);
                         if let Some(slot) = islands.inner.lock().unwrap().get_mut(&name2) {
                             slot.busy = None;
                         }
@@ -218,11 +223,17 @@ impl Islands {
             }
             Some(Source::Path(p)) => {
                 let r = self.populate_from_path(&name, &p);
+                if r.is_ok() {
+                    self.reconcile_agents(&name);
+                }
                 drop(busy);
                 r?;
             }
             None => {
                 let r = self.populate_empty(&name);
+                if r.is_ok() {
+                    self.reconcile_agents(&name);
+                }
                 drop(busy);
                 r?;
             }
@@ -440,6 +451,7 @@ impl Islands {
         } else {
             self.start_or_run(&rec)?;
         }
+        self.reconcile_agents(name);
         self.get(name)
     }
 
@@ -460,6 +472,7 @@ impl Islands {
             .run_container(&spec(&rec))
             .map_err(|e| run_error(e, &rec))?;
         self.observed.set_state(name, "running");
+        self.reconcile_agents(name);
         self.get(name)
     }
 
@@ -477,6 +490,7 @@ impl Islands {
                 .run_container(&spec(&rec))
                 .map_err(|e| run_error(e, &rec))?;
             self.observed.set_state(name, "running");
+            self.reconcile_agents(name);
         }
         self.update(name, |r| r.last_used_at = util::now_rfc3339())?;
         self.get(name)
@@ -542,6 +556,7 @@ impl Islands {
             r.provisioned = true;
             r.cloned_from.clear();
         })?;
+        self.reconcile_agents(to);
         drop(busy);
         self.get(to)
     }
@@ -714,6 +729,9 @@ impl Islands {
                     })?;
                 }
             }
+        }
+        if rec.state == "running" {
+            self.reconcile_agents(name);
         }
         Ok(())
     }

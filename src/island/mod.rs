@@ -4,11 +4,12 @@
 //! serialised by its `busy` mark (a second one gets 409), not by a lock.
 
 pub mod access;
+pub mod agents;
 pub mod lifecycle;
 pub mod names;
 pub mod paths;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::{IslandInfo, IslandStats, Overview, Resources, WorkspaceReady};
 use crate::error::{Error, Result};
 use crate::runtime::{Engine, Observed};
+use crate::session::Hub;
 use crate::store::{self, Home};
 use crate::util;
 
@@ -56,6 +58,12 @@ pub struct Record {
     /// Set on a clone: the source island whose volumes are copied in (until provisioned).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cloned_from: String,
+    /// The island's agents; `a1` is the primary.
+    #[serde(default)]
+    pub agents: Vec<agents::AgentRecord>,
+    /// The number the next added agent gets.
+    #[serde(default)]
+    pub next_agent: u32,
 }
 
 struct Slot {
@@ -80,6 +88,10 @@ pub struct Islands {
     /// Serialises record writes so the file always ends with the latest in-memory record.
     write_lock: Mutex<()>,
     image_cache: Mutex<Option<(Instant, bool)>>,
+    /// Attached clients (presence).
+    pub hub: Arc<Hub>,
+    /// The last observation of each island's agents.
+    agent_obs: Mutex<HashMap<String, HashMap<String, agents::AgentObs>>>,
 }
 
 /// Clears an island's busy mark when the operation ends, however it ends.
@@ -97,7 +109,13 @@ impl Drop for Busy<'_> {
 }
 
 impl Islands {
-    pub fn new(home: Home, engine: Engine, observed: Arc<Observed>, config: Config) -> Islands {
+    pub fn new(
+        home: Home,
+        engine: Engine,
+        observed: Arc<Observed>,
+        config: Config,
+        hub: Arc<Hub>,
+    ) -> Islands {
         Islands {
             home,
             engine,
@@ -107,6 +125,8 @@ impl Islands {
             inner: Mutex::new(BTreeMap::new()),
             write_lock: Mutex::new(()),
             image_cache: Mutex::new(None),
+            hub,
+            agent_obs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -126,7 +146,8 @@ impl Islands {
                 continue;
             }
             match store::read_json::<Record>(&path) {
-                Ok(rec) if rec.name == name => {
+                Ok(mut rec) if rec.name == name => {
+                    Self::ensure_primary(&mut rec);
                     self.inner
                         .lock()
                         .unwrap()
@@ -286,10 +307,14 @@ impl Islands {
             container,
             created_at: rec.created_at.clone(),
             last_used_at: rec.last_used_at.clone(),
-            attached: Vec::new(),
+            attached: self.hub.attached_island(&rec.name),
             stats,
             agent_state: None,
-            agents: Vec::new(),
+            agents: rec
+                .agents
+                .iter()
+                .map(|a| self.agent_info(&rec.name, a))
+                .collect(),
             git: None,
             title: rec.title.clone(),
             role: rec.role.clone(),

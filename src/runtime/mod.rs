@@ -357,6 +357,30 @@ impl Engine {
         Ok(out)
     }
 
+    /// The argv that runs `argv` in the container on a TTY (for a PTY pump to spawn).
+    pub fn tty_exec_argv(
+        &self,
+        island: &str,
+        user: &str,
+        env: &[(&str, &str)],
+        argv: &[String],
+    ) -> Vec<String> {
+        let mut v = vec![
+            self.docker.clone(),
+            "exec".into(),
+            "-it".into(),
+            "-u".into(),
+            user.into(),
+        ];
+        for (k, val) in env {
+            v.push("-e".into());
+            v.push(format!("{k}={val}"));
+        }
+        v.push(container_name(island));
+        v.extend(argv.iter().cloned());
+        v
+    }
+
     /// Start a command in the container whose stdout is read as a stream.
     pub fn exec_stream(&self, island: &str, opts: &ExecOpts) -> Result<process::Stream> {
         let mut argv = vec![self.docker.clone()];

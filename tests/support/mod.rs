@@ -353,3 +353,154 @@ pub fn host_repo(dir: &Path) -> PathBuf {
     ]);
     repo
 }
+
+/// A websocket client on the daemon's socket, speaking the session envelope.
+pub struct Ws {
+    pub ws: tungstenite::WebSocket<std::os::unix::net::UnixStream>,
+    /// Every data byte received so far.
+    pub output: Vec<u8>,
+    pub closed: Option<String>,
+    pub saw_exit: bool,
+    pub errors: Vec<String>,
+}
+
+impl Daemon {
+    /// Open a websocket on `path` (with query). Panics on a refused handshake.
+    pub fn attach(&self, path: &str) -> Ws {
+        self.try_attach(path)
+            .unwrap_or_else(|e| panic!("attach {path}: {e}"))
+    }
+
+    pub fn try_attach(&self, path: &str) -> Result<Ws, String> {
+        let s = std::os::unix::net::UnixStream::connect(self.sock()).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let url = format!("ws://dejimad{path}");
+        match tungstenite::client::client(url.as_str(), s) {
+            Ok((ws, _)) => Ok(Ws {
+                ws,
+                output: Vec::new(),
+                closed: None,
+                saw_exit: false,
+                errors: Vec::new(),
+            }),
+            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => {
+                let body = r
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Err(format!("{} {body}", r.status().as_u16()))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+impl Ws {
+    pub fn send_json(&mut self, v: Value) {
+        self.ws
+            .send(tungstenite::Message::Text(v.to_string()))
+            .unwrap();
+    }
+    pub fn send_data(&mut self, bytes: &[u8]) {
+        use base64::Engine as _;
+        let b = base64::engine::general_purpose::STANDARD.encode(bytes);
+        self.send_json(json!({"type": "data", "b64": b}));
+    }
+    pub fn resize(&mut self, rows: u16, cols: u16) {
+        self.send_json(json!({"type": "resize", "rows": rows, "cols": cols}));
+    }
+    /// Read one message (None on timeout); data is appended to `output`.
+    pub fn pump_once(&mut self) -> Option<Value> {
+        use base64::Engine as _;
+        match self.ws.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                let v: Value = serde_json::from_str(&t).expect("server frames are JSON");
+                match v["type"].as_str() {
+                    Some("data") => {
+                        let b = base64::engine::general_purpose::STANDARD
+                            .decode(v["b64"].as_str().unwrap())
+                            .expect("base64");
+                        self.output.extend_from_slice(&b);
+                    }
+                    Some("exit") => self.saw_exit = true,
+                    Some("error") => {
+                        let b = base64::engine::general_purpose::STANDARD
+                            .decode(v["b64"].as_str().unwrap_or(""))
+                            .unwrap_or_default();
+                        self.errors.push(String::from_utf8_lossy(&b).into_owned());
+                    }
+                    _ => {}
+                }
+                Some(v)
+            }
+            Ok(tungstenite::Message::Close(f)) => {
+                self.closed = Some(
+                    f.map(|f| format!("{} {}", u16::from(f.code), f.reason))
+                        .unwrap_or_default(),
+                );
+                Some(Value::Null)
+            }
+            Ok(_) => Some(Value::Null),
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
+            Err(e) => {
+                if self.closed.is_none() {
+                    self.closed = Some(format!("error: {e}"));
+                }
+                Some(Value::Null)
+            }
+        }
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output).into_owned()
+    }
+    /// Read until the output contains `needle`.
+    pub fn expect(&mut self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.text().contains(needle) {
+            if self.closed.is_some() {
+                panic!(
+                    "closed ({:?}) before {needle:?}; got {:?}",
+                    self.closed,
+                    tail(&self.text(), 10)
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no {needle:?} within {limit:?}; got {:?}",
+                    tail(&self.text(), 10)
+                );
+            }
+            self.pump_once();
+        }
+    }
+    /// Read until the server closes; returns the close code and reason.
+    pub fn expect_close(&mut self, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        while self.closed.is_none() {
+            assert!(Instant::now() < deadline, "not closed within {limit:?}");
+            self.pump_once();
+        }
+        self.closed.clone().unwrap()
+    }
+    /// The first message: hello.
+    pub fn hello(&mut self) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(v) = self.pump_once() {
+                if v["type"] == "hello" {
+                    return v;
+                }
+            }
+            assert!(Instant::now() < deadline, "no hello");
+        }
+    }
+}

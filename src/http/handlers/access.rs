@@ -65,14 +65,12 @@ pub fn write_file(app: &App, req: &mut Request, p: &Params) -> Result<Response> 
 
 pub fn logs(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     let n = name(p)?;
-    if req.query("agent").is_some() {
-        return Err(Error::NotFound(
-            "agent logs come with agents (no such agent)".into(),
-        ));
-    }
     let follow = req.query_bool("follow")?;
     let tail = req.query("tail").unwrap_or("all").to_string();
-    let stream = app.islands.logs(n, follow, &tail)?;
+    let stream = match req.query("agent") {
+        Some(agent) => app.islands.agent_log(n, agent, follow, &tail)?,
+        None => app.islands.logs(n, follow, &tail)?,
+    };
     Ok(stream_child("text/plain; charset=utf-8", stream, app))
 }
 

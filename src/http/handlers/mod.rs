@@ -1,5 +1,7 @@
 //! Handlers, one file per resource. They parse, call the domain, and shape the reply.
 
 pub mod access;
+pub mod agents;
 pub mod islands;
+pub mod sessions;
 pub mod system;

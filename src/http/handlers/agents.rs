@@ -1,0 +1,78 @@
+//! /v1/islands/{name}/agents and the session websockets.
+
+use super::islands::name;
+use crate::api::{AddAgent, PatchAgent};
+use crate::error::{Error, Result};
+use crate::http::router::Params;
+use crate::http::{App, Request, Response};
+use crate::session::pump;
+
+pub fn list(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
+    Ok(Response::json(200, &app.islands.list_agents(name(p)?)?))
+}
+
+pub fn add(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let n = name(p)?;
+    let body: AddAgent = req.json()?;
+    Ok(Response::json(201, &app.islands.add_agent(n, body)?))
+}
+
+pub fn get(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
+    Ok(Response::json(
+        200,
+        &app.islands.get_agent(name(p)?, p.get("id"))?,
+    ))
+}
+
+pub fn patch(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let n = name(p)?;
+    let body: PatchAgent = req.json()?;
+    let label = body
+        .label
+        .ok_or_else(|| Error::bad("PATCH takes {\"label\": \"...\"}"))?;
+    Ok(Response::json(
+        200,
+        &app.islands.relabel_agent(n, p.get("id"), &label)?,
+    ))
+}
+
+pub fn remove(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
+    app.islands.remove_agent(name(p)?, p.get("id"))?;
+    Ok(Response::no_content())
+}
+
+/// `?label=` names the client in presence; `anonymous` when absent.
+pub fn label(req: &Request) -> Result<String> {
+    let l = req
+        .query("label")
+        .filter(|l| !l.is_empty())
+        .unwrap_or("anonymous");
+    if l.len() > 128 || l.chars().any(char::is_control) {
+        return Err(Error::bad(
+            "label must be at most 128 bytes with no control characters",
+        ));
+    }
+    Ok(l.to_string())
+}
+
+pub fn island_session(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let spec = app.islands.session_spec(name(p)?, None, &label(req)?)?;
+    upgrade(app, req, spec)
+}
+
+pub fn agent_session(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let spec = app
+        .islands
+        .session_spec(name(p)?, Some(p.get("id")), &label(req)?)?;
+    upgrade(app, req, spec)
+}
+
+/// Accept the websocket; the connection's thread then runs the client's pump.
+pub fn upgrade(app: &App, req: &Request, spec: pump::Spec) -> Result<Response> {
+    let hub = app.islands.hub.clone();
+    let stopping = app.stopping.clone();
+    Response::websocket(
+        req,
+        Box::new(move |conn, leftover| pump::serve(conn, leftover, spec, &hub, &stopping)),
+    )
+}

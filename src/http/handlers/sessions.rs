@@ -1,0 +1,56 @@
+//! Presence and revocation: /v1/clients, /v1/sessions/revoke; host terminals.
+
+use serde_json::json;
+
+use super::agents::{label, upgrade};
+use crate::api::{CreateTerminal, PatchTerminal};
+use crate::error::{Error, Result};
+use crate::http::router::Params;
+use crate::http::{App, Request, Response};
+use crate::session::{pump, Target};
+
+pub fn clients(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
+    Ok(Response::json(200, &app.islands.hub.history()))
+}
+
+pub fn revoke(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
+    let n = app.islands.hub.revoke_where(|_| true);
+    Ok(Response::json(200, &json!({ "revoked": n })))
+}
+
+pub fn terminals(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
+    Ok(Response::json(200, &app.terminals.list()?))
+}
+
+pub fn create_terminal(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
+    let body: CreateTerminal = req.json()?;
+    Ok(Response::json(201, &app.terminals.create(body)?))
+}
+
+pub fn patch_terminal(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let body: PatchTerminal = req.json()?;
+    let l = body
+        .label
+        .ok_or_else(|| Error::bad("PATCH takes {\"label\": \"...\"}"))?;
+    Ok(Response::json(
+        200,
+        &app.terminals.relabel(p.get("id"), &l)?,
+    ))
+}
+
+pub fn delete_terminal(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
+    app.terminals.remove(p.get("id"))?;
+    Ok(Response::no_content())
+}
+
+pub fn terminal_session(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let id = p.get("id").to_string();
+    let (argv, env) = app.terminals.attach_argv(&id)?;
+    let spec = pump::Spec {
+        argv,
+        env,
+        target: Target::Terminal { id },
+        label: label(req)?,
+    };
+    upgrade(app, req, spec)
+}

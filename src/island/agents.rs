@@ -1,0 +1,562 @@
+//! Agents: each runs in its own tmux session `agent-<id>` inside the island. `a1`, the
+//! primary, works in /workspace; every added agent gets a git worktree
+//! `/workspace/.agents/<id>` on branch `agent/<id>`. Headless agents run under
+//! `dejima-supervise` (restart with backoff, a restart count, a log file) in their session.
+//!
+//! What runs is observed with one `tmux list-panes` per island, cached; the island list reads
+//! the cache and never waits on the engine.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Islands, Record};
+use crate::api::{AddAgent, AgentInfo};
+use crate::error::{Error, Result};
+use crate::process::{Input, Stream};
+use crate::runtime::{self, ExecOpts, WORKSPACE};
+use crate::session::{pump, tmux, Target};
+use crate::util;
+
+pub const PRIMARY: &str = "a1";
+/// Agent types. Anything else is refused.
+pub const TYPES: [&str; 4] = ["claude-code", "codex", "custom", "headless"];
+const LOG_DIR: &str = "/home/agent/.dejima/logs";
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct AgentRecord {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub label: String,
+    #[serde(default)]
+    pub cmd: String,
+    #[serde(default)]
+    pub branch: String,
+    pub worktree: String,
+    #[serde(default)]
+    pub created_at: String,
+    /// The last orchestration failure, if any.
+    #[serde(default)]
+    pub error: String,
+}
+
+impl AgentRecord {
+    pub fn headless(&self) -> bool {
+        self.kind == "headless"
+    }
+
+    pub fn primary(kind: &str, cmd: &str) -> AgentRecord {
+        AgentRecord {
+            id: PRIMARY.into(),
+            kind: kind.into(),
+            cmd: cmd.into(),
+            worktree: WORKSPACE.into(),
+            created_at: util::now_rfc3339(),
+            ..AgentRecord::default()
+        }
+    }
+
+    /// What the session runs.
+    fn argv(&self) -> Vec<String> {
+        let v: Vec<&str> = match self.kind.as_str() {
+            "headless" => vec!["dejima-supervise", &self.id, &self.cmd],
+            "claude-code" if self.cmd.is_empty() => vec!["claude"],
+            "codex" if self.cmd.is_empty() => vec!["codex"],
+            _ if self.cmd.is_empty() => vec!["bash", "-l"],
+            _ => vec!["bash", "-lc", &self.cmd],
+        };
+        v.into_iter().map(str::to_string).collect()
+    }
+}
+
+/// What the engine last showed of one agent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentObs {
+    /// running, exited (tmux alive, program gone), stopped (no session)
+    pub state: String,
+    pub restarts: i64,
+    pub exit_status: Option<i32>,
+}
+
+/// Parse the observation script's output (panes, `---`, `id|restarts` lines).
+pub fn parse_obs(out: &str, agents: &[AgentRecord]) -> HashMap<String, AgentObs> {
+    let (panes, rest) = out.split_once("---\n").unwrap_or((out, ""));
+    let panes = tmux::parse_panes(panes);
+    let restarts: HashMap<&str, i64> = rest
+        .lines()
+        .filter_map(|l| {
+            let (id, n) = l.split_once('|')?;
+            Some((id, n.trim().parse().unwrap_or(0)))
+        })
+        .collect();
+    agents
+        .iter()
+        .map(|a| {
+            let s = tmux::session_name(&a.id);
+            let pane = panes.iter().find(|p| p.session == s);
+            let obs = AgentObs {
+                state: match pane {
+                    None => "stopped".into(),
+                    Some(p) if p.dead => "exited".into(),
+                    Some(_) => "running".into(),
+                },
+                restarts: restarts.get(a.id.as_str()).copied().unwrap_or(0),
+                exit_status: pane.filter(|p| p.dead).and_then(|p| p.dead_status),
+            };
+            (a.id.clone(), obs)
+        })
+        .collect()
+}
+
+const OBSERVE: &str = "tmux -L dejima list-panes -a -F '#{session_name}|#{pane_dead}|#{pane_dead_status}|#{window_width}|#{window_height}' 2>/dev/null\n\
+    echo ---\n\
+    for d in /home/agent/.dejima/agents/*/; do [ -d \"$d\" ] || continue; echo \"$(basename \"$d\")|$(cat \"$d/restarts\" 2>/dev/null || echo 0)\"; done\n";
+
+/// Make the agent's worktree (and a first commit when the repository has none).
+const WORKTREE: &str = "set -e\ncd /workspace\n\
+    git rev-parse --is-inside-work-tree >/dev/null 2>&1 || git init -q\n\
+    git rev-parse -q --verify HEAD >/dev/null || git -c user.name=dejima -c user.email=dejima@localhost commit -q --allow-empty -m 'dejima: initial commit'\n\
+    mkdir -p .git/info && { grep -qx '/.agents/' .git/info/exclude 2>/dev/null || echo '/.agents/' >> .git/info/exclude; }\n\
+    [ -d \"$2\" ] && exit 0\n\
+    if git show-ref -q --verify \"refs/heads/$1\"; then git worktree add -q \"$2\" \"$1\"; else git worktree add -q -b \"$1\" \"$2\"; fi\n";
+
+impl Islands {
+    /// Records written before agents existed get their primary here.
+    pub(super) fn ensure_primary(rec: &mut Record) {
+        if rec.agents.is_empty() {
+            rec.agents.push(AgentRecord::primary(&rec.agent, &rec.cmd));
+        }
+        if rec.next_agent < 2 {
+            rec.next_agent = 2;
+        }
+    }
+
+    fn exec_agent_script(
+        &self,
+        island: &str,
+        script: &str,
+        args: &[&str],
+    ) -> Result<crate::process::Output> {
+        let mut argv = vec!["sh", "-c", script, "sh"];
+        argv.extend_from_slice(args);
+        Ok(self
+            .engine
+            .exec(island, &ExecOpts::agent(&argv), Input::None)?)
+    }
+
+    /// Ask the island what runs, and cache it.
+    pub fn observe_agents(&self, island: &str) -> Result<HashMap<String, AgentObs>> {
+        let rec = self.record(island)?;
+        let obs = if self.observed.container(island).state == "running" {
+            let out = self.exec_agent_script(island, OBSERVE, &[])?;
+            parse_obs(&out.stdout_str(), &rec.agents)
+        } else {
+            rec.agents
+                .iter()
+                .map(|a| {
+                    (
+                        a.id.clone(),
+                        AgentObs {
+                            state: "stopped".into(),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect()
+        };
+        self.agent_obs
+            .lock()
+            .unwrap()
+            .insert(island.to_string(), obs.clone());
+        Ok(obs)
+    }
+
+    fn cached_obs(&self, island: &str, agent: &str) -> AgentObs {
+        let running = self.observed.container(island).state == "running";
+        let cache = self.agent_obs.lock().unwrap();
+        match cache.get(island).and_then(|m| m.get(agent)) {
+            Some(o) if running => o.clone(),
+            _ => AgentObs {
+                state: "stopped".into(),
+                ..Default::default()
+            },
+        }
+    }
+
+    pub(super) fn agent_info(&self, island: &str, a: &AgentRecord) -> AgentInfo {
+        let obs = self.cached_obs(island, &a.id);
+        let mut error = a.error.clone();
+        if error.is_empty() && obs.state == "exited" {
+            error = format!(
+                "agent program exited{}",
+                obs.exit_status
+                    .map(|s| format!(" with status {s}"))
+                    .unwrap_or_default()
+            );
+        }
+        AgentInfo {
+            id: a.id.clone(),
+            kind: a.kind.clone(),
+            label: a.label.clone(),
+            tmux: tmux::session_name(&a.id),
+            branch: a.branch.clone(),
+            worktree: a.worktree.clone(),
+            attachable: !a.headless(),
+            state: obs.state,
+            restarts: obs.restarts,
+            agent_state: None,
+            attached: self.hub.attached(&Target::Agent {
+                island: island.into(),
+                agent: a.id.clone(),
+            }),
+            error,
+        }
+    }
+
+    /// GET /v1/islands/{name}/agents
+    pub fn list_agents(&self, island: &str) -> Result<Vec<AgentInfo>> {
+        let rec = self.record(island)?;
+        self.observe_agents(island)?;
+        Ok(rec
+            .agents
+            .iter()
+            .map(|a| self.agent_info(island, a))
+            .collect())
+    }
+
+    /// GET /v1/islands/{name}/agents/{id}
+    pub fn get_agent(&self, island: &str, id: &str) -> Result<AgentInfo> {
+        let rec = self.record(island)?;
+        let a = find(&rec, id)?;
+        self.observe_agents(island)?;
+        Ok(self.agent_info(island, a))
+    }
+
+    /// Start one agent's session if it is not there; restart its program if it exited.
+    fn start_agent(&self, island: &str, a: &AgentRecord, obs: Option<&AgentObs>) -> Result<()> {
+        let out = match obs.map(|o| o.state.as_str()) {
+            Some("running") => return Ok(()),
+            Some("exited") => self.engine.exec(
+                island,
+                &ExecOpts::agent(&str_refs(&tmux::respawn(&tmux::session_name(&a.id)))),
+                Input::None,
+            )?,
+            _ => {
+                if a.id != PRIMARY {
+                    let out =
+                        self.exec_agent_script(island, WORKTREE, &[&a.branch, &a.worktree])?;
+                    if !out.ok() {
+                        return Err(Error::Unprocessable(format!(
+                            "cannot make worktree {}: {}",
+                            a.worktree,
+                            out.stderr_str()
+                        )));
+                    }
+                }
+                let env = vec![
+                    ("DEJIMA_ISLAND".to_string(), island.to_string()),
+                    ("DEJIMA_AGENT".to_string(), a.id.clone()),
+                ];
+                let argv =
+                    tmux::new_session(&tmux::session_name(&a.id), &a.worktree, &env, &a.argv());
+                self.engine
+                    .exec(island, &ExecOpts::agent(&str_refs(&argv)), Input::None)?
+            }
+        };
+        if !out.ok() && !out.stderr_str().contains("duplicate session") {
+            return Err(Error::Unprocessable(format!(
+                "cannot start agent {}: {}",
+                a.id,
+                out.stderr_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Make every agent that should run, run (create, wake, reset, upgrade, adoption). A
+    /// failure is recorded on the agent, not returned: one broken agent must not fail a wake.
+    pub fn reconcile_agents(&self, island: &str) {
+        let Ok(rec) = self.record(island) else { return };
+        if self.observed.container(island).state != "running" {
+            return;
+        }
+        let obs = self.observe_agents(island).unwrap_or_default();
+        for a in &rec.agents {
+            let err = match self.start_agent(island, a, obs.get(&a.id)) {
+                Ok(()) => String::new(),
+                Err(e) => {
+                    log::warn!("island {island}: agent {}: {e}", a.id);
+                    e.to_string()
+                }
+            };
+            if err != a.error {
+                let id = a.id.clone();
+                let _ = self.update(island, |r| {
+                    if let Some(x) = r.agents.iter_mut().find(|x| x.id == id) {
+                        x.error = err;
+                    }
+                });
+            }
+        }
+        let _ = self.observe_agents(island);
+    }
+
+    /// POST /v1/islands/{name}/agents
+    pub fn add_agent(&self, island: &str, req: AddAgent) -> Result<AgentInfo> {
+        check_label(&req.label)?;
+        let _busy = self.begin(island, "adding an agent")?;
+        let rec = self.record(island)?;
+        let kind = if req.kind.is_empty() {
+            rec.agents
+                .first()
+                .map(|a| a.kind.clone())
+                .unwrap_or_else(|| rec.agent.clone())
+        } else {
+            req.kind.clone()
+        };
+        if !TYPES.contains(&kind.as_str()) {
+            return Err(Error::bad(format!(
+                "type {kind:?} must be one of {}",
+                TYPES.join(", ")
+            )));
+        }
+        if kind == "headless" && req.cmd.trim().is_empty() {
+            return Err(Error::bad("a headless agent needs cmd"));
+        }
+        if req.cmd.contains('\0') {
+            return Err(Error::bad("cmd must not contain NUL bytes"));
+        }
+        let id = format!("a{}", rec.next_agent.max(2));
+        let a = AgentRecord {
+            id: id.clone(),
+            kind,
+            label: req.label,
+            cmd: req.cmd,
+            branch: format!("agent/{id}"),
+            worktree: format!("{WORKSPACE}/.agents/{id}"),
+            created_at: util::now_rfc3339(),
+            error: String::new(),
+        };
+        let a2 = a.clone();
+        self.update(island, |r| {
+            r.next_agent = r.next_agent.max(2) + 1;
+            r.agents.push(a2);
+        })?;
+        if self.observed.container(island).state == "running" {
+            if let Err(e) = self.start_agent(island, &a, None) {
+                let msg = e.to_string();
+                self.update(island, |r| {
+                    if let Some(x) = r.agents.iter_mut().find(|x| x.id == id) {
+                        x.error = msg;
+                    }
+                })?;
+            }
+            self.observe_agents(island)?;
+        }
+        let rec = self.record(island)?;
+        Ok(self.agent_info(island, find(&rec, &id)?))
+    }
+
+    /// DELETE /v1/islands/{name}/agents/{id}: session killed, worktree pruned, branch kept.
+    pub fn remove_agent(&self, island: &str, id: &str) -> Result<()> {
+        let _busy = self.begin(island, "removing an agent")?;
+        let rec = self.record(island)?;
+        let a = find(&rec, id)?.clone();
+        if a.id == PRIMARY {
+            return Err(Error::Conflict(
+                "the primary agent cannot be removed".into(),
+            ));
+        }
+        if rec.agents.len() <= 1 {
+            return Err(Error::Conflict("the last agent cannot be removed".into()));
+        }
+        self.hub.revoke_where(|t| {
+            *t == Target::Agent {
+                island: island.into(),
+                agent: id.into(),
+            }
+        });
+        if self.observed.container(island).state == "running" {
+            let _ = self.engine.exec(
+                island,
+                &ExecOpts::agent(&str_refs(&tmux::kill_session(&tmux::session_name(id)))),
+                Input::None,
+            )?;
+            let script = "cd /workspace && { git worktree remove --force \"$1\" 2>/dev/null || rm -rf \"$1\"; git worktree prune; }";
+            let out = self.exec_agent_script(island, script, &[&a.worktree])?;
+            if !out.ok() {
+                log::warn!(
+                    "island {island}: pruning {}: {}",
+                    a.worktree,
+                    out.stderr_str()
+                );
+            }
+        }
+        self.update(island, |r| r.agents.retain(|x| x.id != id))?;
+        if let Some(m) = self.agent_obs.lock().unwrap().get_mut(island) {
+            m.remove(id);
+        }
+        Ok(())
+    }
+
+    /// PATCH /v1/islands/{name}/agents/{id}
+    pub fn relabel_agent(&self, island: &str, id: &str, label: &str) -> Result<AgentInfo> {
+        check_label(label)?;
+        find(&self.record(island)?, id)?;
+        let rec = self.update(island, |r| {
+            if let Some(a) = r.agents.iter_mut().find(|a| a.id == id) {
+                a.label = label.to_string();
+            }
+        })?;
+        Ok(self.agent_info(island, find(&rec, id)?))
+    }
+
+    /// GET /v1/islands/{name}/logs?agent=<id>: a headless agent's log.
+    pub fn agent_log(&self, island: &str, id: &str, follow: bool, tail: &str) -> Result<Stream> {
+        let rec = self.record(island)?;
+        let a = find(&rec, id)?;
+        if !a.headless() {
+            return Err(Error::Conflict(format!(
+                "agent {id} is interactive; attach to its session instead"
+            )));
+        }
+        if tail != "all" && tail.parse::<u64>().is_err() {
+            return Err(Error::bad("tail must be a number of lines or \"all\""));
+        }
+        if self.observed.container(island).state != "running" {
+            return Err(Error::Conflict(format!(
+                "island {island:?} is not running; wake it first"
+            )));
+        }
+        let log = format!("{LOG_DIR}/{id}.log");
+        let n = if tail == "all" {
+            "+1".to_string()
+        } else {
+            tail.to_string()
+        };
+        let script = if follow {
+            "touch \"$1\"; exec tail -n \"$2\" -F \"$1\" 2>/dev/null"
+        } else {
+            "[ -f \"$1\" ] || exit 0; exec tail -n \"$2\" \"$1\""
+        };
+        Ok(self.engine.exec_stream(
+            island,
+            &ExecOpts::agent(&["sh", "-c", script, "sh", &log, &n]),
+        )?)
+    }
+
+    /// What a websocket client on agent `id` attaches to. 409 for a headless agent or one
+    /// that is not running.
+    pub fn session_spec(&self, island: &str, id: Option<&str>, label: &str) -> Result<pump::Spec> {
+        let rec = self.record(island)?;
+        let id = id.unwrap_or(PRIMARY);
+        let a = find(&rec, id)?;
+        if a.headless() {
+            return Err(Error::Conflict(format!(
+                "agent {id} is headless; read its log (logs?agent={id})"
+            )));
+        }
+        if self.observed.container(island).state != "running" {
+            return Err(Error::Conflict(format!(
+                "island {island:?} is not running; wake it first"
+            )));
+        }
+        let obs = self.observe_agents(island)?;
+        if obs.get(id).map(|o| o.state.as_str()) == Some("stopped") {
+            return Err(Error::Conflict(format!(
+                "agent {id} has no session (state stopped); wake or upgrade the island"
+            )));
+        }
+        let argv = self.engine.tty_exec_argv(
+            island,
+            runtime::AGENT_USER,
+            &[("TERM", "xterm-256color"), ("LANG", "C.UTF-8")],
+            &tmux::attach(&tmux::session_name(id)),
+        );
+        self.touch(island);
+        Ok(pump::Spec {
+            argv,
+            env: Vec::new(),
+            target: Target::Agent {
+                island: island.into(),
+                agent: id.into(),
+            },
+            label: label.to_string(),
+        })
+    }
+
+    /// The size tmux gives an agent's window now (for tests and the detail view).
+    pub fn window_size(&self, island: &str, id: &str) -> Result<Option<(u16, u16)>> {
+        let out = self.exec_agent_script(island, OBSERVE, &[])?;
+        let s = tmux::session_name(id);
+        Ok(
+            tmux::parse_panes(out.stdout_str().split("---").next().unwrap_or(""))
+                .into_iter()
+                .find(|p| p.session == s)
+                .map(|p| (p.height, p.width)),
+        )
+    }
+}
+
+fn find<'r>(rec: &'r Record, id: &str) -> Result<&'r AgentRecord> {
+    rec.agents
+        .iter()
+        .find(|a| a.id == id)
+        .ok_or_else(|| Error::NotFound(format!("agent {id:?} not found in island {:?}", rec.name)))
+}
+
+fn check_label(l: &str) -> Result<()> {
+    if l.len() > 128 || l.chars().any(char::is_control) {
+        return Err(Error::bad(
+            "label must be at most 128 bytes with no control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn str_refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observes_states() {
+        let agents = vec![
+            AgentRecord::primary("custom", ""),
+            AgentRecord {
+                id: "a2".into(),
+                kind: "headless".into(),
+                ..Default::default()
+            },
+            AgentRecord {
+                id: "a3".into(),
+                ..Default::default()
+            },
+        ];
+        let out = "agent-a1|1|3|80|24\nagent-a2|0||80|24\n---\na2|4\n";
+        let o = parse_obs(out, &agents);
+        assert_eq!(
+            (o["a1"].state.as_str(), o["a1"].exit_status),
+            ("exited", Some(3))
+        );
+        assert_eq!((o["a2"].state.as_str(), o["a2"].restarts), ("running", 4));
+        assert_eq!(o["a3"].state, "stopped");
+    }
+
+    #[test]
+    fn argv_per_type() {
+        let mut a = AgentRecord::primary("claude-code", "");
+        assert_eq!(a.argv(), vec!["claude"]);
+        a.kind = "custom".into();
+        assert_eq!(a.argv(), vec!["bash", "-l"]);
+        a.cmd = "python x.py".into();
+        assert_eq!(a.argv(), vec!["bash", "-lc", "python x.py"]);
+        a.kind = "headless".into();
+        assert_eq!(a.argv(), vec!["dejima-supervise", "a1", "python x.py"]);
+    }
+}

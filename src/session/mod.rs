@@ -1,0 +1,266 @@
+//! Attached clients: who is on which screen (presence), the recent attach/detach ring, and
+//! revocation. The PTY pump lives in `pump`, tmux argv in `tmux`, host terminals in
+//! `terminals`. Lock rule: `Hub`'s mutexes guard in-memory maps only; nothing blocking runs
+//! under them.
+
+pub mod pump;
+pub mod terminals;
+pub mod tmux;
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::api::{ClientRecord, PresenceEntry};
+use crate::util;
+
+/// How many attach/detach records `/v1/clients` keeps.
+pub const RING: usize = 200;
+
+/// What a client is attached to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    Agent { island: String, agent: String },
+    Terminal { id: String },
+}
+
+impl Target {
+    pub fn island(&self) -> Option<&str> {
+        match self {
+            Target::Agent { island, .. } => Some(island),
+            Target::Terminal { .. } => None,
+        }
+    }
+}
+
+/// Wakes a pump thread out of its poll: a pipe whose read end the pump polls.
+pub struct Waker {
+    rd: OwnedFd,
+    wr: OwnedFd,
+    revoked: AtomicBool,
+}
+
+impl Waker {
+    fn new() -> std::io::Result<Waker> {
+        let (rd, wr) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
+        Ok(Waker {
+            rd,
+            wr,
+            revoked: AtomicBool::new(false),
+        })
+    }
+    pub fn revoke(&self) {
+        self.revoked.store(true, Ordering::SeqCst);
+        let _ = nix::unistd::write(self.wr.as_fd(), b"x");
+    }
+    pub fn revoked(&self) -> bool {
+        self.revoked.load(Ordering::SeqCst)
+    }
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.rd.as_fd()
+    }
+}
+
+struct Client {
+    target: Target,
+    label: String,
+    joined_at: String,
+    /// (rows, cols) of its terminal, once known.
+    size: Option<(u16, u16)>,
+    waker: Arc<Waker>,
+    ring_index: u64,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    clients: Mutex<HashMap<u64, Client>>,
+    /// Newest at the back; each entry carries its sequence number.
+    ring: Mutex<VecDeque<(u64, ClientRecord)>>,
+    next: AtomicU64,
+}
+
+/// A registered client; unregisters (and records the detach) on drop.
+pub struct Registration {
+    hub: Arc<Hub>,
+    pub id: u64,
+    pub waker: Arc<Waker>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.leave(self.id);
+    }
+}
+
+impl Hub {
+    pub fn new() -> Arc<Hub> {
+        Arc::new(Hub::default())
+    }
+
+    pub fn join(self: &Arc<Self>, target: Target, label: &str) -> std::io::Result<Registration> {
+        let waker = Arc::new(Waker::new()?);
+        let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+        let now = util::now_rfc3339();
+        let rec = ClientRecord {
+            label: label.to_string(),
+            island: target.island().unwrap_or("host").to_string(),
+            agent: match &target {
+                Target::Agent { agent, .. } => agent.clone(),
+                _ => String::new(),
+            },
+            terminal: match &target {
+                Target::Terminal { id } => id.clone(),
+                _ => String::new(),
+            },
+            attached_at: now.clone(),
+            detached_at: None,
+        };
+        {
+            let mut ring = self.ring.lock().unwrap();
+            ring.push_back((id, rec));
+            while ring.len() > RING {
+                ring.pop_front();
+            }
+        }
+        self.clients.lock().unwrap().insert(
+            id,
+            Client {
+                target,
+                label: label.to_string(),
+                joined_at: now,
+                size: None,
+                waker: waker.clone(),
+                ring_index: id,
+            },
+        );
+        Ok(Registration {
+            hub: self.clone(),
+            id,
+            waker,
+        })
+    }
+
+    fn leave(&self, id: u64) {
+        let Some(c) = self.clients.lock().unwrap().remove(&id) else {
+            return;
+        };
+        let now = util::now_rfc3339();
+        let mut ring = self.ring.lock().unwrap();
+        if let Some((_, r)) = ring.iter_mut().find(|(k, _)| *k == c.ring_index) {
+            r.detached_at = Some(now);
+        }
+    }
+
+    pub fn set_size(&self, id: u64, rows: u16, cols: u16) {
+        if let Some(c) = self.clients.lock().unwrap().get_mut(&id) {
+            c.size = Some((rows, cols));
+        }
+    }
+
+    /// The largest known size among clients on `target` (other than `except`).
+    pub fn largest(&self, target: &Target, except: u64) -> Option<(u16, u16)> {
+        let map = self.clients.lock().unwrap();
+        map.iter()
+            .filter(|(k, c)| **k != except && c.target == *target)
+            .filter_map(|(_, c)| c.size)
+            .max_by_key(|(r, c)| u32::from(*r) * u32::from(*c))
+    }
+
+    /// Clients on one target, oldest first.
+    pub fn attached(&self, target: &Target) -> Vec<PresenceEntry> {
+        self.filtered(|t| t == target)
+    }
+
+    /// Clients on any agent of an island.
+    pub fn attached_island(&self, island: &str) -> Vec<PresenceEntry> {
+        self.filtered(|t| t.island() == Some(island))
+    }
+
+    fn filtered(&self, f: impl Fn(&Target) -> bool) -> Vec<PresenceEntry> {
+        let map = self.clients.lock().unwrap();
+        let mut v: Vec<(u64, PresenceEntry)> = map
+            .iter()
+            .filter(|(_, c)| f(&c.target))
+            .map(|(k, c)| {
+                (
+                    *k,
+                    PresenceEntry {
+                        label: c.label.clone(),
+                        joined_at: c.joined_at.clone(),
+                    },
+                )
+            })
+            .collect();
+        v.sort_by_key(|(k, _)| *k);
+        v.into_iter().map(|(_, p)| p).collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.clients.lock().unwrap().len()
+    }
+
+    /// Recent attach/detach records, newest first.
+    pub fn history(&self) -> Vec<ClientRecord> {
+        self.ring
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// Close every client matching `f`; returns how many were told to go.
+    pub fn revoke_where(&self, f: impl Fn(&Target) -> bool) -> usize {
+        let wakers: Vec<Arc<Waker>> = self
+            .clients
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|c| f(&c.target))
+            .map(|c| c.waker.clone())
+            .collect();
+        for w in &wakers {
+            w.revoke();
+        }
+        wakers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presence_ring_and_revoke() {
+        let hub = Hub::new();
+        let t1 = Target::Agent {
+            island: "a".into(),
+            agent: "a1".into(),
+        };
+        let t2 = Target::Agent {
+            island: "a".into(),
+            agent: "a2".into(),
+        };
+        let r1 = hub.join(t1.clone(), "laptop").unwrap();
+        let r2 = hub.join(t2.clone(), "phone").unwrap();
+        assert_eq!(hub.attached(&t1).len(), 1);
+        assert_eq!(hub.attached_island("a").len(), 2);
+        hub.set_size(r1.id, 40, 100);
+        assert_eq!(hub.largest(&t1, 0), Some((40, 100)));
+        assert_eq!(hub.largest(&t1, r1.id), None);
+        assert_eq!(hub.revoke_where(|t| t.island() == Some("a")), 2);
+        assert!(r2.waker.revoked());
+        drop(r1);
+        let h = hub.history();
+        assert_eq!(h[0].label, "phone");
+        assert!(h[0].detached_at.is_none());
+        assert!(h[1].detached_at.is_some());
+        for _ in 0..(RING + 5) {
+            drop(hub.join(t1.clone(), "x").unwrap());
+        }
+        assert_eq!(hub.history().len(), RING);
+    }
+}

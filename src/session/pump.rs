@@ -1,0 +1,564 @@
+//! One attached client: a websocket on an owned socket, a host PTY running the attach command
+//! (`docker exec -it … tmux attach`, or host tmux), and one thread that polls both plus a
+//! revocation pipe. Full duplex without a second thread: the socket and the PTY master are
+//! non-blocking and the loop only waits in poll().
+//!
+//! Slow clients: output read from the PTY is queued in the websocket's write buffer; past
+//! `OUT_CAP` the pump stops reading the PTY, so tmux holds that one client back (and redraws
+//! it when it catches up) while every other client and the agent carry on. A client that
+//! accepts nothing for `STALL` is dropped with close code 1008 "client too slow".
+
+use std::borrow::Cow;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde::Deserialize;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tungstenite::{Message, WebSocket};
+
+use super::{Hub, Target};
+
+/// Largest inbound websocket message (and frame).
+pub const MAX_IN: usize = 1 << 20;
+/// Output queued for one client before the pump stops reading its PTY.
+pub const OUT_CAP: usize = 1 << 20;
+/// Keystrokes queued for the PTY before input is refused.
+const IN_CAP: usize = 1 << 20;
+/// A client that takes nothing for this long is dropped.
+pub const STALL: Duration = Duration::from_secs(30);
+/// Ping interval, and how long a silent client is kept.
+const PING_EVERY: Duration = Duration::from_secs(20);
+const SILENT_LIMIT: Duration = Duration::from_secs(75);
+/// How long to wait for the client's first resize before sizing the PTY from others.
+const FIRST_RESIZE: Duration = Duration::from_millis(150);
+
+/// What to attach.
+pub struct Spec {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub target: Target,
+    pub label: String,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    b64: Option<String>,
+    #[serde(default)]
+    rows: Option<u32>,
+    #[serde(default)]
+    cols: Option<u32>,
+}
+
+/// A client message, decoded.
+#[derive(Debug, PartialEq)]
+pub enum Inbound {
+    Data(Vec<u8>),
+    Resize(u16, u16),
+    Ping,
+}
+
+/// Decode one text frame; the error is what to tell the client.
+pub fn decode(text: &str) -> Result<Inbound, String> {
+    let e: Envelope = serde_json::from_str(text).map_err(|e| format!("bad envelope: {e}"))?;
+    match e.kind.as_str() {
+        "data" => {
+            let b = e.b64.ok_or("data needs b64")?;
+            base64::engine::general_purpose::STANDARD
+                .decode(b.as_bytes())
+                .map(Inbound::Data)
+                .map_err(|e| format!("bad base64: {e}"))
+        }
+        "resize" => match (e.rows, e.cols) {
+            (Some(r), Some(c)) if (1..=1000).contains(&r) && (1..=1000).contains(&c) => {
+                Ok(Inbound::Resize(r as u16, c as u16))
+            }
+            _ => Err("resize needs rows and cols in 1..=1000".into()),
+        },
+        "ping" => Ok(Inbound::Ping),
+        other => Err(format!("unknown message type {other:?}")),
+    }
+}
+
+pub fn data_frame(bytes: &[u8]) -> String {
+    let b = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut s = String::with_capacity(b.len() + 24);
+    s.push_str("{\"type\":\"data\",\"b64\":\"");
+    s.push_str(&b);
+    s.push_str("\"}");
+    s
+}
+
+fn error_frame(msg: &str) -> String {
+    serde_json::json!({"type": "error", "b64": base64::engine::general_purpose::STANDARD.encode(msg.as_bytes())}).to_string()
+}
+
+/// Serve one client until it leaves, is revoked, the terminal ends, or the daemon stops.
+pub fn serve<S: Read + Write + AsRawFd>(
+    stream: S,
+    leftover: Vec<u8>,
+    spec: Spec,
+    hub: &Arc<Hub>,
+    stopping: &AtomicBool,
+) {
+    let label = spec.label.clone();
+    let sock_fd = stream.as_raw_fd();
+    if let Err(e) = set_nonblocking(sock_fd) {
+        log::warn!("session {label}: {e}");
+        return;
+    }
+    let mut cfg = WebSocketConfig::default();
+    cfg.max_message_size = Some(MAX_IN);
+    cfg.max_frame_size = Some(MAX_IN);
+    cfg.write_buffer_size = 0;
+    cfg.max_write_buffer_size = OUT_CAP * 4;
+    let ws = WebSocket::from_partially_read(stream, leftover, Role::Server, Some(cfg));
+    let reg = match hub.join(spec.target.clone(), &label) {
+        Ok(r) => r,
+        Err(e) => {
+            log::warn!("session {label}: cannot register: {e}");
+            return;
+        }
+    };
+    let mut p = Pump {
+        ws,
+        out_pending: 0,
+        stalled_since: None,
+        last_in: Instant::now(),
+    };
+    let hello =
+        serde_json::json!({"type": "hello", "attached": hub.attached(&spec.target)}).to_string();
+    p.send(Message::Text(hello));
+
+    // The first resize, if it comes promptly, sizes the PTY; otherwise the largest client
+    // already there; otherwise 80x24. Never 0x0.
+    let mut early: Vec<Inbound> = Vec::new();
+    let deadline = Instant::now() + FIRST_RESIZE;
+    let mut size = None;
+    while size.is_none() && Instant::now() < deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !wait_readable(sock_fd, left) {
+            break;
+        }
+        match p.read_all() {
+            Ok(msgs) => {
+                for m in msgs {
+                    match m {
+                        Ok(Inbound::Resize(r, c)) if size.is_none() => size = Some((r, c)),
+                        Ok(i) => early.push(i),
+                        Err(e) => {
+                            p.send(Message::Text(error_frame(&e)));
+                        }
+                    }
+                }
+            }
+            Err(_) => return,
+        }
+    }
+    let (rows, cols) = size
+        .or_else(|| hub.largest(&spec.target, reg.id))
+        .unwrap_or((24, 80));
+    hub.set_size(reg.id, rows, cols);
+
+    let (master, mut child) = match spawn_on_pty(&spec.argv, &spec.env, rows, cols) {
+        Ok(x) => x,
+        Err(e) => {
+            p.send(Message::Text(error_frame(&format!(
+                "cannot start the terminal: {e}"
+            ))));
+            p.close(CloseCode::Error, "cannot start the terminal");
+            return;
+        }
+    };
+    let mut input: Vec<u8> = Vec::new();
+    for i in early {
+        p.apply(i, &master, &mut input, hub, reg.id);
+    }
+    let why = p.run(&master, &mut input, hub, reg.id, &reg.waker, stopping);
+    log::debug!("session {label} on {:?} ended: {why:?}", spec.target);
+    match why {
+        End::Exited => {
+            p.send(Message::Text("{\"type\":\"exit\"}".into()));
+            p.close(CloseCode::Normal, "terminal ended");
+        }
+        End::Revoked => p.close(CloseCode::Policy, "revoked"),
+        End::Stopping => p.close(CloseCode::Away, "daemon shutting down"),
+        End::TooSlow => p.close(CloseCode::Policy, "client too slow"),
+        End::Silent => p.close(CloseCode::Away, "no pong"),
+        End::TooBig => p.close(CloseCode::Size, "message too big"),
+        End::ClientGone | End::Failed => {}
+    }
+    end_child(&mut child);
+    drop(reg);
+}
+
+#[derive(Debug)]
+enum End {
+    Exited,
+    Revoked,
+    Stopping,
+    TooSlow,
+    Silent,
+    TooBig,
+    ClientGone,
+    Failed,
+}
+
+struct Pump<S: Read + Write> {
+    ws: WebSocket<S>,
+    /// Bytes handed to the websocket since it last flushed completely.
+    out_pending: usize,
+    stalled_since: Option<Instant>,
+    last_in: Instant,
+}
+
+impl<S: Read + Write + AsRawFd> Pump<S> {
+    /// Queue a message and push what the socket takes now.
+    fn send(&mut self, m: Message) -> bool {
+        let n = m.len();
+        match self.ws.write(m) {
+            Ok(()) => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return false,
+        }
+        self.out_pending += n;
+        self.flush()
+    }
+
+    fn flush(&mut self) -> bool {
+        match self.ws.flush() {
+            Ok(()) => {
+                self.out_pending = 0;
+                self.stalled_since = None;
+                true
+            }
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.stalled_since.get_or_insert_with(Instant::now);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Read every complete message the socket has now.
+    fn read_all(&mut self) -> Result<Vec<Result<Inbound, String>>, End> {
+        let mut out = Vec::new();
+        loop {
+            match self.ws.read() {
+                Ok(m) => {
+                    self.last_in = Instant::now();
+                    match m {
+                        Message::Text(t) => out.push(decode(&t)),
+                        Message::Binary(b) => out.push(Ok(Inbound::Data(b))),
+                        Message::Close(_) => return Err(End::ClientGone),
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                    }
+                }
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(out)
+                }
+                Err(tungstenite::Error::Capacity(_)) => return Err(End::TooBig),
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    return Err(End::ClientGone)
+                }
+                Err(e) => {
+                    log::debug!("websocket read: {e}");
+                    return Err(End::ClientGone);
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, i: Inbound, master: &OwnedFd, input: &mut Vec<u8>, hub: &Hub, id: u64) {
+        match i {
+            Inbound::Data(b) => {
+                if input.len() + b.len() > IN_CAP {
+                    self.send(Message::Text(error_frame(
+                        "input dropped: the terminal is not reading",
+                    )));
+                } else {
+                    input.extend_from_slice(&b);
+                    write_some(master, input);
+                }
+            }
+            Inbound::Resize(r, c) => {
+                set_winsize(master.as_raw_fd(), r, c);
+                hub.set_size(id, r, c);
+            }
+            Inbound::Ping => {
+                self.send(Message::Text("{\"type\":\"pong\"}".into()));
+            }
+        }
+    }
+
+    fn run(
+        &mut self,
+        master: &OwnedFd,
+        input: &mut Vec<u8>,
+        hub: &Hub,
+        id: u64,
+        waker: &super::Waker,
+        stopping: &AtomicBool,
+    ) -> End {
+        let sock = self.ws.get_ref().as_raw_fd();
+        let mut last_ping = Instant::now();
+        let mut buf = vec![0u8; 32 << 10];
+        loop {
+            if stopping.load(Ordering::SeqCst) {
+                return End::Stopping;
+            }
+            if waker.revoked() {
+                return End::Revoked;
+            }
+            let read_pty = self.out_pending < OUT_CAP;
+            let mut sock_ev = libc::POLLIN;
+            if self.out_pending > 0 {
+                sock_ev |= libc::POLLOUT;
+            }
+            let mut pty_ev = 0;
+            if read_pty {
+                pty_ev |= libc::POLLIN;
+            }
+            if !input.is_empty() {
+                pty_ev |= libc::POLLOUT;
+            }
+            let mut fds = [
+                libc::pollfd {
+                    fd: sock,
+                    events: sock_ev,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: master.as_raw_fd(),
+                    events: pty_ev,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: waker.fd().as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: three valid pollfds for fds this function keeps open.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, 1000) };
+            if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                return End::Failed;
+            }
+            let now = Instant::now();
+            if fds[2].revents != 0 {
+                return End::Revoked;
+            }
+            if fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+                match self.read_all() {
+                    Ok(msgs) => {
+                        for m in msgs {
+                            match m {
+                                Ok(i) => self.apply(i, master, input, hub, id),
+                                Err(e) => {
+                                    self.send(Message::Text(error_frame(&e)));
+                                }
+                            }
+                        }
+                    }
+                    Err(end) => return end,
+                }
+            }
+            if fds[1].revents & libc::POLLOUT != 0 {
+                write_some(master, input);
+            }
+            if fds[1].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+                match nix::unistd::read(master.as_raw_fd(), &mut buf) {
+                    Ok(0) => return End::Exited,
+                    Ok(k) => {
+                        if !self.send(Message::Text(data_frame(&buf[..k]))) {
+                            return End::ClientGone;
+                        }
+                    }
+                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+                    // EIO: every holder of the slave side is gone, the program ended.
+                    Err(_) => return End::Exited,
+                }
+            }
+            if self.out_pending > 0 && fds[0].revents & libc::POLLOUT != 0 && !self.flush() {
+                return End::ClientGone;
+            }
+            if let Some(since) = self.stalled_since {
+                if now.duration_since(since) > STALL {
+                    return End::TooSlow;
+                }
+            }
+            if now.duration_since(last_ping) >= PING_EVERY {
+                last_ping = now;
+                if !self.send(Message::Ping(Vec::new())) {
+                    return End::ClientGone;
+                }
+            }
+            if now.duration_since(self.last_in) > SILENT_LIMIT {
+                return End::Silent;
+            }
+        }
+    }
+
+    /// Send a close frame and give it a moment to leave.
+    fn close(&mut self, code: CloseCode, reason: &'static str) {
+        let _ = self.ws.close(Some(CloseFrame {
+            code,
+            reason: Cow::Borrowed(reason),
+        }));
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            match self.ws.flush() {
+                Ok(()) => break,
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let fd = self.ws.get_ref().as_raw_fd();
+                    let mut p = libc::pollfd {
+                        fd,
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd.
+                    unsafe { libc::poll(&mut p, 1, 100) };
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+fn wait_readable(fd: RawFd, t: Duration) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, t.as_millis().min(60_000) as i32) > 0 }
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: the caller owns fd for the duration.
+    let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let flags = nix::fcntl::fcntl(bfd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)?;
+    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(bfd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags))?;
+    Ok(())
+}
+
+/// Write what the PTY takes now from the front of `input`.
+fn write_some(master: &OwnedFd, input: &mut Vec<u8>) {
+    while !input.is_empty() {
+        match nix::unistd::write(master.as_fd(), input) {
+            Ok(0) => return,
+            Ok(k) => {
+                input.drain(..k);
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+pub fn set_winsize(fd: RawFd, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.
+    unsafe {
+        libc::ioctl(fd, libc::TIOCSWINSZ, &ws);
+    }
+}
+
+/// Start `argv` on a new PTY as the session leader with the PTY as its controlling terminal.
+fn spawn_on_pty(
+    argv: &[String],
+    env: &[(String, String)],
+    rows: u16,
+    cols: u16,
+) -> io::Result<(OwnedFd, Child)> {
+    let ws = nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&ws), None).map_err(io::Error::from)?;
+    let (master, slave) = (pty.master, pty.slave);
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .stdin(Stdio::from(slave.try_clone()?))
+        .stdout(Stdio::from(slave.try_clone()?))
+        .stderr(Stdio::from(slave));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    log::debug!("pty spawn {}", crate::process::shell_words(argv));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    set_nonblocking(master.as_raw_fd())?;
+    Ok((master, child))
+}
+
+/// Hang up the attach command (as a closed terminal would), then make sure it is gone.
+fn end_child(child: &mut Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_envelopes() {
+        assert_eq!(
+            decode(r#"{"type":"data","b64":"aGk="}"#),
+            Ok(Inbound::Data(b"hi".to_vec()))
+        );
+        assert_eq!(
+            decode(r#"{"type":"resize","rows":24,"cols":80}"#),
+            Ok(Inbound::Resize(24, 80))
+        );
+        assert!(decode(r#"{"type":"resize","rows":0,"cols":80}"#).is_err());
+        assert!(decode(r#"{"type":"data","b64":"!!"}"#).is_err());
+        assert!(decode(r#"{"type":"data"}"#).is_err());
+        assert!(decode("not json").is_err());
+        assert!(decode(r#"{"type":"launch"}"#).is_err());
+        let f = data_frame(b"\x1b[0m");
+        let v: serde_json::Value = serde_json::from_str(&f).unwrap();
+        assert_eq!(v["b64"], "G1swbQ==");
+    }
+}

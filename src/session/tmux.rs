@@ -1,0 +1,147 @@
+//! tmux command lines. Inside an island every agent is a session `agent-<id>` on a private
+//! server (`-L dejima`, the agent user's); the image's /etc/tmux.conf sets the shared-screen
+//! options (window-size latest, remain-on-exit so an exited agent stays visible as such).
+
+/// The island's tmux server name.
+pub const SOCKET: &str = "dejima";
+
+pub fn session_name(agent: &str) -> String {
+    format!("agent-{agent}")
+}
+
+/// Start a detached session running `argv` in `cwd`.
+pub fn new_session(
+    session: &str,
+    cwd: &str,
+    env: &[(String, String)],
+    argv: &[String],
+) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "tmux",
+        "-L",
+        SOCKET,
+        "new-session",
+        "-d",
+        "-s",
+        session,
+        "-c",
+        cwd,
+        "-x",
+        "200",
+        "-y",
+        "50",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for (k, val) in env {
+        v.push("-e".into());
+        v.push(format!("{k}={val}"));
+    }
+    v.push("--".into());
+    v.extend(argv.iter().cloned());
+    v
+}
+
+pub fn kill_session(session: &str) -> Vec<String> {
+    [
+        "tmux",
+        "-L",
+        SOCKET,
+        "kill-session",
+        "-t",
+        &format!("={session}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Restart a dead pane's program in place.
+pub fn respawn(session: &str) -> Vec<String> {
+    [
+        "tmux",
+        "-L",
+        SOCKET,
+        "respawn-pane",
+        "-k",
+        "-t",
+        &format!("={session}:"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Attach a client (run on a PTY).
+pub fn attach(session: &str) -> Vec<String> {
+    [
+        "tmux",
+        "-L",
+        SOCKET,
+        "attach-session",
+        "-t",
+        &format!("={session}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// One line per pane: `session|dead|dead_status|width|height`.
+pub const PANES_FORMAT: &str =
+    "#{session_name}|#{pane_dead}|#{pane_dead_status}|#{window_width}|#{window_height}";
+
+/// A pane as `list-panes` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pane {
+    pub session: String,
+    pub dead: bool,
+    pub dead_status: Option<i32>,
+    pub width: u16,
+    pub height: u16,
+}
+
+pub fn parse_panes(out: &str) -> Vec<Pane> {
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.trim().split('|').collect();
+            if f.len() != 5 {
+                return None;
+            }
+            Some(Pane {
+                session: f[0].to_string(),
+                dead: f[1] == "1",
+                dead_status: f[2].parse().ok(),
+                width: f[3].parse().unwrap_or(0),
+                height: f[4].parse().unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// Quote one word for `sh -c`.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_and_parses() {
+        let v = new_session(
+            "agent-a1",
+            "/workspace",
+            &[("A".into(), "b".into())],
+            &["bash".into(), "-l".into()],
+        );
+        assert_eq!(v.join(" "), "tmux -L dejima new-session -d -s agent-a1 -c /workspace -x 200 -y 50 -e A=b -- bash -l");
+        let p = parse_panes("agent-a1|0||200|50\nagent-a2|1|3|80|24\njunk\n");
+        assert_eq!(p.len(), 2);
+        assert!(!p[0].dead && p[1].dead);
+        assert_eq!(p[1].dead_status, Some(3));
+        assert_eq!(sh_quote("it's"), "'it'\\''s'");
+    }
+}
