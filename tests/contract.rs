@@ -74,8 +74,20 @@ fn man_pages_name_every_subcommand_and_flag() {
         "logs",
         "overview",
         "image build",
+        "attach",
+        "agent ls",
+        "agent add",
+        "agent rm",
+        "agent rename",
+        "term ls",
+        "term new",
+        "term attach",
+        "term rm",
+        "clients",
+        "logout-all",
     ] {
-        assert!(m.contains(&format!(".Cm {sub}\n")), "dejima.1 lacks {sub}");
+        let cm = format!(".Cm {}\n", sub.replace('-', "\\-"));
+        assert!(m.contains(&cm), "dejima.1 lacks {sub}");
     }
     let d = man("dejimad.8");
     for flag in ["tcp", "allow-cidr", "image", "version"] {

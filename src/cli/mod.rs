@@ -2,9 +2,13 @@
 //! people, `--json` for scripts, errors on stderr with a non-zero exit.
 
 mod access;
+mod agents;
+pub mod attach;
 mod image;
 mod islands;
 mod overview;
+mod sessions;
+pub mod terms;
 
 use argh::FromArgs;
 use serde::Serialize;
@@ -42,6 +46,11 @@ pub enum Command {
     Logs(access::Logs),
     Overview(overview::OverviewCmd),
     Image(image::ImageCmd),
+    Attach(attach::Attach),
+    Agent(agents::AgentCmd),
+    Term(terms::TermCmd),
+    Clients(sessions::Clients),
+    LogoutAll(sessions::LogoutAll),
 }
 
 /// What a command failed with.
@@ -106,11 +115,19 @@ pub fn main(cli: Cli) -> i32 {
         Command::Logs(a) => access::logs(&c, a),
         Command::Overview(a) => overview::overview(&c, a),
         Command::Image(a) => image::image(&c, a),
+        Command::Attach(a) => attach::attach(&c, a),
+        Command::Agent(a) => agents::agent(&c, a),
+        Command::Term(a) => terms::term(&c, a),
+        Command::Clients(a) => sessions::clients(&c, a),
+        Command::LogoutAll(a) => sessions::logout_all(&c, a),
     };
     match r {
         Ok(()) => 0,
         Err(f) => {
-            eprintln!("dejima: {}", f.message);
+            // Empty when the command already said why (e.g. a session's closing line).
+            if !f.message.is_empty() {
+                eprintln!("dejima: {}", f.message);
+            }
             f.code
         }
     }
