@@ -167,3 +167,89 @@ fn cli_reports_an_absent_daemon_and_usage_errors() {
         );
     }
 }
+
+#[test]
+fn cli_attach_on_a_real_terminal_types_sees_and_detaches() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+    let d = Daemon::start();
+    let i = d.create("tty");
+    let ws = nix::pty::Winsize {
+        ws_row: 30,
+        ws_col: 100,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&ws), None).unwrap();
+    let slave = pty.slave;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dejima"))
+        .args(["attach", &i.name, "--label", "pty-test"])
+        .env("DEJIMA_HOME", &d.home)
+        .env_remove("DEJIMA_HOST")
+        .stdin(std::process::Stdio::from(slave.try_clone().unwrap()))
+        .stdout(std::process::Stdio::from(slave.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    // Non-blocking reads so the test can keep a deadline.
+    let fd = master.as_raw_fd();
+    let fl = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFL(
+            nix::fcntl::OFlag::from_bits_truncate(fl) | nix::fcntl::OFlag::O_NONBLOCK,
+        ),
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let read_until = |master: &mut std::fs::File, needle: &str, seen: &mut Vec<u8>| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(seen).contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in {:?}",
+                String::from_utf8_lossy(seen)
+            );
+            match master.read(&mut buf) {
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    };
+    // Presence shows the CLI's label once it is attached.
+    wait_for(Duration::from_secs(20), "the CLI to attach", || {
+        (d.island(&i.name)
+            .attached
+            .iter()
+            .any(|p| p.label == "pty-test"))
+        .then_some(())
+    });
+    master.write_all(b"echo cli-$((6*7))\r").unwrap();
+    read_until(&mut master, "cli-42", &mut seen);
+    // tmux sized the window from the local terminal.
+    let (out, _) = d.exec(
+        &i.name,
+        &[
+            "tmux",
+            "-L",
+            "dejima",
+            "display",
+            "-p",
+            "-t",
+            "agent-a1",
+            "#{window_width}x#{window_height}",
+        ],
+    );
+    assert_eq!(out.trim(), "100x30");
+    master.write_all(&[0x1d]).unwrap();
+    let st = wait_for(Duration::from_secs(10), "dejima attach to detach", || {
+        child.try_wait().unwrap()
+    });
+    assert!(st.success(), "{st}");
+    wait_for(Duration::from_secs(10), "presence to clear", || {
+        d.island(&i.name).attached.is_empty().then_some(())
+    });
+}

@@ -90,7 +90,7 @@ fn man_pages_name_every_subcommand_and_flag() {
         assert!(m.contains(&cm), "dejima.1 lacks {sub}");
     }
     let d = man("dejimad.8");
-    for flag in ["tcp", "allow-cidr", "image", "version"] {
+    for flag in ["tcp", "allow-cidr", "image", "host-terminals", "version"] {
         assert!(
             d.contains(&format!("Fl \\-{}", flag.replace('-', "\\-"))),
             "dejimad.8 lacks --{flag}"
@@ -111,7 +111,7 @@ fn man_pages_name_every_subcommand_and_flag() {
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--tcp", "--allow-cidr", "--image"] {
+    for flag in ["--tcp", "--allow-cidr", "--image", "--host-terminals"] {
         assert!(help.contains(flag), "dejimad --help lacks {flag}");
     }
 }

@@ -306,13 +306,18 @@ pub struct CreateTerminal {
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct TerminalInfo {
     pub id: String,
+    #[serde(default)]
     pub label: String,
+    #[serde(default)]
     pub command: String,
     #[serde(default)]
     pub args: Vec<String>,
+    #[serde(default)]
     pub cwd: String,
+    #[serde(default)]
     pub created_at: String,
     /// running, or exited once its program has ended.
+    #[serde(default)]
     pub status: String,
     #[serde(default)]
     pub attached: Vec<PresenceEntry>,

@@ -3,30 +3,12 @@
 use std::path::Path;
 
 use argh::FromArgs;
-use serde::{Deserialize, Serialize};
 
 use super::attach::{default_label, session};
 use super::{print_json, table, Out};
-use crate::api::PresenceEntry;
 use crate::client::{seg, Body, Client, Target};
 
-/// A host terminal as the API lists it.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
-pub struct TerminalInfo {
-    pub id: String,
-    #[serde(default)]
-    pub label: String,
-    #[serde(default)]
-    pub command: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub args: Vec<String>,
-    #[serde(default)]
-    pub cwd: String,
-    #[serde(default)]
-    pub created_at: String,
-    #[serde(default)]
-    pub attached: Vec<PresenceEntry>,
-}
+pub use crate::api::TerminalInfo;
 
 /// host terminals: uncontained shells on the daemon host (needs dejimad --host-terminals)
 #[derive(FromArgs)]
