@@ -134,6 +134,7 @@ pub fn serve<S: Read + Write + AsRawFd>(
         out_pending: 0,
         stalled_since: None,
         last_in: Instant::now(),
+        live: false,
     };
     let hello =
         serde_json::json!({"type": "hello", "attached": hub.attached(&spec.target)}).to_string();
@@ -219,6 +220,8 @@ struct Pump<S: Read + Write> {
     out_pending: usize,
     stalled_since: Option<Instant>,
     last_in: Instant,
+    /// The PTY has produced output: the attached program is ready for input.
+    live: bool,
 }
 
 impl<S: Read + Write + AsRawFd> Pump<S> {
@@ -287,7 +290,9 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                     )));
                 } else {
                     input.extend_from_slice(&b);
-                    write_some(master, input);
+                    if self.live {
+                        write_some(master, input);
+                    }
                 }
             }
             Inbound::Resize(r, c) => {
@@ -328,7 +333,7 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
             if read_pty {
                 pty_ev |= libc::POLLIN;
             }
-            if !input.is_empty() {
+            if self.live && !input.is_empty() {
                 pty_ev |= libc::POLLOUT;
             }
             let mut fds = [
@@ -379,6 +384,12 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                 match nix::unistd::read(master.as_raw_fd(), &mut buf) {
                     Ok(0) => return End::Exited,
                     Ok(k) => {
+                        if !self.live {
+                            // The attach has drawn its screen, so its terminal is set up:
+                            // keystrokes sent before now can go in without being flushed.
+                            self.live = true;
+                            write_some(master, input);
+                        }
                         if !self.send(Message::Text(data_frame(&buf[..k]))) {
                             return End::ClientGone;
                         }

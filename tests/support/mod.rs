@@ -459,6 +459,18 @@ impl Ws {
             }
         }
     }
+    /// Take whatever is already there without waiting.
+    pub fn pump_once_nowait(&mut self) {
+        let _ = self
+            .ws
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_millis(1)));
+        self.pump_once();
+        let _ = self
+            .ws
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_millis(200)));
+    }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.output).into_owned()
     }

@@ -14,6 +14,7 @@ pub fn healthz(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
     Ok(Response::json(
         200,
         &json!({
+            "status": "ok",
             "ok": true,
             "version": env!("CARGO_PKG_VERSION"),
             "docker_reachable": app.islands.observed.reachable(),

@@ -1,0 +1,288 @@
+//! Session benchmarks, run by `scripts/bench` (ignored in the normal run). Each figure is set
+//! against a raw `docker exec -it <c> tmux attach` on a PTY measured in the same run.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// A raw attach: docker exec -it on a PTY of our own.
+struct Raw {
+    master: std::fs::File,
+    child: Child,
+    out: Vec<u8>,
+}
+
+impl Raw {
+    fn start(container: &str) -> Raw {
+        let ws = nix::pty::Winsize {
+            ws_row: 50,
+            ws_col: 200,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&ws), None).unwrap();
+        let s = pty.slave;
+        let child = Command::new("docker")
+            .args([
+                "exec",
+                "-it",
+                "-u",
+                "agent",
+                "-e",
+                "TERM=xterm-256color",
+                container,
+                "tmux",
+                "-L",
+                "dejima",
+                "attach",
+                "-t",
+                "=agent-a1",
+            ])
+            .stdin(Stdio::from(s.try_clone().unwrap()))
+            .stdout(Stdio::from(s.try_clone().unwrap()))
+            .stderr(Stdio::from(s))
+            .spawn()
+            .unwrap();
+        Raw {
+            master: std::fs::File::from(pty.master),
+            child,
+            out: Vec::new(),
+        }
+    }
+    fn wait_readable(&self, t: Duration) -> bool {
+        let mut p = libc::pollfd {
+            fd: self.master.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        unsafe { libc::poll(&mut p, 1, t.as_millis() as i32) > 0 }
+    }
+    fn read_some(&mut self) {
+        let mut buf = [0u8; 65536];
+        if self.wait_readable(Duration::from_millis(200)) {
+            if let Ok(n) = self.master.read(&mut buf) {
+                self.out.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+    fn until(&mut self, needle: &[u8], from: usize) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !self.out[from.min(self.out.len())..]
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "raw: no {:?}",
+                String::from_utf8_lossy(needle)
+            );
+            self.read_some();
+        }
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ws_until(w: &mut Ws, needle: &str, from: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !String::from_utf8_lossy(&w.output[from.min(w.output.len())..]).contains(needle) {
+        assert!(Instant::now() < deadline, "ws: no {needle:?}");
+        assert!(w.closed.is_none(), "closed: {:?}", w.closed);
+        w.pump_once();
+    }
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore]
+fn bench_sessions() {
+    let d = Daemon::start();
+    println!("daemon idle: RSS {} kB", rss_kb(d.pid()));
+    let i = d.create("sbench");
+    let c = format!("dejima-{}", i.name);
+    let path = format!("/v1/islands/{}/session?label=bench", i.name);
+    // Warm the agent's shell so both sides attach to a settled screen.
+    d.exec(
+        &i.name,
+        &[
+            "tmux",
+            "-L",
+            "dejima",
+            "send-keys",
+            "-t",
+            "agent-a1",
+            "clear",
+            "Enter",
+        ],
+    );
+
+    // --- time to first screen byte ---
+    let (mut raw_fb, mut ws_fb) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        let t = Instant::now();
+        let mut r = Raw::start(&c);
+        while r.out.is_empty() {
+            r.read_some();
+        }
+        raw_fb.push(t.elapsed());
+        drop(r);
+        let t = Instant::now();
+        let mut w = d.attach(&path);
+        w.resize(50, 200);
+        while w.output.is_empty() {
+            w.pump_once();
+        }
+        ws_fb.push(t.elapsed());
+    }
+    let (r, w) = (pct(&mut raw_fb, 0.5), pct(&mut ws_fb, 0.5));
+    println!(
+        "first byte: raw attach p50 {:.1} ms, websocket p50 {:.1} ms, {:+.1} ms (goal <= +20 ms)",
+        ms(r),
+        ms(w),
+        ms(w) - ms(r)
+    );
+
+    // --- keystroke echo round trip ---
+    let rounds = 200;
+    let mut raw = Raw::start(&c);
+    raw.until(b"$", 0);
+    let mut lat_raw = Vec::new();
+    for k in 0..rounds {
+        let ch = [b'a' + (k % 26) as u8];
+        let from = raw.out.len();
+        let t = Instant::now();
+        raw.master.write_all(&ch).unwrap();
+        raw.until(&ch, from);
+        lat_raw.push(t.elapsed());
+        raw.master.write_all(b"\x7f").unwrap();
+    }
+    drop(raw);
+    let mut w = d.attach(&path);
+    w.resize(50, 200);
+    ws_until(&mut w, "$", 0);
+    let mut lat_ws = Vec::new();
+    for k in 0..rounds {
+        let ch = [b'a' + (k % 26) as u8];
+        let from = w.output.len();
+        let t = Instant::now();
+        w.send_data(&ch);
+        ws_until(&mut w, std::str::from_utf8(&ch).unwrap(), from);
+        lat_ws.push(t.elapsed());
+        w.send_data(b"\x7f");
+    }
+    let (r50, r99, w50, w99) = (
+        pct(&mut lat_raw, 0.5),
+        pct(&mut lat_raw, 0.99),
+        pct(&mut lat_ws, 0.5),
+        pct(&mut lat_ws, 0.99),
+    );
+    println!(
+        "echo: raw p50 {:.2} ms p99 {:.2} ms, websocket p50 {:.2} ms p99 {:.2} ms, {:+.2} ms at p50 (goal <= +1 ms)",
+        ms(r50), ms(r99), ms(w50), ms(w99), ms(w50) - ms(r50)
+    );
+    drop(w);
+
+    // --- bulk output to 1 and 10 clients ---
+    let n = 2_000_000;
+    let run = |tag: &str| format!("seq 1 {n}; echo bulk-{tag}-$((1+1))\r");
+    let mut raw = Raw::start(&c);
+    raw.until(b"$", 0);
+    let from = raw.out.len();
+    let t = Instant::now();
+    raw.master.write_all(run("raw").as_bytes()).unwrap();
+    raw.until(b"bulk-raw-2", from);
+    let t_raw = t.elapsed();
+    drop(raw);
+    let mut one = d.attach(&path);
+    one.resize(50, 200);
+    ws_until(&mut one, "$", 0);
+    let from = one.output.len();
+    let t = Instant::now();
+    one.send_data(run("one").as_bytes());
+    ws_until(&mut one, "bulk-one-2", from);
+    let t_one = t.elapsed();
+    drop(one);
+    let mut many: Vec<Ws> = (0..10).map(|_| d.attach(&path)).collect();
+    for w in many.iter_mut() {
+        w.resize(50, 200);
+        w.hello();
+    }
+    let t = Instant::now();
+    many[0].send_data(run("ten").as_bytes());
+    let handles: Vec<_> = many
+        .into_iter()
+        .map(|mut w| {
+            std::thread::spawn(move || {
+                ws_until(&mut w, "bulk-ten-2", 0);
+                Instant::now()
+            })
+        })
+        .collect();
+    let last = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .max()
+        .unwrap();
+    let t_ten = last - t;
+    println!(
+        "bulk ({n} lines): raw attach {:.0} ms, 1 websocket {:.0} ms (ratio {:.2}, goal <= 1.05), 10 websockets {:.0} ms (ratio {:.2}, goal <= 1.3)",
+        ms(t_raw), ms(t_one), ms(t_one) / ms(t_raw), ms(t_ten), ms(t_ten) / ms(t_raw)
+    );
+
+    // --- memory with many attached clients ---
+    let target: usize = std::env::var("BENCH_CLIENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let mut clients = Vec::new();
+    for k in 0..target {
+        let mut w = d.attach(&format!("/v1/islands/{}/session?label=c{k}", i.name));
+        w.hello();
+        clients.push(w);
+    }
+    wait_for(Duration::from_secs(120), "every client attached", || {
+        (d.island(&i.name).attached.len() == target).then_some(())
+    });
+    // Let each pump settle, reading so no client is the slow one.
+    let settle = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < settle {
+        for w in clients.iter_mut() {
+            w.pump_once_nowait();
+        }
+    }
+    println!(
+        "daemon with {target} attached clients: RSS {} kB (goal <= 300 MB), threads {}",
+        rss_kb(d.pid()),
+        std::fs::read_dir(format!("/proc/{}/task", d.pid()))
+            .map(|r| r.count())
+            .unwrap_or(0)
+    );
+    drop(clients);
+}
