@@ -28,6 +28,7 @@ fn time(f: impl FnOnce()) -> Duration {
 #[test]
 #[ignore]
 fn bench() {
+    println!();
     let d = Daemon::start();
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()

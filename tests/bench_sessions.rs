@@ -123,6 +123,7 @@ fn rss_kb(pid: u32) -> u64 {
 #[test]
 #[ignore]
 fn bench_sessions() {
+    println!();
     let d = Daemon::start();
     println!("daemon idle: RSS {} kB", rss_kb(d.pid()));
     let i = d.create("sbench");

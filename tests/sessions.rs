@@ -124,7 +124,29 @@ fn resize_changes_what_tmux_reports() {
     let mut b = d.attach(&session(&i));
     b.hello();
     b.send_data(b"stty size\r");
-    b.expect("40 132", T);
+    let deadline = Instant::now() + T;
+    while !b.text().contains("40 132") {
+        if Instant::now() > deadline {
+            let (pane, _) = d.exec(
+                &i.name,
+                &[
+                    "tmux",
+                    "-L",
+                    "dejima",
+                    "capture-pane",
+                    "-p",
+                    "-t",
+                    "agent-a1",
+                ],
+            );
+            panic!(
+                "B never showed the size; pane now:\n{pane}\nB got {:?}",
+                b.text()
+            );
+        }
+        b.pump_once();
+        a.pump_once_nowait();
+    }
 }
 
 #[test]

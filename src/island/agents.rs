@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::process::{Input, Stream};
 use crate::runtime::{self, ExecOpts, WORKSPACE};
 use crate::session::{pump, tmux, Target};
+use crate::store;
 use crate::util;
 
 pub const PRIMARY: &str = "a1";
@@ -125,12 +126,43 @@ const WORKTREE: &str = "set -e\ncd /workspace\n\
 impl Islands {
     /// Records written before agents existed get their primary here.
     pub(super) fn ensure_primary(rec: &mut Record) {
+        if rec.token.is_empty() {
+            rec.token = util::random_hex(32);
+        }
         if rec.agents.is_empty() {
             rec.agents.push(AgentRecord::primary(&rec.agent, &rec.cmd));
         }
         if rec.next_agent < 2 {
             rec.next_agent = 2;
         }
+    }
+
+    /// Write the island's run directory: one start script per agent in `agents.d/`, which
+    /// the image's entrypoint runs (as the agent user) every time the container starts. So a
+    /// wake or recreate brings the agents up with the container, no exec round trips.
+    pub(super) fn prepare_run_dir(&self, rec: &Record) -> Result<std::path::PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let run = self.home.island_dir(&rec.name).join("run");
+        let dir = run.join("agents.d");
+        let io =
+            |e: std::io::Error| Error::Internal(format!("cannot write {}: {e}", dir.display()));
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        for d in [&run, &dir] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+        }
+        let want: Vec<String> = rec.agents.iter().map(|a| format!("{}.sh", a.id)).collect();
+        for e in std::fs::read_dir(&dir).map_err(io)?.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if !want.contains(&n) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        for a in &rec.agents {
+            let p = dir.join(format!("{}.sh", a.id));
+            store::atomic_write(&p, start_script(&rec.name, a).as_bytes()).map_err(io)?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+        }
+        Ok(run)
     }
 
     fn exec_agent_script(
@@ -171,6 +203,11 @@ impl Islands {
             .unwrap()
             .insert(island.to_string(), obs.clone());
         Ok(obs)
+    }
+
+    /// The container was (re)started: what ran before says nothing now.
+    pub(super) fn forget_agent_obs(&self, island: &str) {
+        self.agent_obs.lock().unwrap().remove(island);
     }
 
     fn cached_obs(&self, island: &str, agent: &str) -> AgentObs {
@@ -340,10 +377,11 @@ impl Islands {
             error: String::new(),
         };
         let a2 = a.clone();
-        self.update(island, |r| {
+        let rec = self.update(island, |r| {
             r.next_agent = r.next_agent.max(2) + 1;
             r.agents.push(a2);
         })?;
+        self.prepare_run_dir(&rec)?;
         if self.observed.container(island).state == "running" {
             if let Err(e) = self.start_agent(island, &a, None) {
                 let msg = e.to_string();
@@ -394,7 +432,8 @@ impl Islands {
                 );
             }
         }
-        self.update(island, |r| r.agents.retain(|x| x.id != id))?;
+        let rec = self.update(island, |r| r.agents.retain(|x| x.id != id))?;
+        self.prepare_run_dir(&rec)?;
         if let Some(m) = self.agent_obs.lock().unwrap().get_mut(island) {
             m.remove(id);
         }
@@ -498,6 +537,26 @@ impl Islands {
                 .map(|p| (p.height, p.width)),
         )
     }
+}
+
+/// The shell script that starts one agent's session (run by the entrypoint as the agent user).
+fn start_script(island: &str, a: &AgentRecord) -> String {
+    let env = vec![
+        ("DEJIMA_ISLAND".to_string(), island.to_string()),
+        ("DEJIMA_AGENT".to_string(), a.id.clone()),
+    ];
+    let argv = tmux::new_session(&tmux::session_name(&a.id), &a.worktree, &env, &a.argv());
+    let cmd: Vec<String> = argv.iter().map(|w| tmux::sh_quote(w)).collect();
+    format!(
+        "# Written by dejimad: starts agent {id}. Edits are overwritten.
+         export HOME=/home/agent USER=agent LOGNAME=agent SHELL=/bin/bash
+         [ -d {wt} ] || exit 0
+         cd {wt} && exec {cmd}
+",
+        id = a.id,
+        wt = tmux::sh_quote(&a.worktree),
+        cmd = cmd.join(" ")
+    )
 }
 
 fn find<'r>(rec: &'r Record, id: &str) -> Result<&'r AgentRecord> {

@@ -67,7 +67,7 @@ fn validate_resources(r: &Resources) -> Result<()> {
     Ok(())
 }
 
-fn spec(rec: &Record) -> ContainerSpec {
+fn base_spec(rec: &Record) -> ContainerSpec {
     ContainerSpec {
         island: rec.name.clone(),
         image: rec.image.clone(),
@@ -77,6 +77,8 @@ fn spec(rec: &Record) -> ContainerSpec {
         cpus: rec.resources.cpus.clone(),
         disk: rec.resources.disk.clone(),
         oom_score_adj: Some(rec.resources.oom_priority.unwrap_or(DEFAULT_OOM_PRIORITY) * 100),
+        run_dir: None,
+        secret_env: Vec::new(),
     }
 }
 
@@ -114,6 +116,20 @@ fn run_error(e: EngineError, rec: &Record) -> Error {
 }
 
 impl Islands {
+    /// The container for a record. Its run directory (bind-mounted at /run/dejima, holding
+    /// the agent start scripts the entrypoint runs) is written first.
+    fn container_spec(&self, rec: &Record) -> Result<ContainerSpec> {
+        let run_dir = self.prepare_run_dir(rec)?;
+        Ok(ContainerSpec {
+            run_dir: Some(run_dir),
+            secret_env: vec![
+                ("DEJIMA_TOKEN".into(), rec.token.clone()),
+                ("DEJIMA_HOST".into(), "unix:/run/dejima/dejimad.sock".into()),
+            ],
+            ..base_spec(rec)
+        })
+    }
+
     /// POST /v1/islands
     pub fn create(self: &Arc<Self>, req: CreateIsland) -> Result<IslandInfo> {
         let source = if req.no_repo {
@@ -191,6 +207,7 @@ impl Islands {
             cloned_from: String::new(),
             agents: Vec::new(),
             next_agent: 2,
+            token: String::new(),
         };
         let mut rec = rec;
         Self::ensure_primary(&mut rec);
@@ -214,7 +231,6 @@ impl Islands {
                     .name(format!("clone-{name}"))
                     .spawn(move || {
                         islands.populate_from_url(&name2, &url);
-                        islands.reconcile_agents(&name2);
                         if let Some(slot) = islands.inner.lock().unwrap().get_mut(&name2) {
                             slot.busy = None;
                         }
@@ -223,17 +239,11 @@ impl Islands {
             }
             Some(Source::Path(p)) => {
                 let r = self.populate_from_path(&name, &p);
-                if r.is_ok() {
-                    self.reconcile_agents(&name);
-                }
                 drop(busy);
                 r?;
             }
             None => {
                 let r = self.populate_empty(&name);
-                if r.is_ok() {
-                    self.reconcile_agents(&name);
-                }
                 drop(busy);
                 r?;
             }
@@ -280,7 +290,7 @@ impl Islands {
                 Err(e) => return Err(e.into()),
             }
         }
-        match self.engine.run_container(&spec(rec)) {
+        match self.engine.run_container(&self.container_spec(rec)?) {
             Ok(()) => {}
             Err(EngineError::Failed(m)) if m.contains("is already in use") => {
                 self.engine.start(n)?;
@@ -289,7 +299,7 @@ impl Islands {
                 // Someone removed the network behind our back: make it again.
                 self.engine.create_network(n)?;
                 self.engine
-                    .run_container(&spec(rec))
+                    .run_container(&self.container_spec(rec)?)
                     .map_err(|e| run_error(e, rec))?;
             }
             Err(e) => return Err(run_error(e, rec)),
@@ -451,7 +461,7 @@ impl Islands {
         } else {
             self.start_or_run(&rec)?;
         }
-        self.reconcile_agents(name);
+        self.forget_agent_obs(name);
         self.get(name)
     }
 
@@ -469,10 +479,10 @@ impl Islands {
         self.engine.create_volume(name, &home)?;
         self.engine.create_network(name)?;
         self.engine
-            .run_container(&spec(&rec))
+            .run_container(&self.container_spec(&rec)?)
             .map_err(|e| run_error(e, &rec))?;
         self.observed.set_state(name, "running");
-        self.reconcile_agents(name);
+        self.forget_agent_obs(name);
         self.get(name)
     }
 
@@ -487,11 +497,11 @@ impl Islands {
         if rec.state == "running" {
             self.engine.create_network(name)?;
             self.engine
-                .run_container(&spec(&rec))
+                .run_container(&self.container_spec(&rec)?)
                 .map_err(|e| run_error(e, &rec))?;
             self.observed.set_state(name, "running");
-            self.reconcile_agents(name);
         }
+        self.forget_agent_obs(name);
         self.update(name, |r| r.last_used_at = util::now_rfc3339())?;
         self.get(name)
     }
@@ -542,6 +552,8 @@ impl Islands {
             title: String::new(),
             provisioned: false,
             cloned_from: from.to_string(),
+            // A clone is its own island: never the source's credential.
+            token: util::random_hex(32),
             ..src
         };
         let busy = self.reserve(rec.clone(), "creating")?;
@@ -556,7 +568,6 @@ impl Islands {
             r.provisioned = true;
             r.cloned_from.clear();
         })?;
-        self.reconcile_agents(to);
         drop(busy);
         self.get(to)
     }

@@ -64,6 +64,9 @@ pub struct Record {
     /// The number the next added agent gets.
     #[serde(default)]
     pub next_agent: u32,
+    /// The island's own bearer token (DEJIMA_TOKEN inside it). Never shown by the API.
+    #[serde(default)]
+    pub token: String,
 }
 
 struct Slot {

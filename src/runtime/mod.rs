@@ -65,6 +65,11 @@ pub struct ContainerSpec {
     pub cpus: String,
     pub disk: String,
     pub oom_score_adj: Option<i64>,
+    /// A host directory bind-mounted at /run/dejima (the island's socket and agent scripts).
+    pub run_dir: Option<std::path::PathBuf>,
+    /// Environment whose values must not appear in an argv (and so in logs): only the names
+    /// go on the command line, the values through the docker CLI's own environment.
+    pub secret_env: Vec<(String, String)>,
 }
 
 /// Facts from `docker inspect` (the slow path).
@@ -127,9 +132,23 @@ impl Engine {
 
     /// Run docker with `args` and classify failure.
     fn call(&self, args: &[String], input: Input<'_>, timeout: Duration) -> Result<Output> {
+        self.call_env(args, &[], input, timeout)
+    }
+
+    fn call_env(
+        &self,
+        args: &[String],
+        env: &[(String, String)],
+        input: Input<'_>,
+        timeout: Duration,
+    ) -> Result<Output> {
         let mut argv = vec![self.docker.clone()];
         argv.extend(args.iter().cloned());
-        let out = Run::new(&argv)
+        let mut run = Run::new(&argv);
+        for (k, v) in env {
+            run = run.env(k, v);
+        }
+        let out = run
             .input(input)
             .timeout(timeout)
             .run()
@@ -231,8 +250,17 @@ impl Engine {
         if let Some(adj) = spec.oom_score_adj {
             args.extend(["--oom-score-adj".into(), adj.to_string()]);
         }
+        if let Some(dir) = &spec.run_dir {
+            args.extend([
+                "--mount".into(),
+                format!("type=bind,src={},dst=/run/dejima", dir.display()),
+            ]);
+        }
+        for (k, _) in &spec.secret_env {
+            args.extend(["--env".into(), k.clone()]);
+        }
         args.push(spec.image.clone());
-        let out = self.call(&args, Input::None, self.timeout)?;
+        let out = self.call_env(&args, &spec.secret_env, Input::None, self.timeout)?;
         if out.ok() {
             return Ok(());
         }

@@ -36,6 +36,8 @@ pub const STALL: Duration = Duration::from_secs(30);
 /// Ping interval, and how long a silent client is kept.
 const PING_EVERY: Duration = Duration::from_secs(20);
 const SILENT_LIMIT: Duration = Duration::from_secs(75);
+/// Input is held this long after the attach first draws (see `Pump::live`).
+const SETTLE: Duration = Duration::from_millis(100);
 /// How long to wait for the client's first resize before sizing the PTY from others.
 const FIRST_RESIZE: Duration = Duration::from_millis(150);
 
@@ -134,7 +136,8 @@ pub fn serve<S: Read + Write + AsRawFd>(
         out_pending: 0,
         stalled_since: None,
         last_in: Instant::now(),
-        live: false,
+        first_out: None,
+        child_pid: 0,
     };
     let hello =
         serde_json::json!({"type": "hello", "attached": hub.attached(&spec.target)}).to_string();
@@ -180,6 +183,7 @@ pub fn serve<S: Read + Write + AsRawFd>(
             return;
         }
     };
+    p.child_pid = child.id() as i32;
     let mut input: Vec<u8> = Vec::new();
     for i in early {
         p.apply(i, &master, &mut input, hub, reg.id);
@@ -220,11 +224,19 @@ struct Pump<S: Read + Write> {
     out_pending: usize,
     stalled_since: Option<Instant>,
     last_in: Instant,
-    /// The PTY has produced output: the attached program is ready for input.
-    live: bool,
+    /// When the PTY first produced output (the attach drew its screen).
+    first_out: Option<Instant>,
+    /// The attach command (a session leader, so also its process group).
+    child_pid: i32,
 }
 
 impl<S: Read + Write + AsRawFd> Pump<S> {
+    /// Keystrokes go to the PTY only once the attach has drawn its screen and a moment has
+    /// passed: tmux discards input that reaches a client still setting up its terminal.
+    fn live(&self) -> bool {
+        self.first_out.is_some_and(|t| t.elapsed() >= SETTLE)
+    }
+
     /// Queue a message and push what the socket takes now.
     fn send(&mut self, m: Message) -> bool {
         let n = m.len();
@@ -290,7 +302,7 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                     )));
                 } else {
                     input.extend_from_slice(&b);
-                    if self.live {
+                    if self.live() {
                         write_some(master, input);
                     }
                 }
@@ -333,9 +345,15 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
             if read_pty {
                 pty_ev |= libc::POLLIN;
             }
-            if self.live && !input.is_empty() {
+            let live = self.live();
+            if live && !input.is_empty() {
+                write_some(master, input);
+            }
+            if live && !input.is_empty() {
                 pty_ev |= libc::POLLOUT;
             }
+            // Keystrokes held for the settle time go in as soon as it is over.
+            let timeout = if !live && !input.is_empty() { 20 } else { 1000 };
             let mut fds = [
                 libc::pollfd {
                     fd: sock,
@@ -354,7 +372,7 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                 },
             ];
             // SAFETY: three valid pollfds for fds this function keeps open.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, 1000) };
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, timeout) };
             if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 return End::Failed;
             }
@@ -384,11 +402,16 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                 match nix::unistd::read(master.as_raw_fd(), &mut buf) {
                     Ok(0) => return End::Exited,
                     Ok(k) => {
-                        if !self.live {
-                            // The attach has drawn its screen, so its terminal is set up:
-                            // keystrokes sent before now can go in without being flushed.
-                            self.live = true;
-                            write_some(master, input);
+                        if self.first_out.is_none() {
+                            self.first_out = Some(Instant::now());
+                            // `docker exec -it` sizes the remote TTY just after it starts and
+                            // can lose that race; a SIGWINCH makes it send the size again.
+                            if self.child_pid > 0 {
+                                let _ = nix::sys::signal::killpg(
+                                    nix::unistd::Pid::from_raw(self.child_pid),
+                                    nix::sys::signal::Signal::SIGWINCH,
+                                );
+                            }
                         }
                         if !self.send(Message::Text(data_frame(&buf[..k]))) {
                             return End::ClientGone;
