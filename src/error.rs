@@ -9,6 +9,8 @@ use crate::runtime::EngineError;
 pub enum Error {
     /// The request is malformed or names something invalid (400).
     BadRequest(String),
+    /// A bearer token that is missing, wrong, or sent where tokens may not go (401).
+    Unauthorized(String),
     /// Authenticated but not allowed, or a path that escapes its root (403).
     Forbidden(String),
     /// No such island, agent, file or route (404).
@@ -33,6 +35,7 @@ impl Error {
     pub fn message(&self) -> &str {
         match self {
             Error::BadRequest(m)
+            | Error::Unauthorized(m)
             | Error::Forbidden(m)
             | Error::NotFound(m)
             | Error::MethodNotAllowed(m)

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod client;
 pub mod daemon;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod image;
 pub mod island;

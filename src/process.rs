@@ -4,6 +4,7 @@
 //! killed and reaped when its guard drops.
 
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
@@ -130,6 +131,9 @@ impl<'a> Run<'a> {
                         }
                     })?;
             }
+            // A pidfd lets us sleep in poll() until the child exits or the deadline passes;
+            // without one (old kernels) fall back to short sleeps.
+            let pidfd = pidfd_open(child.id());
             loop {
                 match child.try_wait()? {
                     Some(st) => return Ok(st),
@@ -138,7 +142,21 @@ impl<'a> Run<'a> {
                         timed_out = true;
                         return child.wait();
                     }
-                    None => thread::sleep(poll_step(started)),
+                    None => match &pidfd {
+                        Some(fd) => {
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            let mut p = libc::pollfd {
+                                fd: fd.as_raw_fd(),
+                                events: libc::POLLIN,
+                                revents: 0,
+                            };
+                            // SAFETY: one valid pollfd on an fd we own.
+                            unsafe {
+                                libc::poll(&mut p, 1, left.as_millis().clamp(1, 60_000) as i32)
+                            };
+                        }
+                        None => thread::sleep(poll_step(started)),
+                    },
                 }
             }
         })?;
@@ -160,6 +178,15 @@ impl<'a> Run<'a> {
         );
         Ok(out)
     }
+}
+
+/// A pollable fd that becomes readable when process `pid` exits (Linux 5.3+).
+fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    // SAFETY: a non-negative result is a fresh fd that we now own.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// How long to wait between `try_wait` polls: fine-grained at first so quick commands return

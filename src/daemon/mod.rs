@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal};
 
+use crate::events::webhooks::Webhooks;
+use crate::events::Bus;
 use crate::http::server::{self, Allow, InFlight, Listener};
 use crate::http::App;
 use crate::island::{Config, Islands};
@@ -74,7 +76,13 @@ pub fn run(opts: Options) -> Result<(), String> {
     let observed = Observed::new();
     runtime::watch::start(engine.clone(), observed.clone())
         .map_err(|e| format!("cannot start engine watchers: {e}"))?;
-    let hub = Hub::new();
+    let events = Bus::new();
+    let webhooks = Webhooks::start(&home).map_err(|e| format!("cannot start webhooks: {e}"))?;
+    {
+        let w = webhooks.clone();
+        events.add_sink(Box::new(move |e| w.enqueue(e)));
+    }
+    let hub = Hub::new(Some(events.clone()));
     let islands = Arc::new(Islands::new(
         home.clone(),
         engine,
@@ -83,7 +91,17 @@ pub fn run(opts: Options) -> Result<(), String> {
             default_image: opts.image.clone(),
         },
         hub.clone(),
+        events.clone(),
     ));
+    {
+        // The watcher outlives nothing it points at: a weak link, so no cycle.
+        let weak = Arc::downgrade(&islands);
+        observed.set_hook(Box::new(move |island, obs, action| {
+            if let Some(i) = weak.upgrade() {
+                i.on_container(island, obs, action);
+            }
+        }));
+    }
     let terminals = Arc::new(Terminals::new(opts.host_terminals, home.clone(), hub));
     let n = islands
         .load()
@@ -112,6 +130,8 @@ pub fn run(opts: Options) -> Result<(), String> {
     let app = Arc::new(App {
         islands,
         terminals,
+        events,
+        webhooks,
         stopping: stopping.clone(),
     });
     let inflight = Arc::new(InFlight::default());
@@ -120,7 +140,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         let (app, inflight) = (app.clone(), inflight.clone());
         let h = thread::Builder::new()
             .name(name.into())
-            .spawn(move || server::serve(l, app, inflight))
+            .spawn(move || server::serve(l, app, inflight, None))
             .map_err(|e| e.to_string())?;
         listeners.push(h);
         Ok(())
@@ -128,6 +148,14 @@ pub fn run(opts: Options) -> Result<(), String> {
     spawn("listen-unix", Listener::Unix(unix))?;
     if let Some(l) = tcp {
         spawn("listen-tcp", Listener::Tcp(l, allow))?;
+    }
+
+    {
+        let (app, inflight) = (app.clone(), inflight.clone());
+        thread::Builder::new()
+            .name("island-sockets".into())
+            .spawn(move || island_sockets(&app, &inflight))
+            .map_err(|e| e.to_string())?;
     }
 
     let sig = sigs.wait().map_err(|e| format!("sigwait: {e}"))?;
@@ -146,4 +174,70 @@ pub fn run(opts: Options) -> Result<(), String> {
     }
     log::info!("stopped; islands keep running");
     Ok(())
+}
+
+/// Keep one listener per island on `islands/<name>/run/dejimad.sock`, the socket its
+/// container sees at /run/dejima/dejimad.sock. Requests there must carry that island's
+/// token. The operator socket is never mounted into an island.
+fn island_sockets(app: &Arc<App>, inflight: &Arc<InFlight>) {
+    use std::collections::HashMap;
+    use std::os::unix::fs::PermissionsExt;
+    let mut live: HashMap<String, Arc<AtomicBool>> = HashMap::new();
+    while !app.stopping.load(Ordering::SeqCst) {
+        let names = app.islands.names();
+        for n in &names {
+            if live.contains_key(n) {
+                continue;
+            }
+            let run = app.islands.home.island_dir(n).join("run");
+            let path = run.join("dejimad.sock");
+            let bound = std::fs::create_dir_all(&run)
+                .and_then(|_| {
+                    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755))
+                })
+                .and_then(|_| {
+                    let _ = std::fs::remove_file(&path);
+                    std::os::unix::net::UnixListener::bind(&path)
+                })
+                // The agent user in the island must be able to connect; only that island
+                // mounts this directory, and the token is still required.
+                .and_then(|l| {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+                        .map(|_| l)
+                });
+            match bound {
+                Ok(l) => {
+                    let stop = Arc::new(AtomicBool::new(false));
+                    let (app2, inflight2, stop2, name) =
+                        (app.clone(), inflight.clone(), stop.clone(), n.clone());
+                    let spawned =
+                        thread::Builder::new()
+                            .name(format!("listen-{n}"))
+                            .spawn(move || {
+                                server::serve(
+                                    Listener::Island(l, name),
+                                    app2,
+                                    inflight2,
+                                    Some(stop2),
+                                )
+                            });
+                    match spawned {
+                        Ok(_) => {
+                            live.insert(n.clone(), stop);
+                        }
+                        Err(e) => log::warn!("cannot serve island {n}'s socket: {e}"),
+                    }
+                }
+                Err(e) => log::warn!("cannot bind {}: {e}", path.display()),
+            }
+        }
+        live.retain(|n, stop| {
+            let keep = names.contains(n);
+            if !keep {
+                stop.store(true, Ordering::SeqCst);
+            }
+            keep
+        });
+        app.islands.wait_for_change(Duration::from_millis(500));
+    }
 }

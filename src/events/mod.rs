@@ -139,7 +139,12 @@ impl Bus {
 
     /// An island's recent events, newest first.
     pub fn island_events(&self, island: &str) -> Vec<Event> {
-        self.per_island.lock().unwrap().get(island).map(|r| r.iter().rev().cloned().collect()).unwrap_or_default()
+        self.per_island
+            .lock()
+            .unwrap()
+            .get(island)
+            .map(|r| r.iter().rev().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Forget an island's ring (on purge, after its last event).
@@ -156,7 +161,10 @@ impl Bus {
         let recent: Vec<Event> = {
             let r = self.recent.lock().unwrap();
             let m: Vec<&Event> = r.iter().filter(|e| filter.matches(e)).collect();
-            m[m.len().saturating_sub(replay)..].iter().map(|e| (*e).clone()).collect()
+            m[m.len().saturating_sub(replay)..]
+                .iter()
+                .map(|e| (*e).clone())
+                .collect()
         };
         subs.push(Sub { filter, tx });
         (recent, rx)
@@ -185,7 +193,13 @@ mod tests {
         let ev = bus.island_events("a");
         assert_eq!(ev.len(), PER_ISLAND);
         assert_eq!(ev[0].payload["k"], PER_ISLAND + 4, "newest first");
-        let (replay, rx) = bus.subscribe(Filter { islands: vec!["b".into()], types: vec![] }, 10);
+        let (replay, rx) = bus.subscribe(
+            Filter {
+                islands: vec!["b".into()],
+                types: vec![],
+            },
+            10,
+        );
         assert!(replay.is_empty());
         bus.publish("island.created", "a", "", Value::Null);
         bus.publish("island.created", "b", "", Value::Null);
@@ -196,10 +210,21 @@ mod tests {
         for _ in 0..(STREAM_QUEUE + 10) {
             bus.publish("client.attached", "c", "", Value::Null);
         }
-        assert_eq!(bus.subscriber_count(), 1, "only the reader of island b is left");
+        assert_eq!(
+            bus.subscriber_count(),
+            1,
+            "only the reader of island b is left"
+        );
         drop(slow);
-        let (replay, _rx) = bus.subscribe(Filter { islands: vec![], types: vec!["island.created".into()] }, 1);
+        bus.publish("island.created", "d", "", Value::Null);
+        let (replay, _rx) = bus.subscribe(
+            Filter {
+                islands: vec![],
+                types: vec!["island.created".into()],
+            },
+            1,
+        );
         assert_eq!(replay.len(), 1);
-        assert_eq!(replay[0].island, "b");
+        assert_eq!(replay[0].island, "d");
     }
 }

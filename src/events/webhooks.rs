@@ -120,17 +120,26 @@ pub struct Webhooks {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(body);
     format!("sha256={}", util::hex(&mac.finalize().into_bytes()))
 }
 
 fn env_secs(name: &str, default: u64) -> Duration {
-    Duration::from_secs(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
+    Duration::from_secs(
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default),
+    )
 }
 
 impl Webhooks {
@@ -138,7 +147,8 @@ impl Webhooks {
     pub fn start(home: &Home) -> std::io::Result<Arc<Webhooks>> {
         let dir = home.root.join("webhooks");
         std::fs::create_dir_all(dir.join("pending"))?;
-        let subs: Vec<SubRecord> = store::read_json(&dir.join("subscriptions.json")).unwrap_or_default();
+        let subs: Vec<SubRecord> =
+            store::read_json(&dir.join("subscriptions.json")).unwrap_or_default();
         let mut queues: HashMap<String, Vec<Delivery>> = HashMap::new();
         for e in std::fs::read_dir(dir.join("pending"))?.flatten() {
             let p = e.path();
@@ -148,7 +158,9 @@ impl Webhooks {
                 continue;
             }
             match store::read_json::<Delivery>(&p) {
-                Ok(d) if subs.iter().any(|s| s.id == d.sub) => queues.entry(d.sub.clone()).or_default().push(d),
+                Ok(d) if subs.iter().any(|s| s.id == d.sub) => {
+                    queues.entry(d.sub.clone()).or_default().push(d)
+                }
                 Ok(_) => {
                     let _ = std::fs::remove_file(&p);
                 }
@@ -165,11 +177,20 @@ impl Webhooks {
         }
         let w = Arc::new(Webhooks {
             dir,
-            state: Mutex::new(State { subs: subs.clone(), queues, counters: HashMap::new(), stops: HashMap::new() }),
+            state: Mutex::new(State {
+                subs: subs.clone(),
+                queues,
+                counters: HashMap::new(),
+                stops: HashMap::new(),
+            }),
             wake: Condvar::new(),
             in_flight: Mutex::new(0),
             slot_free: Condvar::new(),
-            agent: ureq::AgentBuilder::new().timeout(REQUEST_TIMEOUT).redirects(0).user_agent(concat!("dejimad/", env!("CARGO_PKG_VERSION"))).build(),
+            agent: ureq::AgentBuilder::new()
+                .timeout(REQUEST_TIMEOUT)
+                .redirects(0)
+                .user_agent(concat!("dejimad/", env!("CARGO_PKG_VERSION")))
+                .build(),
             give_up: env_secs("DEJIMA_WEBHOOK_GIVE_UP_SECS", 24 * 3600),
             max_backoff: env_secs("DEJIMA_WEBHOOK_MAX_BACKOFF_SECS", 300),
             write: Mutex::new(()),
@@ -182,21 +203,31 @@ impl Webhooks {
 
     fn spawn_worker(self: &Arc<Self>, id: &str) -> std::io::Result<()> {
         let stop = Arc::new(AtomicBool::new(false));
-        self.state.lock().unwrap().stops.insert(id.to_string(), stop.clone());
+        self.state
+            .lock()
+            .unwrap()
+            .stops
+            .insert(id.to_string(), stop.clone());
         let (w, id2) = (self.clone(), id.to_string());
-        thread::Builder::new().name(format!("webhook-{id}")).spawn(move || w.worker(&id2, &stop))?;
+        thread::Builder::new()
+            .name(format!("webhook-{id}"))
+            .spawn(move || w.worker(&id2, &stop))?;
         Ok(())
     }
 
     fn save_subs(&self) -> Result<()> {
         let _w = self.write.lock().unwrap();
         let subs = self.state.lock().unwrap().subs.clone();
-        store::write_json(&self.dir.join("subscriptions.json"), &subs).map_err(|e| Error::Internal(format!("cannot save webhooks: {e}")))
+        store::write_json(&self.dir.join("subscriptions.json"), &subs)
+            .map_err(|e| Error::Internal(format!("cannot save webhooks: {e}")))
     }
 
     pub fn subscribe(self: &Arc<Self>, req: Subscribe) -> Result<SubscriptionInfo> {
         let url = req.url.trim();
-        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || url.len() > 2048
+            || url.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(Error::bad("url must be an http:// or https:// URL"));
         }
         if url::parse_ok(url).is_err() {
@@ -204,7 +235,10 @@ impl Webhooks {
         }
         for t in &req.events {
             if !TYPES.contains(&t.as_str()) {
-                return Err(Error::bad(format!("unknown event type {t:?} (known: {})", TYPES.join(", "))));
+                return Err(Error::bad(format!(
+                    "unknown event type {t:?} (known: {})",
+                    TYPES.join(", ")
+                )));
             }
         }
         for i in &req.islands {
@@ -226,7 +260,8 @@ impl Webhooks {
             self.state.lock().unwrap().subs.retain(|s| s.id != rec.id);
             return Err(e);
         }
-        self.spawn_worker(&rec.id).map_err(|e| Error::Internal(e.to_string()))?;
+        self.spawn_worker(&rec.id)
+            .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(self.info(&rec.id).expect("just added"))
     }
 
@@ -271,14 +306,24 @@ impl Webhooks {
             pending: q.map(|q| q.len() as u64).unwrap_or(0),
             attempts: head.map(|d| d.attempts).unwrap_or(0),
             last_error: head.map(|d| d.last_error.clone()).unwrap_or_default(),
-            next_attempt_at: head.filter(|d| d.attempts > 0).map(|d| util::rfc3339(d.next_ms / 1000)).unwrap_or_default(),
+            next_attempt_at: head
+                .filter(|d| d.attempts > 0)
+                .map(|d| util::rfc3339(d.next_ms / 1000))
+                .unwrap_or_default(),
             delivered: c.map(|c| c.delivered).unwrap_or(0),
             failed: c.map(|c| c.failed).unwrap_or(0),
         })
     }
 
     pub fn list(&self) -> Vec<SubscriptionInfo> {
-        let ids: Vec<String> = self.state.lock().unwrap().subs.iter().map(|s| s.id.clone()).collect();
+        let ids: Vec<String> = self
+            .state
+            .lock()
+            .unwrap()
+            .subs
+            .iter()
+            .map(|s| s.id.clone())
+            .collect();
         ids.iter().filter_map(|id| self.info(id)).collect()
     }
 
@@ -292,7 +337,10 @@ impl Webhooks {
             let st = self.state.lock().unwrap();
             st.subs
                 .iter()
-                .filter(|s| (s.events.is_empty() || s.events.contains(&e.kind)) && (s.islands.is_empty() || s.islands.contains(&e.island)))
+                .filter(|s| {
+                    (s.events.is_empty() || s.events.contains(&e.kind))
+                        && (s.islands.is_empty() || s.islands.contains(&e.island))
+                })
                 .map(|s| s.id.clone())
                 .collect()
         };
@@ -348,7 +396,11 @@ impl Webhooks {
                             st = self.wake.wait_timeout(st, wait).unwrap().0;
                         }
                         None => {
-                            st = self.wake.wait_timeout(st, Duration::from_secs(5)).unwrap().0;
+                            st = self
+                                .wake
+                                .wait_timeout(st, Duration::from_secs(5))
+                                .unwrap()
+                                .0;
                         }
                     }
                 }
@@ -400,7 +452,12 @@ impl Webhooks {
         };
         if done {
             if let Err(e) = &result {
-                log::warn!("webhook {sub}: giving up on {} ({}) after {} attempts: {e}", d.id, d.event_type, d.attempts + 1);
+                log::warn!(
+                    "webhook {sub}: giving up on {} ({}) after {} attempts: {e}",
+                    d.id,
+                    d.event_type,
+                    d.attempts + 1
+                );
             }
             let _ = std::fs::remove_file(self.pending_path(&d.id));
             let mut st = self.state.lock().unwrap();
@@ -419,7 +476,12 @@ impl Webhooks {
         d.last_error = result.err().unwrap_or_default();
         let backoff = Duration::from_secs(1u64 << d.attempts.min(16)).min(self.max_backoff);
         d.next_ms = now + backoff.as_millis() as u64;
-        log::debug!("webhook {sub}: {} attempt {} failed ({}); next in {backoff:?}", d.id, d.attempts, d.last_error);
+        log::debug!(
+            "webhook {sub}: {} attempt {} failed ({}); next in {backoff:?}",
+            d.id,
+            d.attempts,
+            d.last_error
+        );
         if let Err(e) = store::write_json(&self.pending_path(&d.id), &d) {
             log::warn!("cannot update webhook delivery {}: {e}", d.id);
         }
@@ -435,7 +497,14 @@ impl Webhooks {
     pub fn drained(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         loop {
-            if self.state.lock().unwrap().queues.values().all(|q| q.is_empty()) {
+            if self
+                .state
+                .lock()
+                .unwrap()
+                .queues
+                .values()
+                .all(|q| q.is_empty())
+            {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -466,7 +535,10 @@ mod tests {
     #[test]
     fn signs_like_the_reference() {
         // HMAC-SHA256("key", "The quick brown fox jumps over the lazy dog")
-        assert_eq!(sign("key", b"The quick brown fox jumps over the lazy dog"), "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
+        assert_eq!(
+            sign("key", b"The quick brown fox jumps over the lazy dog"),
+            "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
         assert!(url::parse_ok("http://127.0.0.1:9/x").is_ok());
         assert!(url::parse_ok("http:///x").is_err());
     }

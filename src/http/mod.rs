@@ -10,6 +10,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::events::webhooks::Webhooks;
+use crate::events::Bus;
 use crate::island::Islands;
 use crate::session::terminals::Terminals;
 
@@ -19,6 +21,8 @@ pub use wire::{Request, Response};
 pub struct App {
     pub islands: Arc<Islands>,
     pub terminals: Arc<Terminals>,
+    pub events: Arc<Bus>,
+    pub webhooks: Arc<Webhooks>,
     /// Set when the daemon is shutting down: long streams end early.
     pub stopping: Arc<AtomicBool>,
 }
@@ -27,6 +31,7 @@ pub struct App {
 pub fn status_of(e: &Error) -> u16 {
     match e {
         Error::BadRequest(_) => 400,
+        Error::Unauthorized(_) => 401,
         Error::Forbidden(_) => 403,
         Error::NotFound(_) => 404,
         Error::MethodNotAllowed(_) => 405,

@@ -2,7 +2,8 @@
 //! segment, `{x...}` the rest of the path), and a handler. `openapi.yaml` is kept equal to this
 //! table by a test.
 
-use super::handlers::{access, agents, islands, sessions, system};
+use super::handlers::{access, agents, events, islands, sessions, system};
+use super::wire::Caller;
 use super::wire::{Request, Response};
 use super::{error_response, App};
 use crate::error::{Error, Result};
@@ -22,10 +23,22 @@ impl Params {
 
 pub type Handler = fn(&App, &mut Request, &Params) -> Result<Response>;
 
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Access {
+    /// The operator only (the default: island tokens are refused).
+    Operator,
+    /// Also an island token, for its own island only (autonomy routes).
+    Island,
+    /// Anyone who reached the daemon (liveness).
+    Any,
+}
+
 pub struct Route {
     pub method: &'static str,
     pub pattern: &'static str,
     pub handler: Handler,
+    pub access: Access,
 }
 
 const fn r(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
@@ -33,11 +46,31 @@ const fn r(method: &'static str, pattern: &'static str, handler: Handler) -> Rou
         method,
         pattern,
         handler,
+        access: Access::Operator,
+    }
+}
+
+/// An autonomy route: an island's token may call it for its own island.
+const fn autonomy(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+    Route {
+        method,
+        pattern,
+        handler,
+        access: Access::Island,
+    }
+}
+
+const fn open(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+    Route {
+        method,
+        pattern,
+        handler,
+        access: Access::Any,
     }
 }
 
 pub static ROUTES: &[Route] = &[
-    r("GET", "/v1/healthz", system::healthz),
+    open("GET", "/v1/healthz", system::healthz),
     r("GET", "/v1/overview", system::overview),
     r("POST", "/v1/image/build", system::image_build),
     r("GET", "/v1/islands", islands::list),
@@ -90,6 +123,16 @@ pub static ROUTES: &[Route] = &[
         "/v1/terminals/{id}/session",
         sessions::terminal_session,
     ),
+    r("GET", "/v1/islands/{name}/events", events::island_events),
+    r("POST", "/v1/events/subscribe", events::subscribe),
+    r("GET", "/v1/events/subscriptions", events::subscriptions),
+    r(
+        "DELETE",
+        "/v1/events/subscriptions/{id}",
+        events::unsubscribe,
+    ),
+    r("GET", "/v1/events/stream", events::stream),
+    autonomy("POST", "/v1/internal/agent-event", events::agent_event),
 ];
 
 /// Match `path` against `pattern`; the parameters when it fits.
@@ -145,8 +188,77 @@ fn leak_name(pattern: &'static str, name: &str) -> &'static str {
     &pattern[start..start + name.len()]
 }
 
+/// Resolve who is calling: the listener the request came through and its bearer token.
+fn authenticate(app: &App, req: &Request) -> Result<Caller> {
+    if req
+        .query
+        .iter()
+        .any(|(k, _)| k == "token" || k == "access_token")
+    {
+        return Err(Error::Unauthorized(
+            "tokens go in the Authorization header, never in the URL".into(),
+        ));
+    }
+    let bearer = match req.header("authorization") {
+        None => None,
+        Some(h) => match h
+            .trim()
+            .strip_prefix("Bearer ")
+            .or_else(|| h.trim().strip_prefix("bearer "))
+        {
+            Some(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
+            _ => {
+                return Err(Error::Unauthorized(
+                    "Authorization must be \"Bearer <token>\"".into(),
+                ))
+            }
+        },
+    };
+    match (&req.caller, bearer) {
+        (Caller::IslandSocket(island), Some(t)) => {
+            if app.islands.token_matches(island, &t) {
+                Ok(Caller::Island(island.clone()))
+            } else {
+                Err(Error::Unauthorized("wrong token for this island".into()))
+            }
+        }
+        (Caller::IslandSocket(_), None) => Err(Error::Unauthorized(
+            "this socket needs the island's token (Authorization: Bearer $DEJIMA_TOKEN)".into(),
+        )),
+        (_, Some(t)) => app
+            .islands
+            .island_of_token(&t)
+            .map(Caller::Island)
+            .ok_or_else(|| Error::Unauthorized("unknown token".into())),
+        (c, None) => Ok(c.clone()),
+    }
+}
+
+/// Whether `caller` may call `route` with these parameters.
+fn authorize(caller: &Caller, route: &Route, params: &Params) -> Result<()> {
+    let Caller::Island(island) = caller else {
+        return Ok(());
+    };
+    let denied =
+        || Error::Forbidden("an island token reaches only its own island's autonomy routes".into());
+    match route.access {
+        Access::Any => Ok(()),
+        Access::Operator => Err(denied()),
+        // The name was decoded from the escaped path by the matcher, so an encoded slash
+        // cannot make another island's name look like this one's.
+        Access::Island if params.0.iter().any(|(k, v)| *k == "name" && v != island) => {
+            Err(denied())
+        }
+        Access::Island => Ok(()),
+    }
+}
+
 /// Route a request and run its handler; every error becomes its JSON response here.
 pub fn dispatch(app: &App, req: &mut Request) -> Response {
+    match authenticate(app, req) {
+        Ok(c) => req.caller = c,
+        Err(e) => return error_response(&e),
+    }
     let method = if req.method == "HEAD" {
         "GET"
     } else {
@@ -156,6 +268,9 @@ pub fn dispatch(app: &App, req: &mut Request) -> Response {
     for route in ROUTES {
         if let Some(params) = matches(route.pattern, &req.path) {
             if route.method == method {
+                if let Err(e) = authorize(&req.caller, route, &params) {
+                    return error_response(&e);
+                }
                 return match (route.handler)(app, req, &params) {
                     Ok(resp) => resp,
                     Err(e) => error_response(&e),

@@ -6,7 +6,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -180,17 +180,30 @@ fn in_net(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
 /// A bound listener.
 pub enum Listener {
     Unix(UnixListener),
+    /// One island's own socket (bind-mounted into it); callers must hold its token.
+    Island(UnixListener, String),
     Tcp(TcpListener, Allow),
 }
 
 /// Accept on `listener` until `app.stopping`; each connection on its own thread.
-pub fn serve(listener: Listener, app: Arc<App>, inflight: Arc<InFlight>) {
+pub fn serve(
+    listener: Listener,
+    app: Arc<App>,
+    inflight: Arc<InFlight>,
+    stop: Option<Arc<AtomicBool>>,
+) {
     let fd = match &listener {
-        Listener::Unix(l) => l.as_fd().try_clone_to_owned(),
+        Listener::Unix(l) | Listener::Island(l, _) => l.as_fd().try_clone_to_owned(),
         Listener::Tcp(l, _) => l.as_fd().try_clone_to_owned(),
     };
     let Ok(fd) = fd else { return };
-    while !app.stopping.load(Ordering::SeqCst) {
+    let caller = match &listener {
+        Listener::Island(_, name) => Caller::IslandSocket(name.clone()),
+        _ => Caller::Operator,
+    };
+    while !app.stopping.load(Ordering::SeqCst)
+        && !stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    {
         let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(200u16)) {
             Ok(0) => continue,
@@ -203,7 +216,7 @@ pub fn serve(listener: Listener, app: Arc<App>, inflight: Arc<InFlight>) {
             }
         }
         let conn = match &listener {
-            Listener::Unix(l) => match l.accept() {
+            Listener::Unix(l) | Listener::Island(l, _) => match l.accept() {
                 Ok((s, _)) => Conn::Unix(s),
                 Err(e) => {
                     log::debug!("accept: {e}");
@@ -227,9 +240,10 @@ pub fn serve(listener: Listener, app: Arc<App>, inflight: Arc<InFlight>) {
             },
         };
         let (app, inflight) = (app.clone(), inflight.clone());
-        let spawned = thread::Builder::new()
-            .name("http-conn".into())
-            .spawn(move || handle_conn(conn, &app, &inflight));
+        let spawned = thread::Builder::new().name("http-conn".into()).spawn({
+            let caller = caller.clone();
+            move || handle_conn(conn, &app, &inflight, caller)
+        });
         if let Err(e) = spawned {
             log::error!("cannot start a connection thread: {e}");
         }
@@ -237,7 +251,7 @@ pub fn serve(listener: Listener, app: Arc<App>, inflight: Arc<InFlight>) {
 }
 
 /// Serve requests on one connection until it closes, errs, or the daemon stops.
-fn handle_conn(conn: Conn, app: &App, inflight: &InFlight) {
+fn handle_conn(conn: Conn, app: &App, inflight: &InFlight, caller: Caller) {
     let Ok(mut writer) = conn.try_clone() else {
         return;
     };
@@ -245,7 +259,7 @@ fn handle_conn(conn: Conn, app: &App, inflight: &InFlight) {
     let peer = Peer { fd: conn.raw_fd() };
     let mut reader = BufReader::with_capacity(16 << 10, conn);
     loop {
-        let mut req = match wire::read_request(&mut reader, Caller::Operator) {
+        let mut req = match wire::read_request(&mut reader, caller.clone()) {
             Ok(r) => r,
             Err(HeadError::Closed) => return,
             Err(HeadError::Bad(status, msg)) => {

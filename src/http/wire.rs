@@ -14,10 +14,15 @@ pub const MAX_HEAD: usize = 32 << 10;
 pub const MAX_JSON: u64 = 1 << 20;
 const MAX_HEADERS: usize = 64;
 
-/// Who is calling. Operators reach everything; island tokens come with the events issue.
+/// Who is calling; the router resolves `IslandSocket` and bearer tokens into `Island`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Caller {
+    /// The operator socket or an allowed TCP peer, no token: reaches everything.
     Operator,
+    /// Arrived on island `name`'s own socket; not yet authenticated.
+    IslandSocket(String),
+    /// Holds island `name`'s token: reaches only that island's autonomy routes.
+    Island(String),
 }
 
 /// One parsed request. The body is read through `body()` from the connection.

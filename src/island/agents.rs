@@ -243,7 +243,7 @@ impl Islands {
             attachable: !a.headless(),
             state: obs.state,
             restarts: obs.restarts,
-            agent_state: None,
+            agent_state: self.agent_state_of(island, Some(&a.id)),
             attached: self.hub.attached(&Target::Agent {
                 island: island.into(),
                 agent: a.id.clone(),

@@ -221,6 +221,12 @@ impl Islands {
         }
         let rec = self.update(&name, |r| r.provisioned = true)?;
         log::info!("island {name} created");
+        self.events.publish(
+            "island.created",
+            &name,
+            "",
+            serde_json::json!({ "repo": rec.repo, "agent": rec.agent }),
+        );
         match source {
             Some(Source::Url(url)) => {
                 // The clone runs on; the island stays busy until it ends.
@@ -445,6 +451,9 @@ impl Islands {
         if self.observed.container(name).state == "running" {
             self.observed.set_state(name, "exited");
         }
+        self.forget_agent_obs(name);
+        self.events
+            .publish("island.hibernated", name, "", serde_json::json!({}));
         self.get(name)
     }
 
@@ -462,6 +471,8 @@ impl Islands {
             self.start_or_run(&rec)?;
         }
         self.forget_agent_obs(name);
+        self.events
+            .publish("island.woken", name, "", serde_json::json!({}));
         self.get(name)
     }
 
@@ -483,6 +494,8 @@ impl Islands {
             .map_err(|e| run_error(e, &rec))?;
         self.observed.set_state(name, "running");
         self.forget_agent_obs(name);
+        self.events
+            .publish("island.reset", name, "", serde_json::json!({}));
         self.get(name)
     }
 
@@ -569,6 +582,12 @@ impl Islands {
             r.cloned_from.clear();
         })?;
         drop(busy);
+        self.events.publish(
+            "island.created",
+            to,
+            "",
+            serde_json::json!({ "cloned_from": from }),
+        );
         self.get(to)
     }
 
@@ -635,6 +654,9 @@ impl Islands {
         }
         self.forget(name)?;
         log::info!("island {name} purged");
+        self.hub.revoke_where(|t| t.island() == Some(name));
+        self.events
+            .publish("island.purged", name, "", serde_json::json!({}));
         Ok(())
     }
 

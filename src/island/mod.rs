@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod agents;
+pub mod autonomy;
 pub mod lifecycle;
 pub mod names;
 pub mod paths;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{IslandInfo, IslandStats, Overview, Resources, WorkspaceReady};
 use crate::error::{Error, Result};
+use crate::events::Bus;
 use crate::runtime::{Engine, Observed};
 use crate::session::Hub;
 use crate::store::{self, Home};
@@ -95,6 +97,14 @@ pub struct Islands {
     pub hub: Arc<Hub>,
     /// The last observation of each island's agents.
     agent_obs: Mutex<HashMap<String, HashMap<String, agents::AgentObs>>>,
+    /// Typed events.
+    pub events: Arc<Bus>,
+    agent_states: Mutex<HashMap<String, autonomy::AgentStates>>,
+    /// When our own operations last touched each island's container.
+    own_ops: Mutex<HashMap<String, Instant>>,
+    /// Bumped when an island is added or removed (the socket supervisor waits on it).
+    generation: Mutex<u64>,
+    changed: std::sync::Condvar,
 }
 
 /// Clears an island's busy mark when the operation ends, however it ends.
@@ -105,6 +115,7 @@ pub struct Busy<'a> {
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
+        self.islands.mark_own_op(&self.name);
         if let Some(slot) = self.islands.inner.lock().unwrap().get_mut(&self.name) {
             slot.busy = None;
         }
@@ -118,6 +129,7 @@ impl Islands {
         observed: Arc<Observed>,
         config: Config,
         hub: Arc<Hub>,
+        events: Arc<Bus>,
     ) -> Islands {
         Islands {
             home,
@@ -130,6 +142,11 @@ impl Islands {
             image_cache: Mutex::new(None),
             hub,
             agent_obs: Mutex::new(HashMap::new()),
+            events,
+            agent_states: Mutex::new(HashMap::new()),
+            own_ops: Mutex::new(HashMap::new()),
+            generation: Mutex::new(0),
+            changed: std::sync::Condvar::new(),
         }
     }
 
@@ -219,12 +236,25 @@ impl Islands {
             islands: self,
             name: name.clone(),
         };
+        self.bump();
         if let Err(e) = self.persist(&name) {
             self.inner.lock().unwrap().remove(&name);
             std::mem::forget(busy);
             return Err(e);
         }
         Ok(busy)
+    }
+
+    fn bump(&self) {
+        *self.generation.lock().unwrap() += 1;
+        self.changed.notify_all();
+    }
+
+    /// Wait until an island is added or removed, or `limit` passes.
+    pub fn wait_for_change(&self, limit: Duration) {
+        let g = self.generation.lock().unwrap();
+        let start = *g;
+        let _ = self.changed.wait_timeout_while(g, limit, |g| *g == start);
     }
 
     /// Change a record in memory, then write it.
@@ -256,6 +286,7 @@ impl Islands {
     fn forget(&self, name: &str) -> Result<()> {
         let _w = self.write_lock.lock().unwrap();
         self.inner.lock().unwrap().remove(name);
+        self.bump();
         store::remove_dir(&self.home.island_dir(name))
             .map_err(|e| Error::Internal(format!("cannot remove island {name:?} config: {e}")))
     }
@@ -312,7 +343,7 @@ impl Islands {
             last_used_at: rec.last_used_at.clone(),
             attached: self.hub.attached_island(&rec.name),
             stats,
-            agent_state: None,
+            agent_state: self.agent_state_of(&rec.name, None),
             agents: rec
                 .agents
                 .iter()

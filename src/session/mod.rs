@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::api::{ClientRecord, PresenceEntry};
+use crate::events::Bus;
 use crate::util;
 
 /// How many attach/detach records `/v1/clients` keeps.
@@ -75,6 +76,8 @@ struct Client {
 
 #[derive(Default)]
 pub struct Hub {
+    /// Where client.attached / client.detached / last-client.detached go.
+    events: Option<Arc<Bus>>,
     clients: Mutex<HashMap<u64, Client>>,
     /// Newest at the back; each entry carries its sequence number.
     ring: Mutex<VecDeque<(u64, ClientRecord)>>,
@@ -95,8 +98,17 @@ impl Drop for Registration {
 }
 
 impl Hub {
-    pub fn new() -> Arc<Hub> {
-        Arc::new(Hub::default())
+    pub fn new(events: Option<Arc<Bus>>) -> Arc<Hub> {
+        Arc::new(Hub {
+            events,
+            ..Hub::default()
+        })
+    }
+
+    fn publish(&self, kind: &str, target: &Target, label: &str) {
+        if let (Some(bus), Target::Agent { island, agent }) = (&self.events, target) {
+            bus.publish(kind, island, agent, serde_json::json!({ "label": label }));
+        }
     }
 
     pub fn join(self: &Arc<Self>, target: Target, label: &str) -> std::io::Result<Registration> {
@@ -124,6 +136,7 @@ impl Hub {
                 ring.pop_front();
             }
         }
+        self.publish("client.attached", &target, label);
         self.clients.lock().unwrap().insert(
             id,
             Client {
@@ -143,13 +156,24 @@ impl Hub {
     }
 
     fn leave(&self, id: u64) {
-        let Some(c) = self.clients.lock().unwrap().remove(&id) else {
-            return;
+        let (c, island_empty) = {
+            let mut map = self.clients.lock().unwrap();
+            let Some(c) = map.remove(&id) else { return };
+            let island = c.target.island().map(str::to_string);
+            let empty = island
+                .is_some_and(|i| !map.values().any(|o| o.target.island() == Some(i.as_str())));
+            (c, empty)
         };
         let now = util::now_rfc3339();
-        let mut ring = self.ring.lock().unwrap();
-        if let Some((_, r)) = ring.iter_mut().find(|(k, _)| *k == c.ring_index) {
-            r.detached_at = Some(now);
+        {
+            let mut ring = self.ring.lock().unwrap();
+            if let Some((_, r)) = ring.iter_mut().find(|(k, _)| *k == c.ring_index) {
+                r.detached_at = Some(now);
+            }
+        }
+        self.publish("client.detached", &c.target, &c.label);
+        if island_empty {
+            self.publish("last-client.detached", &c.target, &c.label);
         }
     }
 
@@ -235,7 +259,7 @@ mod tests {
 
     #[test]
     fn presence_ring_and_revoke() {
-        let hub = Hub::new();
+        let hub = Hub::new(None);
         let t1 = Target::Agent {
             island: "a".into(),
             agent: "a1".into(),

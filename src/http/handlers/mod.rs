@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod agents;
+pub mod events;
 pub mod islands;
 pub mod sessions;
 pub mod system;

@@ -23,7 +23,11 @@ pub fn healthz(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
 }
 
 pub fn overview(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
-    Ok(Response::json(200, &app.islands.overview(0, 0)))
+    Ok(Response::json(
+        200,
+        &app.islands
+            .overview(app.islands.hub.count() as u64, app.webhooks.count() as u64),
+    ))
 }
 
 #[derive(Deserialize, Default)]

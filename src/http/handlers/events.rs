@@ -1,0 +1,163 @@
+//! Events: per-island recent events, the live stream, webhook subscriptions, and the
+//! in-island agent-event endpoint.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::islands::name;
+use crate::error::{Error, Result};
+use crate::events::webhooks::Subscribe;
+use crate::events::{Filter, TYPES};
+use crate::http::router::Params;
+use crate::http::wire::Caller;
+use crate::http::{App, Request, Response};
+
+pub fn island_events(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
+    let n = name(p)?;
+    app.islands.record(n)?;
+    Ok(Response::json(200, &app.events.island_events(n)))
+}
+
+pub fn subscribe(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
+    let body: Subscribe = req.json()?;
+    let s = app.webhooks.subscribe(body)?;
+    Ok(Response::json(201, &s))
+}
+
+pub fn subscriptions(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
+    Ok(Response::json(200, &app.webhooks.list()))
+}
+
+pub fn unsubscribe(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
+    app.webhooks.remove(p.get("id"))?;
+    Ok(Response::no_content())
+}
+
+fn list_param(req: &Request, key: &str) -> Vec<String> {
+    req.query
+        .iter()
+        .filter(|(k, _)| k == key)
+        .flat_map(|(_, v)| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Server-sent events: `id`, `event` (the type) and `data` (the JSON event) per event; a
+/// comment line every 15 s keeps idle connections honest.
+pub fn stream(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
+    let islands = list_param(req, "island");
+    for i in &islands {
+        crate::island::names::validate(i)?;
+    }
+    let types = list_param(req, "type");
+    for t in &types {
+        if !TYPES.contains(&t.as_str()) {
+            return Err(Error::bad(format!("unknown event type {t:?}")));
+        }
+    }
+    let replay = match req.query("replay") {
+        None => 0,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| Error::bad("replay must be a number of events"))?
+            .min(crate::events::RECENT),
+    };
+    let (past, rx) = app.events.subscribe(Filter { islands, types }, replay);
+    let stopping = app.stopping.clone();
+    Ok(Response::stream(
+        "text/event-stream",
+        Box::new(move |w, _peer| {
+            let frame = |e: &crate::events::Event| {
+                format!(
+                    "id: {}\nevent: {}\ndata: {}\n\n",
+                    e.id,
+                    e.kind,
+                    serde_json::to_string(e).unwrap_or_default()
+                )
+            };
+            w.write_all(b": dejima event stream\n\n")?;
+            for e in &past {
+                w.write_all(frame(e).as_bytes())?;
+            }
+            loop {
+                if stopping.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                match rx.recv_timeout(Duration::from_secs(15)) {
+                    Ok(e) => w.write_all(frame(&e).as_bytes())?,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        w.write_all(b": keepalive\n\n")?
+                    }
+                    // The bus cut us off (too slow) or is gone.
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        w.write_all(
+                            b"event: dropped\ndata: {\"reason\":\"consumer too slow\"}\n\n",
+                        )?;
+                        return Ok(());
+                    }
+                }
+            }
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentEvent {
+    #[serde(default)]
+    island: String,
+    #[serde(default)]
+    agent: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    payload: Value,
+}
+
+/// POST /v1/internal/agent-event: the island is the token's, whatever the body says.
+pub fn agent_event(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
+    let body: AgentEvent = req.json()?;
+    let island = match &req.caller {
+        Caller::Island(i) => i.clone(),
+        _ => {
+            if body.island.is_empty() {
+                return Err(Error::bad("island is required"));
+            }
+            crate::island::names::validate(&body.island)?;
+            body.island.clone()
+        }
+    };
+    let kind = if body.kind.starts_with("agent.") {
+        body.kind.clone()
+    } else {
+        format!("agent.{}", body.kind)
+    };
+    if !matches!(
+        kind.as_str(),
+        "agent.waiting-for-input" | "agent.task-complete" | "agent.error"
+    ) {
+        return Err(Error::bad(format!(
+            "type {:?} must be agent.waiting-for-input, agent.task-complete or agent.error",
+            body.kind
+        )));
+    }
+    let payload = if body.payload.is_null() {
+        json!({})
+    } else {
+        body.payload
+    };
+    if serde_json::to_vec(&payload).map(|v| v.len()).unwrap_or(0) > 64 << 10 {
+        return Err(Error::TooLarge("payload is over 64 KiB".into()));
+    }
+    app.islands
+        .agent_event(&island, &body.agent, &kind, payload)?;
+    Ok(Response::json(202, &json!({ "accepted": true })))
+}

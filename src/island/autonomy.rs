@@ -1,0 +1,130 @@
+//! What islands themselves may do and what the engine tells us about them: token checks,
+//! agent-emitted events (agent_state), and the container watchdog (container.crashed).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::Islands;
+use crate::api::AgentStateInfo;
+use crate::error::{Error, Result};
+use crate::events::agent_state_word;
+use crate::runtime::ContainerObs;
+use crate::util;
+
+/// A container event this soon after one of our own operations on the island is ours.
+const OWN_OP_GRACE: Duration = Duration::from_secs(5);
+
+/// Latest agent-emitted signal per island: the rollup and per agent.
+#[derive(Default, Clone)]
+pub struct AgentStates {
+    pub rollup: Option<AgentStateInfo>,
+    pub agents: std::collections::HashMap<String, AgentStateInfo>,
+}
+
+impl Islands {
+    /// Whether `token` is island `name`'s (constant time).
+    pub fn token_matches(&self, name: &str, token: &str) -> bool {
+        let map = self.inner.lock().unwrap();
+        map.get(name).is_some_and(|s| {
+            !s.rec.token.is_empty() && util::ct_eq(s.rec.token.as_bytes(), token.as_bytes())
+        })
+    }
+
+    /// The island whose token this is.
+    pub fn island_of_token(&self, token: &str) -> Option<String> {
+        let map = self.inner.lock().unwrap();
+        // Compare against every island so timing does not say where a match was.
+        let mut found = None;
+        for (name, s) in map.iter() {
+            if !s.rec.token.is_empty() && util::ct_eq(s.rec.token.as_bytes(), token.as_bytes()) {
+                found = Some(name.clone());
+            }
+        }
+        found
+    }
+
+    /// POST /v1/internal/agent-event: record the signal and publish it.
+    pub fn agent_event(&self, island: &str, agent: &str, kind: &str, payload: Value) -> Result<()> {
+        let rec = self.record(island)?;
+        if !agent.is_empty() && !rec.agents.iter().any(|a| a.id == agent) {
+            return Err(Error::NotFound(format!(
+                "agent {agent:?} not found in island {island:?}"
+            )));
+        }
+        let st = AgentStateInfo {
+            latest: agent_state_word(kind).to_string(),
+            updated_at: util::now_rfc3339(),
+        };
+        {
+            let mut map = self.agent_states.lock().unwrap();
+            let e = map.entry(island.to_string()).or_default();
+            e.rollup = Some(st.clone());
+            if !agent.is_empty() {
+                e.agents.insert(agent.to_string(), st);
+            }
+        }
+        self.events.publish(kind, island, agent, payload);
+        Ok(())
+    }
+
+    pub(super) fn agent_state_of(
+        &self,
+        island: &str,
+        agent: Option<&str>,
+    ) -> Option<AgentStateInfo> {
+        let map = self.agent_states.lock().unwrap();
+        let e = map.get(island)?;
+        match agent {
+            None => e.rollup.clone(),
+            Some(a) => e.agents.get(a).cloned(),
+        }
+    }
+
+    /// Note that an operation of ours just touched the island's container.
+    pub(super) fn mark_own_op(&self, island: &str) {
+        self.own_ops
+            .lock()
+            .unwrap()
+            .insert(island.to_string(), Instant::now());
+    }
+
+    /// The engine watcher saw a transition on an island's container.
+    pub fn on_container(&self, island: &str, obs: &ContainerObs, action: &str) {
+        let Ok(rec) = self.record(island) else { return };
+        let ours = {
+            let busy = self
+                .inner
+                .lock()
+                .unwrap()
+                .get(island)
+                .is_some_and(|s| s.busy.is_some());
+            let recent = self
+                .own_ops
+                .lock()
+                .unwrap()
+                .get(island)
+                .is_some_and(|t| t.elapsed() < OWN_OP_GRACE);
+            busy || recent
+        };
+        match action {
+            "start" | "unpause" | "restart" if obs.state == "running" => {
+                self.events.publish(
+                    "island.running",
+                    island,
+                    "",
+                    json!({ "container": "running" }),
+                );
+            }
+            "die" | "oom" if !ours && rec.state == "running" => {
+                self.events.publish(
+                    "container.crashed",
+                    island,
+                    "",
+                    json!({ "exit_code": obs.exit_code, "oom_killed": obs.oom_killed || action == "oom" }),
+                );
+            }
+            _ => {}
+        }
+    }
+}
