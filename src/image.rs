@@ -34,6 +34,16 @@ const FILES: &[(&str, &[u8], u32)] = &[
         include_bytes!("../image/dejima-supervise"),
         0o755,
     ),
+    (
+        "dejima-notify",
+        include_bytes!("../image/dejima-notify"),
+        0o755,
+    ),
+    (
+        "claude-settings.json",
+        include_bytes!("../image/claude-settings.json"),
+        0o644,
+    ),
 ];
 
 /// What to build.

@@ -512,10 +512,12 @@ impl Write for ChunkedWriter<'_> {
         if buf.is_empty() {
             return Ok(0);
         }
-        self.inner
-            .write_all(format!("{:x}\r\n", buf.len()).as_bytes())?;
-        self.inner.write_all(buf)?;
-        self.inner.write_all(b"\r\n")?;
+        // One write per chunk, so a reader never sees a chunk's parts arrive apart.
+        let mut frame = Vec::with_capacity(buf.len() + 16);
+        frame.extend_from_slice(format!("{:x}\r\n", buf.len()).as_bytes());
+        frame.extend_from_slice(buf);
+        frame.extend_from_slice(b"\r\n");
+        self.inner.write_all(&frame)?;
         self.inner.flush()?;
         Ok(buf.len())
     }

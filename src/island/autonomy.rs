@@ -12,8 +12,8 @@ use crate::events::agent_state_word;
 use crate::runtime::ContainerObs;
 use crate::util;
 
-/// A container event this soon after one of our own operations on the island is ours.
-const OWN_OP_GRACE: Duration = Duration::from_secs(5);
+/// How long an announced stop of ours waits for its `die` event before it is forgotten.
+const EXPECT_FOR: Duration = Duration::from_secs(30);
 
 /// Latest agent-emitted signal per island: the rollup and per agent.
 #[derive(Default, Clone)]
@@ -81,8 +81,8 @@ impl Islands {
         }
     }
 
-    /// Note that an operation of ours just touched the island's container.
-    pub(super) fn mark_own_op(&self, island: &str) {
+    /// We are about to stop or remove the island's container: its `die` is not a crash.
+    pub(super) fn expect_stop(&self, island: &str) {
         self.own_ops
             .lock()
             .unwrap()
@@ -92,21 +92,14 @@ impl Islands {
     /// The engine watcher saw a transition on an island's container.
     pub fn on_container(&self, island: &str, obs: &ContainerObs, action: &str) {
         let Ok(rec) = self.record(island) else { return };
-        let ours = {
-            let busy = self
-                .inner
-                .lock()
-                .unwrap()
-                .get(island)
-                .is_some_and(|s| s.busy.is_some());
-            let recent = self
+        // A die we announced is consumed by its event; any other die is the engine's doing.
+        let ours = action == "die"
+            && self
                 .own_ops
                 .lock()
                 .unwrap()
-                .get(island)
-                .is_some_and(|t| t.elapsed() < OWN_OP_GRACE);
-            busy || recent
-        };
+                .remove(island)
+                .is_some_and(|t| t.elapsed() < EXPECT_FOR);
         match action {
             "start" | "unpause" | "restart" if obs.state == "running" => {
                 self.events.publish(
@@ -116,7 +109,7 @@ impl Islands {
                     json!({ "container": "running" }),
                 );
             }
-            "die" | "oom" if !ours && rec.state == "running" => {
+            "die" if !ours && rec.state == "running" => {
                 self.events.publish(
                     "container.crashed",
                     island,

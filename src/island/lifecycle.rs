@@ -318,6 +318,7 @@ impl Islands {
     fn teardown(&self, name: &str) -> Vec<String> {
         let e = &self.engine;
         let mut errors = Vec::new();
+        self.expect_stop(name);
         if let Err(err) = e.remove_container(name) {
             errors.push(err.to_string());
         }
@@ -447,7 +448,10 @@ impl Islands {
             r.state = "hibernated".into();
             r.last_used_at = util::now_rfc3339();
         })?;
-        self.engine.stop(name, STOP_GRACE)?;
+        {
+            self.expect_stop(name);
+            self.engine.stop(name, STOP_GRACE)?;
+        }
         if self.observed.container(name).state == "running" {
             self.observed.set_state(name, "exited");
         }
@@ -483,6 +487,7 @@ impl Islands {
             r.state = "running".into();
             r.last_used_at = util::now_rfc3339();
         })?;
+        self.expect_stop(name);
         self.engine.remove_container(name)?;
         self.observed.set_state(name, "missing");
         let home = runtime::home_volume(name);
@@ -505,6 +510,7 @@ impl Islands {
         let rec = self.record(name)?;
         image::ensure(&self.engine, &self.work_dir(), &rec.image)?;
         self.forget_image_cache();
+        self.expect_stop(name);
         self.engine.remove_container(name)?;
         self.observed.set_state(name, "missing");
         if rec.state == "running" {
@@ -734,7 +740,10 @@ impl Islands {
                 r.cloned_from.clear();
             })?;
             if rec.state == "hibernated" {
-                self.engine.stop(name, STOP_GRACE)?;
+                {
+                    self.expect_stop(name);
+                    self.engine.stop(name, STOP_GRACE)?;
+                }
             }
         } else if rec.state == "running" {
             let was = self.engine.inspect(name).map(|i| i.status);
@@ -744,7 +753,10 @@ impl Islands {
             }
         } else if self.observed.container(name).state == "running" {
             log::info!("island {name}: hibernated but running; stopping");
-            self.engine.stop(name, STOP_GRACE)?;
+            {
+                self.expect_stop(name);
+                self.engine.stop(name, STOP_GRACE)?;
+            }
         }
         let rec = self.record(name)?;
         if !rec.workspace.ready && !rec.workspace.clone_failed && rec.state == "running" {

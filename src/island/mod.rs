@@ -100,7 +100,7 @@ pub struct Islands {
     /// Typed events.
     pub events: Arc<Bus>,
     agent_states: Mutex<HashMap<String, autonomy::AgentStates>>,
-    /// When our own operations last touched each island's container.
+    /// Stops of our own under way (their `die` events are not crashes).
     own_ops: Mutex<HashMap<String, Instant>>,
     /// Bumped when an island is added or removed (the socket supervisor waits on it).
     generation: Mutex<u64>,
@@ -115,7 +115,6 @@ pub struct Busy<'a> {
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        self.islands.mark_own_op(&self.name);
         if let Some(slot) = self.islands.inner.lock().unwrap().get_mut(&self.name) {
             slot.busy = None;
         }

@@ -516,3 +516,202 @@ impl Ws {
         }
     }
 }
+
+/// One request a `Receiver` got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, k: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// A real HTTP receiver on loopback for webhook tests. Answers `status` (settable: 503 plays
+/// a receiver that is down) and records only what it answered 2xx to.
+pub struct Receiver {
+    pub url: String,
+    pub got: std::sync::Arc<Mutex<Vec<Received>>>,
+    pub refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Receiver {
+    pub fn start() -> Receiver {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::atomic::Ordering;
+        use std::sync::Arc;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let status = Arc::new(std::sync::atomic::AtomicU16::new(200));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (g, r, st, sp) = (got.clone(), refused.clone(), status.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !sp.load(Ordering::SeqCst) {
+                let Ok((s, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut rd = BufReader::new(s.try_clone().unwrap());
+                let mut headers = Vec::new();
+                let mut line = String::new();
+                if rd.read_line(&mut line).unwrap_or(0) == 0 {
+                    continue;
+                }
+                loop {
+                    line.clear();
+                    if rd.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.trim_end().split_once(':') {
+                        headers.push((k.trim().to_string(), v.trim().to_string()));
+                    }
+                }
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                let _ = rd.read_exact(&mut body);
+                let code = st.load(Ordering::SeqCst);
+                if (200..300).contains(&code) {
+                    g.lock().unwrap().push(Received { headers, body });
+                } else {
+                    r.fetch_add(1, Ordering::SeqCst);
+                }
+                let mut s = s;
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        Receiver {
+            url,
+            got,
+            refused,
+            status,
+            stop,
+        }
+    }
+
+    pub fn set_status(&self, code: u16) {
+        self.status.store(code, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.got.lock().unwrap().iter().map(|r| r.json()).collect()
+    }
+
+    /// Wait until an event of `kind` for `island` arrived; returns that delivery.
+    pub fn wait_event(&self, kind: &str, island: &str, limit: Duration) -> Received {
+        wait_for(limit, &format!("webhook {kind} for {island}"), || {
+            self.got
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|r| {
+                    let v = r.json();
+                    v["type"] == kind && v["island"] == island
+                })
+                .cloned()
+        })
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// An SSE reader on the daemon's event stream.
+pub struct Sse {
+    pub resp: dejima::client::Response,
+    buf: Vec<u8>,
+}
+
+impl Daemon {
+    pub fn stream(&self, query: &str) -> Sse {
+        let mut c = self.client.clone();
+        c.timeout = Some(Duration::from_millis(200));
+        let resp = c
+            .call("GET", &format!("/v1/events/stream{query}"), Body::None)
+            .unwrap();
+        assert_eq!(resp.header("content-type"), Some("text/event-stream"));
+        Sse {
+            resp,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl Sse {
+    /// The next `(event, data)` frame, or None when `limit` passes.
+    pub fn next(&mut self, limit: Duration) -> Option<(String, Value)> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let text = String::from_utf8_lossy(&self.buf).to_string();
+            if let Some(end) = text.find("\n\n") {
+                let frame = text[..end].to_string();
+                self.buf.drain(..end + 2);
+                let mut ev = String::new();
+                let mut data = String::new();
+                for l in frame.lines() {
+                    if let Some(v) = l.strip_prefix("event: ") {
+                        ev = v.to_string();
+                    } else if let Some(v) = l.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                if ev.is_empty() {
+                    continue; // a comment or keepalive
+                }
+                return Some((ev, serde_json::from_str(&data).unwrap_or(Value::Null)));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            let mut b = [0u8; 8192];
+            match self.resp.reader().read(&mut b) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&b[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Skip frames until one of `kind` comes.
+    pub fn until(&mut self, kind: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left) {
+                Some((k, v)) if k == kind => return v,
+                Some(_) => {}
+                None => panic!("no {kind} event within {limit:?}"),
+            }
+        }
+    }
+}
