@@ -85,6 +85,10 @@ fn man_pages_name_every_subcommand_and_flag() {
         "term rm",
         "clients",
         "logout-all",
+        "events",
+        "webhook subscribe",
+        "webhook ls",
+        "webhook rm",
     ] {
         let cm = format!(".Cm {}\n", sub.replace('-', "\\-"));
         assert!(m.contains(&cm), "dejima.1 lacks {sub}");

@@ -4,6 +4,7 @@
 mod access;
 mod agents;
 pub mod attach;
+mod events;
 mod image;
 mod islands;
 mod overview;
@@ -51,6 +52,8 @@ pub enum Command {
     Term(terms::TermCmd),
     Clients(sessions::Clients),
     LogoutAll(sessions::LogoutAll),
+    Events(events::Events),
+    Webhook(events::WebhookCmd),
 }
 
 /// What a command failed with.
@@ -120,6 +123,8 @@ pub fn main(cli: Cli) -> i32 {
         Command::Term(a) => terms::term(&c, a),
         Command::Clients(a) => sessions::clients(&c, a),
         Command::LogoutAll(a) => sessions::logout_all(&c, a),
+        Command::Events(a) => events::events(&c, a),
+        Command::Webhook(a) => events::webhook(&c, a),
     };
     match r {
         Ok(()) => 0,
