@@ -4,7 +4,6 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 use argh::FromArgs;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{fail, print_json, table, Out};
@@ -19,49 +18,9 @@ const PAYLOAD_WIDTH: usize = 60;
 /// long is not a sane event and would otherwise grow without bound.
 const MAX_LINE: u64 = 4 << 20;
 
-/// An event as the API shows it. Lenient: a field the daemon leaves out is empty.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
-pub struct EventInfo {
-    #[serde(default)]
-    pub id: String,
-    #[serde(rename = "type", default)]
-    pub kind: String,
-    #[serde(default)]
-    pub island: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<String>,
-    #[serde(default)]
-    pub timestamp: String,
-    #[serde(default)]
-    pub payload: Value,
-}
-
-/// A webhook subscription and its delivery state (the secret itself is never shown).
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
-pub struct SubscriptionInfo {
-    pub id: String,
-    pub url: String,
-    #[serde(default)]
-    pub events: Vec<String>,
-    #[serde(default)]
-    pub islands: Vec<String>,
-    #[serde(default)]
-    pub created_at: String,
-    #[serde(default)]
-    pub has_secret: bool,
-    #[serde(default)]
-    pub pending: u64,
-    #[serde(default)]
-    pub attempts: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_attempt_at: Option<String>,
-    #[serde(default)]
-    pub delivered: u64,
-    #[serde(default)]
-    pub failed: u64,
-}
+/// The API's own types; both deserialize leniently (absent fields are empty).
+pub use crate::events::webhooks::SubscriptionInfo;
+pub use crate::events::Event as EventInfo;
 
 /// list an island's recent events, or follow events live with --follow
 #[derive(FromArgs)]
@@ -191,7 +150,7 @@ fn sub_row(s: &SubscriptionInfo) -> Vec<String> {
         s.pending.to_string(),
         s.delivered.to_string(),
         s.failed.to_string(),
-        or_dash(s.last_error.as_deref()),
+        or_dash(Some(&s.last_error)),
     ]
 }
 
@@ -291,7 +250,7 @@ fn event_row(e: &EventInfo) -> Vec<String> {
     vec![
         or_dash(Some(&e.timestamp)),
         or_dash(Some(&e.kind)),
-        or_dash(e.agent.as_deref()),
+        or_dash(Some(&e.agent)),
         clip_payload(&e.payload, PAYLOAD_WIDTH),
     ]
 }
@@ -304,7 +263,7 @@ fn follow_line(e: &EventInfo) -> String {
         or_dash(Some(&e.timestamp)),
         or_dash(Some(&e.kind)),
         or_dash(Some(&e.island)),
-        or_dash(e.agent.as_deref()),
+        or_dash(Some(&e.agent)),
         clip_payload(&e.payload, PAYLOAD_WIDTH)
     )
 }

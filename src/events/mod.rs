@@ -38,14 +38,17 @@ pub const TYPES: &[&str] = &[
 ];
 
 /// The envelope: the reference's fields plus an `id` to dedupe redeliveries by.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Event {
+    #[serde(default)]
     pub id: String,
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default)]
     pub kind: String,
+    #[serde(default)]
     pub island: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub agent: String,
+    #[serde(default)]
     pub timestamp: String,
     #[serde(default)]
     pub payload: Value,

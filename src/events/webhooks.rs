@@ -55,6 +55,7 @@ struct SubRecord {
 
 /// What `GET /v1/events/subscriptions` shows (never the secret).
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
 pub struct SubscriptionInfo {
     pub id: String,
     pub url: String,
