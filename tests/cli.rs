@@ -253,3 +253,59 @@ fn cli_attach_on_a_real_terminal_types_sees_and_detaches() {
         d.island(&i.name).attached.is_empty().then_some(())
     });
 }
+
+#[test]
+fn cli_webhooks_events_agents_and_clients() {
+    let d = Daemon::start();
+    let i = d.create("cliev");
+    let rx = Receiver::start();
+    let out = ok(
+        &d,
+        &[
+            "webhook",
+            "subscribe",
+            "--url",
+            &rx.url,
+            "--event",
+            "island.hibernated",
+            "--json",
+        ],
+    );
+    let sub: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = sub["id"].as_str().unwrap().to_string();
+    assert!(ok(&d, &["webhook", "ls"]).contains(&id));
+    ok(&d, &["hibernate", &i.name]);
+    rx.wait_event(
+        "island.hibernated",
+        &i.name,
+        std::time::Duration::from_secs(30),
+    );
+    let ev = ok(&d, &["events", &i.name]);
+    assert!(
+        ev.contains("island.hibernated") && ev.contains("island.created"),
+        "{ev}"
+    );
+    ok(&d, &["webhook", "rm", &id]);
+    assert!(!ok(&d, &["webhook", "ls"]).contains(&id));
+    ok(&d, &["wake", &i.name]);
+    // Agents from the CLI.
+    let a: serde_json::Value = serde_json::from_str(&ok(
+        &d,
+        &[
+            "agent", "add", &i.name, "--type", "custom", "--label", "helper", "--json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(a["id"], "a2");
+    assert!(ok(&d, &["agent", "ls", &i.name]).contains("helper"));
+    ok(&d, &["agent", "rename", &i.name, "a2", "renamed"]);
+    assert!(ok(&d, &["agent", "ls", &i.name]).contains("renamed"));
+    ok(&d, &["agent", "rm", &i.name, "a2"]);
+    assert!(!ok(&d, &["agent", "ls", &i.name]).contains("renamed"));
+    // Presence history and revocation.
+    let mut w = d.attach(&format!("/v1/islands/{}/session?label=cli-watch", i.name));
+    w.hello();
+    assert!(ok(&d, &["clients"]).contains("cli-watch"));
+    assert!(ok(&d, &["logout-all"]).contains("revoked 1"));
+    w.expect_close(std::time::Duration::from_secs(20));
+}
