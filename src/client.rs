@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::http::wire::Chunked;
 use crate::store::Home;
 
 /// Where the daemon is.
@@ -102,11 +103,7 @@ impl Response {
 
 enum BodyReader {
     Sized(io::Take<BufReader<Box<dyn ReadWrite>>>),
-    Chunked {
-        r: BufReader<Box<dyn ReadWrite>>,
-        left: u64,
-        done: bool,
-    },
+    Chunked(Chunked<BufReader<Box<dyn ReadWrite>>>),
     Eof(BufReader<Box<dyn ReadWrite>>),
 }
 
@@ -115,43 +112,7 @@ impl Read for BodyReader {
         match self {
             BodyReader::Sized(r) => r.read(buf),
             BodyReader::Eof(r) => r.read(buf),
-            BodyReader::Chunked { r, left, done } => {
-                if *done || buf.is_empty() {
-                    return Ok(0);
-                }
-                if *left == 0 {
-                    let mut line = String::new();
-                    r.read_line(&mut line)?;
-                    let size = line.trim().split(';').next().unwrap_or("");
-                    *left = u64::from_str_radix(size, 16).map_err(|_| {
-                        io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("bad chunk size {line:?}"),
-                        )
-                    })?;
-                    if *left == 0 {
-                        loop {
-                            line.clear();
-                            if r.read_line(&mut line)? == 0 || line.trim().is_empty() {
-                                break;
-                            }
-                        }
-                        *done = true;
-                        return Ok(0);
-                    }
-                }
-                let max = buf.len().min(*left as usize);
-                let n = r.read(&mut buf[..max])?;
-                if n == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream cut"));
-                }
-                *left -= n as u64;
-                if *left == 0 {
-                    let mut crlf = [0u8; 2];
-                    r.read_exact(&mut crlf)?;
-                }
-                Ok(n)
-            }
+            BodyReader::Chunked(c) => c.read(buf),
         }
     }
 }
@@ -312,11 +273,7 @@ fn read_response(s: Box<dyn ReadWrite>, head_only: bool) -> Result<Response, Cli
     let body = if head_only || status == 204 || status == 304 {
         BodyReader::Sized(r.take(0))
     } else if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        BodyReader::Chunked {
-            r,
-            left: 0,
-            done: false,
-        }
+        BodyReader::Chunked(Chunked::new(r))
     } else if let Some(n) = find("content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
         BodyReader::Sized(r.take(n))
     } else {

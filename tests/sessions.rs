@@ -220,8 +220,11 @@ fn agents_get_worktrees_and_removal_keeps_the_branch() {
     let v = d.ok("GET", &format!("/v1/islands/{n}/agents/a3"), None);
     assert_eq!(v["state"], "stopped");
     d.ok("POST", &format!("/v1/islands/{n}/wake"), None);
-    let v = d.ok("GET", &format!("/v1/islands/{n}/agents/a3"), None);
-    assert_eq!(v["state"], "running");
+    // The container starts its agents as it boots.
+    wait_for(T, "a3 to run again after wake", || {
+        (d.ok("GET", &format!("/v1/islands/{n}/agents/a3"), None)["state"] == "running")
+            .then_some(())
+    });
 }
 
 #[test]

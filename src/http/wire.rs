@@ -137,7 +137,7 @@ impl<T: BufRead + Send> Source for T {}
 
 enum Body<'a> {
     Sized(Limited<'a>),
-    Chunked(Chunked<'a>),
+    Chunked(Chunked<&'a mut dyn Source>),
 }
 
 /// A reader over a connection that stops after `remaining` bytes.
@@ -166,17 +166,26 @@ impl Read for Limited<'_> {
     }
 }
 
-/// Chunked transfer decoding (RFC 9112 §7.1); trailers are read and dropped.
-pub struct Chunked<'a> {
-    r: &'a mut dyn Source,
+/// Chunked transfer decoding (RFC 9112 §7.1); trailers are read and dropped. Used for
+/// request bodies here and for response bodies by the client.
+pub struct Chunked<R: BufRead> {
+    r: R,
     left: u64,
     done: bool,
 }
 
-impl Chunked<'_> {
+impl<R: BufRead> Chunked<R> {
+    pub fn new(r: R) -> Self {
+        Chunked {
+            r,
+            left: 0,
+            done: false,
+        }
+    }
+
     fn line(&mut self) -> io::Result<String> {
         let mut line = Vec::new();
-        (&mut *self.r).take(4096).read_until(b'\n', &mut line)?;
+        (&mut self.r).take(4096).read_until(b'\n', &mut line)?;
         if !line.ends_with(b"\n") {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -187,7 +196,7 @@ impl Chunked<'_> {
     }
 }
 
-impl Read for Chunked<'_> {
+impl<R: BufRead> Read for Chunked<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.done || buf.is_empty() {
             return Ok(0);
@@ -203,7 +212,7 @@ impl Read for Chunked<'_> {
                 return Ok(0);
             }
         }
-        let max = buf.len().min(self.left as usize);
+        let max = buf.len().min(self.left.min(usize::MAX as u64) as usize);
         let n = self.r.read(&mut buf[..max])?;
         if n == 0 {
             return Err(io::Error::new(

@@ -512,7 +512,7 @@ impl Islands {
             island,
             runtime::AGENT_USER,
             &[("TERM", "xterm-256color"), ("LANG", "C.UTF-8")],
-            &tmux::attach(&tmux::session_name(id)),
+            &tmux::attach_sized(&tmux::session_name(id)),
         );
         self.touch(island);
         Ok(pump::Spec {

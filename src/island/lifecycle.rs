@@ -334,18 +334,20 @@ impl Islands {
         errors
     }
 
-    fn populate_empty(&self, name: &str) -> Result<()> {
-        let out = self.engine.exec(
-            name,
-            &ExecOpts::agent(&["git", "init", "-q", WORKSPACE]),
-            Input::None,
-        )?;
-        if !out.ok() {
-            return Err(Error::Internal(format!(
-                "git init failed: {}",
+    /// Run a setup command in the island; its failure is ours to report.
+    fn setup_exec(&self, name: &str, opts: &ExecOpts, what: &str) -> Result<()> {
+        let out = self.engine.exec(name, opts, Input::None)?;
+        if out.ok() {
+            Ok(())
+        } else {
+            Err(Error::Internal(format!(
+                "{what} failed: {}",
                 out.stderr_str()
-            )));
+            )))
         }
+    }
+
+    fn mark_workspace_ready(&self, name: &str) -> Result<()> {
         self.update(name, |r| {
             r.workspace = WorkspaceReady {
                 ready: true,
@@ -355,35 +357,24 @@ impl Islands {
         Ok(())
     }
 
+    fn populate_empty(&self, name: &str) -> Result<()> {
+        self.setup_exec(
+            name,
+            &ExecOpts::agent(&["git", "init", "-q", WORKSPACE]),
+            "git init",
+        )?;
+        self.mark_workspace_ready(name)
+    }
+
     fn populate_from_path(&self, name: &str, path: &std::path::Path) -> Result<()> {
         self.engine.copy_in(name, path, WORKSPACE)?;
-        let chown = ExecOpts::root(&[
-            "chown",
-            "-R",
-            &format!("{AGENT_USER}:{AGENT_USER}"),
-            WORKSPACE,
-        ]);
-        let out = self.engine.exec(
-            name,
-            &ExecOpts {
-                timeout: Duration::from_secs(600),
-                ..chown
-            },
-            Input::None,
-        )?;
-        if !out.ok() {
-            return Err(Error::Internal(format!(
-                "chown of the workspace failed: {}",
-                out.stderr_str()
-            )));
-        }
-        self.update(name, |r| {
-            r.workspace = WorkspaceReady {
-                ready: true,
-                ..Default::default()
-            }
-        })?;
-        Ok(())
+        let owner = format!("{AGENT_USER}:{AGENT_USER}");
+        let chown = ExecOpts {
+            timeout: Duration::from_secs(600),
+            ..ExecOpts::root(&["chown", "-R", &owner, WORKSPACE])
+        };
+        self.setup_exec(name, &chown, "chown of the workspace")?;
+        self.mark_workspace_ready(name)
     }
 
     /// Clone `url` into the island's workspace; the outcome is recorded, not returned.

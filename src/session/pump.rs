@@ -137,7 +137,6 @@ pub fn serve<S: Read + Write + AsRawFd>(
         stalled_since: None,
         last_in: Instant::now(),
         first_out: None,
-        child_pid: 0,
     };
     let hello =
         serde_json::json!({"type": "hello", "attached": hub.attached(&spec.target)}).to_string();
@@ -173,7 +172,17 @@ pub fn serve<S: Read + Write + AsRawFd>(
         .unwrap_or((24, 80));
     hub.set_size(reg.id, rows, cols);
 
-    let (master, mut child) = match spawn_on_pty(&spec.argv, &spec.env, rows, cols) {
+    // The attach command may carry the size as `{rows}`/`{cols}` so the remote terminal has
+    // it from its first instant (`docker exec -it` otherwise sets it after starting, racily).
+    let argv: Vec<String> = spec
+        .argv
+        .iter()
+        .map(|a| {
+            a.replace("{rows}", &rows.to_string())
+                .replace("{cols}", &cols.to_string())
+        })
+        .collect();
+    let (master, mut child) = match spawn_on_pty(&argv, &spec.env, rows, cols) {
         Ok(x) => x,
         Err(e) => {
             p.send(Message::Text(error_frame(&format!(
@@ -183,7 +192,6 @@ pub fn serve<S: Read + Write + AsRawFd>(
             return;
         }
     };
-    p.child_pid = child.id() as i32;
     let mut input: Vec<u8> = Vec::new();
     for i in early {
         p.apply(i, &master, &mut input, hub, reg.id);
@@ -226,8 +234,6 @@ struct Pump<S: Read + Write> {
     last_in: Instant,
     /// When the PTY first produced output (the attach drew its screen).
     first_out: Option<Instant>,
-    /// The attach command (a session leader, so also its process group).
-    child_pid: i32,
 }
 
 impl<S: Read + Write + AsRawFd> Pump<S> {
@@ -402,17 +408,7 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                 match nix::unistd::read(master.as_raw_fd(), &mut buf) {
                     Ok(0) => return End::Exited,
                     Ok(k) => {
-                        if self.first_out.is_none() {
-                            self.first_out = Some(Instant::now());
-                            // `docker exec -it` sizes the remote TTY just after it starts and
-                            // can lose that race; a SIGWINCH makes it send the size again.
-                            if self.child_pid > 0 {
-                                let _ = nix::sys::signal::killpg(
-                                    nix::unistd::Pid::from_raw(self.child_pid),
-                                    nix::sys::signal::Signal::SIGWINCH,
-                                );
-                            }
-                        }
+                        self.first_out.get_or_insert_with(Instant::now);
                         if !self.send(Message::Text(data_frame(&buf[..k]))) {
                             return End::ClientGone;
                         }

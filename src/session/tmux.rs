@@ -73,14 +73,19 @@ pub fn respawn(session: &str) -> Vec<String> {
     .collect()
 }
 
-/// Attach a client (run on a PTY).
-pub fn attach(session: &str) -> Vec<String> {
+/// Attach inside an island through `docker exec -it`: the exec's terminal is sized first
+/// (`{rows}`/`{cols}` are filled in by the pump), so tmux never sees docker's 80x24 default.
+pub fn attach_sized(session: &str) -> Vec<String> {
+    let script = format!(
+        "stty rows \"$1\" cols \"$2\" 2>/dev/null; exec tmux -L {SOCKET} attach-session -t \"$3\""
+    );
     [
-        "tmux",
-        "-L",
-        SOCKET,
-        "attach-session",
-        "-t",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+        "{rows}",
+        "{cols}",
         &format!("={session}"),
     ]
     .iter()

@@ -373,12 +373,17 @@ impl Daemon {
 
     pub fn try_attach(&self, path: &str) -> Result<Ws, String> {
         let s = std::os::unix::net::UnixStream::connect(self.sock()).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
+        // The handshake may wait on the island (its agents starting); reads after it are short.
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let url = format!("ws://dejimad{path}");
         match tungstenite::client::client(url.as_str(), s) {
             Ok((ws, _)) => Ok(Ws {
-                ws,
+                ws: {
+                    ws.get_ref()
+                        .set_read_timeout(Some(Duration::from_millis(200)))
+                        .unwrap();
+                    ws
+                },
                 output: Vec::new(),
                 closed: None,
                 saw_exit: false,
