@@ -434,3 +434,33 @@ fn a_slow_stream_consumer_is_cut_off_and_the_bus_goes_on() {
     assert_eq!(d.req("GET", "/v1/events/stream?type=nope", None).0, 400);
     assert_eq!(d.req("GET", "/v1/events/stream?replay=x", None).0, 400);
 }
+
+#[test]
+fn a_slow_receiver_never_delays_another() {
+    let d = Daemon::start();
+    let slow = Receiver::start();
+    slow.delay_ms
+        .store(8000, std::sync::atomic::Ordering::SeqCst);
+    let fast = Receiver::start();
+    d.ok(
+        "POST",
+        "/v1/events/subscribe",
+        Some(json!({"url": slow.url})),
+    );
+    d.ok(
+        "POST",
+        "/v1/events/subscribe",
+        Some(json!({"url": fast.url})),
+    );
+    let i = d.create("twohooks");
+    let t = std::time::Instant::now();
+    d.ok("POST", &format!("/v1/islands/{}/hibernate", i.name), None);
+    fast.wait_event("island.hibernated", &i.name, T);
+    // The slow receiver is still sitting on its first delivery (island.created) meanwhile.
+    assert!(slow.events().is_empty(), "the slow one answered already?");
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "the fast receiver waited for the slow one: {:?}",
+        t.elapsed()
+    );
+}

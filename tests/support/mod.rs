@@ -548,6 +548,8 @@ pub struct Receiver {
     pub got: std::sync::Arc<Mutex<Vec<Received>>>,
     pub refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pub status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    /// Milliseconds to sit on each request before answering (a slow receiver).
+    pub delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -563,7 +565,14 @@ impl Receiver {
         let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let status = Arc::new(std::sync::atomic::AtomicU16::new(200));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (g, r, st, sp) = (got.clone(), refused.clone(), status.clone(), stop.clone());
+        let delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (g, r, st, sp, dl) = (
+            got.clone(),
+            refused.clone(),
+            status.clone(),
+            stop.clone(),
+            delay_ms.clone(),
+        );
         std::thread::spawn(move || {
             while !sp.load(Ordering::SeqCst) {
                 let Ok((s, _)) = l.accept() else {
@@ -594,6 +603,7 @@ impl Receiver {
                     .unwrap_or(0);
                 let mut body = vec![0u8; len];
                 let _ = rd.read_exact(&mut body);
+                std::thread::sleep(Duration::from_millis(dl.load(Ordering::SeqCst)));
                 let code = st.load(Ordering::SeqCst);
                 if (200..300).contains(&code) {
                     g.lock().unwrap().push(Received { headers, body });
@@ -612,6 +622,7 @@ impl Receiver {
             got,
             refused,
             status,
+            delay_ms,
             stop,
         }
     }
