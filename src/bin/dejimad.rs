@@ -28,7 +28,9 @@ fn main() {
         println!("dejimad {}", env!("CARGO_PKG_VERSION"));
         return;
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
     let opts = dejima::daemon::Options {
         tcp: args.tcp,
         allow_cidr: args.allow_cidr,

@@ -502,11 +502,30 @@ impl Islands {
                 "island {island:?} is not running; wake it first"
             )));
         }
-        let obs = self.observe_agents(island)?;
-        if obs.get(id).map(|o| o.state.as_str()) == Some("stopped") {
-            return Err(Error::Conflict(format!(
-                "agent {id} has no session (state stopped); wake or upgrade the island"
-            )));
+        // The cache decides without a round trip; only an unknown or "stopped" agent is
+        // looked at again, for a moment (a container that just started is starting it).
+        let cached = self
+            .agent_obs
+            .lock()
+            .unwrap()
+            .get(island)
+            .and_then(|m| m.get(id))
+            .map(|o| o.state.clone());
+        if matches!(cached.as_deref(), None | Some("stopped")) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+            while self
+                .observe_agents(island)?
+                .get(id)
+                .map(|o| o.state.as_str())
+                == Some("stopped")
+            {
+                if std::time::Instant::now() >= deadline {
+                    return Err(Error::Conflict(format!(
+                        "agent {id} has no session (state stopped); wake or upgrade the island"
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         }
         let argv = self.engine.tty_exec_argv(
             island,
