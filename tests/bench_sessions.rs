@@ -214,7 +214,8 @@ fn bench_sessions() {
 
     // --- bulk output to 1 and 10 clients ---
     let n = 2_000_000;
-    let run = |tag: &str| format!("seq 1 {n}; echo bulk-{tag}-$((1+1))\r");
+    // Ctrl-U first: a keystroke left over from the echo rounds must not spoil the command.
+    let run = |tag: &str| format!("\x15seq 1 {n}; echo bulk-{tag}-$((1+1))\r");
     let mut raw = Raw::start(&c);
     raw.until(b"$", 0);
     let from = raw.out.len();
