@@ -81,10 +81,18 @@ impl Raw {
     }
     fn until(&mut self, needle: &[u8], from: usize) {
         let deadline = Instant::now() + Duration::from_secs(120);
-        while !self.out[from.min(self.out.len())..]
-            .windows(needle.len())
-            .any(|w| w == needle)
-        {
+        // Scan only what is new (plus an overlap), so a long output is not searched again and
+        // again: the bench must measure the terminal, not its own search.
+        let mut scanned = from;
+        loop {
+            let start = scanned
+                .saturating_sub(needle.len())
+                .max(from)
+                .min(self.out.len());
+            if self.out[start..].windows(needle.len()).any(|w| w == needle) {
+                return;
+            }
+            scanned = self.out.len();
             assert!(
                 Instant::now() < deadline,
                 "raw: no {:?}",
@@ -104,7 +112,19 @@ impl Drop for Raw {
 
 fn ws_until(w: &mut Ws, needle: &str, from: usize) {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !String::from_utf8_lossy(&w.output[from.min(w.output.len())..]).contains(needle) {
+    let mut scanned = from;
+    loop {
+        let start = scanned
+            .saturating_sub(needle.len())
+            .max(from)
+            .min(w.output.len());
+        if w.output[start..]
+            .windows(needle.len())
+            .any(|x| x == needle.as_bytes())
+        {
+            return;
+        }
+        scanned = w.output.len();
         assert!(Instant::now() < deadline, "ws: no {needle:?}");
         assert!(w.closed.is_none(), "closed: {:?}", w.closed);
         w.pump_once();
