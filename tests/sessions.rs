@@ -479,3 +479,38 @@ fn host_terminals() {
         ])
         .status();
 }
+
+#[test]
+fn an_agent_added_while_hibernated_starts_on_wake() {
+    let d = Daemon::start();
+    let i = d.create("later");
+    let n = &i.name;
+    d.ok("POST", &format!("/v1/islands/{n}/hibernate"), None);
+    let v = d.ok(
+        "POST",
+        &format!("/v1/islands/{n}/agents"),
+        Some(json!({"type": "custom", "label": "late"})),
+    );
+    assert_eq!(v["state"], "stopped");
+    let id = v["id"].as_str().unwrap().to_string();
+    d.ok("POST", &format!("/v1/islands/{n}/wake"), None);
+    wait_for(T, "the late agent to run", || {
+        (d.ok("GET", &format!("/v1/islands/{n}/agents/{id}"), None)["state"] == "running")
+            .then_some(())
+    });
+    let (out, _) = d.exec(
+        n,
+        &[
+            "git",
+            "-C",
+            &format!("/workspace/.agents/{id}"),
+            "branch",
+            "--show-current",
+        ],
+    );
+    assert_eq!(out, format!("agent/{id}\n"));
+    let mut c = d.attach(&format!("/v1/islands/{n}/agents/{id}/session"));
+    c.hello();
+    c.send_data(b"pwd\r");
+    c.expect(&format!("/workspace/.agents/{id}"), T);
+}

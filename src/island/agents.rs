@@ -115,13 +115,16 @@ const OBSERVE: &str = "tmux -L dejima list-panes -a -F '#{session_name}|#{pane_d
     echo ---\n\
     for d in /home/agent/.dejima/agents/*/; do [ -d \"$d\" ] || continue; echo \"$(basename \"$d\")|$(cat \"$d/restarts\" 2>/dev/null || echo 0)\"; done\n";
 
-/// Make the agent's worktree (and a first commit when the repository has none).
-const WORKTREE: &str = "set -e\ncd /workspace\n\
-    git rev-parse --is-inside-work-tree >/dev/null 2>&1 || git init -q\n\
-    git rev-parse -q --verify HEAD >/dev/null || git -c user.name=dejima -c user.email=dejima@localhost commit -q --allow-empty -m 'dejima: initial commit'\n\
-    mkdir -p .git/info && { grep -qx '/.agents/' .git/info/exclude 2>/dev/null || echo '/.agents/' >> .git/info/exclude; }\n\
-    [ -d \"$2\" ] && exit 0\n\
-    if git show-ref -q --verify \"refs/heads/$1\"; then git worktree add -q \"$2\" \"$1\"; else git worktree add -q -b \"$1\" \"$2\"; fi\n";
+/// Shell that makes an added agent's worktree `$2` on branch `$1` when it is missing (and a
+/// first commit when the repository has none); part of each agent's start script.
+const WORKTREE: &str = r#"if [ ! -d "$2" ]; then
+  cd /workspace || exit 1
+  git rev-parse --is-inside-work-tree >/dev/null 2>&1 || git init -q || exit 1
+  git rev-parse -q --verify HEAD >/dev/null || git -c user.name=dejima -c user.email=dejima@localhost commit -q --allow-empty -m 'dejima: initial commit' || exit 1
+  mkdir -p .git/info && { grep -qx '/.agents/' .git/info/exclude 2>/dev/null || echo '/.agents/' >> .git/info/exclude; }
+  if git show-ref -q --verify "refs/heads/$1"; then git worktree add -q "$2" "$1"; else git worktree add -q -b "$1" "$2"; fi || exit 1
+fi
+"#;
 
 impl Islands {
     /// Records written before agents existed get their primary here.
@@ -280,27 +283,12 @@ impl Islands {
                 &ExecOpts::agent(&str_refs(&tmux::respawn(&tmux::session_name(&a.id)))),
                 Input::None,
             )?,
-            _ => {
-                if a.id != PRIMARY {
-                    let out =
-                        self.exec_agent_script(island, WORKTREE, &[&a.branch, &a.worktree])?;
-                    if !out.ok() {
-                        return Err(Error::Unprocessable(format!(
-                            "cannot make worktree {}: {}",
-                            a.worktree,
-                            out.stderr_str()
-                        )));
-                    }
-                }
-                let env = vec![
-                    ("DEJIMA_ISLAND".to_string(), island.to_string()),
-                    ("DEJIMA_AGENT".to_string(), a.id.clone()),
-                ];
-                let argv =
-                    tmux::new_session(&tmux::session_name(&a.id), &a.worktree, &env, &a.argv());
-                self.engine
-                    .exec(island, &ExecOpts::agent(&str_refs(&argv)), Input::None)?
-            }
+            // The same script the entrypoint runs at container start.
+            _ => self.engine.exec(
+                island,
+                &ExecOpts::agent(&["sh", &format!("/run/dejima/agents.d/{}.sh", a.id)]),
+                Input::None,
+            )?,
         };
         if !out.ok() && !out.stderr_str().contains("duplicate session") {
             return Err(Error::Unprocessable(format!(
@@ -566,16 +554,18 @@ fn start_script(island: &str, a: &AgentRecord) -> String {
     ];
     let argv = tmux::new_session(&tmux::session_name(&a.id), &a.worktree, &env, &a.argv());
     let cmd: Vec<String> = argv.iter().map(|w| tmux::sh_quote(w)).collect();
-    format!(
-        "# Written by dejimad: starts agent {id}. Edits are overwritten.
-         export HOME=/home/agent USER=agent LOGNAME=agent SHELL=/bin/bash
-         [ -d {wt} ] || exit 0
-         cd {wt} && exec {cmd}
-",
-        id = a.id,
-        wt = tmux::sh_quote(&a.worktree),
-        cmd = cmd.join(" ")
-    )
+    let wt = tmux::sh_quote(&a.worktree);
+    let mut s = format!(
+        "# Written by dejimad: starts agent {} as the agent user. Edits are overwritten.\n",
+        a.id
+    );
+    s.push_str("export HOME=/home/agent USER=agent LOGNAME=agent SHELL=/bin/bash\n");
+    if a.id != PRIMARY {
+        s.push_str(&format!("set -- {} {wt}\n", tmux::sh_quote(&a.branch)));
+        s.push_str(WORKTREE);
+    }
+    s.push_str(&format!("cd {wt} && exec {}\n", cmd.join(" ")));
+    s
 }
 
 fn find<'r>(rec: &'r Record, id: &str) -> Result<&'r AgentRecord> {
