@@ -477,7 +477,7 @@ fn host_terminals() {
             &d.home.join("host-tmux.sock").display().to_string(),
             "kill-server",
         ])
-        .status();
+        .output();
 }
 
 #[test]
