@@ -182,6 +182,15 @@ fn a_container_killed_behind_our_back_is_a_crash_and_ours_are_not() {
     s.until("island.hibernated", T);
     d.ok("POST", &format!("/v1/islands/{n}/wake"), None);
     s.until("island.woken", T);
+    // The engine's start shows up as island.running, for our own starts too.
+    wait_for(T, "island.running", || {
+        let ev = d.ok("GET", &format!("/v1/islands/{n}/events"), None);
+        ev.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "island.running")
+            .then_some(())
+    });
     docker_ok(&["kill", &format!("dejima-{n}")]);
     let v = s.until("container.crashed", T);
     assert_eq!(v["island"], n.as_str());

@@ -144,7 +144,8 @@ impl Observed {
         }
         let hook = self.hook.lock().unwrap().clone();
         if let Some(h) = hook {
-            if now != prev || action == "oom" {
+            // A start is reported even when we already recorded the state ourselves.
+            if now != prev || action == "oom" || action == "start" {
                 h(island, &now, action);
             }
         }
