@@ -230,19 +230,7 @@ fn cli_attach_on_a_real_terminal_types_sees_and_detaches() {
     master.write_all(b"echo cli-$((6*7))\r").unwrap();
     read_until(&mut master, "cli-42", &mut seen);
     // tmux sized the window from the local terminal.
-    let (out, _) = d.exec(
-        &i.name,
-        &[
-            "tmux",
-            "-L",
-            "dejima",
-            "display",
-            "-p",
-            "-t",
-            "agent-a1",
-            "#{window_width}x#{window_height}",
-        ],
-    );
+    let out = window(&d, &i.name, "a1");
     assert_eq!(out.trim(), "100x30");
     master.write_all(&[0x1d]).unwrap();
     let st = wait_for(Duration::from_secs(10), "dejima attach to detach", || {

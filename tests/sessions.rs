@@ -13,26 +13,6 @@ fn session(i: &Island) -> String {
     format!("/v1/islands/{}/session", i.name)
 }
 
-/// tmux's idea of the agent window's size, `WxH`.
-fn window(d: &Daemon, island: &str, agent: &str) -> String {
-    d.exec(
-        island,
-        &[
-            "tmux",
-            "-L",
-            "dejima",
-            "display",
-            "-p",
-            "-t",
-            &format!("agent-{agent}"),
-            "#{window_width}x#{window_height}",
-        ],
-    )
-    .0
-    .trim()
-    .to_string()
-}
-
 #[test]
 fn two_clients_share_one_screen_and_presence_shows_them() {
     let d = Daemon::start();

@@ -354,6 +354,26 @@ pub fn host_repo(dir: &Path) -> PathBuf {
     repo
 }
 
+/// tmux's idea of the agent window's size, `WxH`.
+pub fn window(d: &Daemon, island: &str, agent: &str) -> String {
+    d.exec(
+        island,
+        &[
+            "tmux",
+            "-L",
+            "dejima",
+            "display",
+            "-p",
+            "-t",
+            &format!("agent-{agent}"),
+            "#{window_width}x#{window_height}",
+        ],
+    )
+    .0
+    .trim()
+    .to_string()
+}
+
 /// A websocket client on the daemon's socket, speaking the session envelope.
 pub struct Ws {
     pub ws: tungstenite::WebSocket<std::os::unix::net::UnixStream>,
