@@ -17,6 +17,8 @@ pub const DEFAULT_IMAGE: &str = "dejima/island:latest";
 pub const CONTEXT_LABEL: &str = "dejima.context";
 /// The base `scripts/bootstrap-base-image` makes where no registry is reachable.
 pub const BOOTSTRAP_BASE: &str = "dejima/base:bookworm";
+/// Longest an image build may take (an apt mirror that stalls must not hold a request forever).
+const BUILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45 * 60);
 /// The base used where a registry is reachable.
 pub const REGISTRY_BASE: &str = "debian:bookworm-slim";
 
@@ -158,6 +160,7 @@ pub fn build(
     let labels = [(CONTEXT_LABEL.to_string(), hash)];
     let result = (|| {
         let mut child = engine.build_image(&ctx, &opts.tag, &args, &labels)?;
+        let _watchdog = crate::process::Watchdog::new(child.pid(), BUILD_TIMEOUT, "docker build")?;
         let mut stdout = child.stdout.take().expect("piped");
         let mut buf = [0u8; 8192];
         loop {

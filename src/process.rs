@@ -180,6 +180,47 @@ impl<'a> Run<'a> {
     }
 }
 
+/// Kills a streamed child's process group if it is still running at its deadline (a stream
+/// has no `Run` timeout of its own). Dropping the guard stands the watchdog down at once.
+pub struct Watchdog {
+    state: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl Watchdog {
+    pub fn new(pid: u32, limit: Duration, what: &str) -> io::Result<Watchdog> {
+        let state = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let st = state.clone();
+        let what = what.to_string();
+        thread::Builder::new()
+            .name("proc-watchdog".into())
+            .spawn(move || {
+                let (done, cv) = &*st;
+                let guard = done.lock().unwrap_or_else(|e| e.into_inner());
+                let (guard, res) = cv
+                    .wait_timeout_while(guard, limit, |d| !*d)
+                    .unwrap_or_else(|e| e.into_inner());
+                if res.timed_out() && !*guard {
+                    log::warn!("{what} ran past {limit:?}; killing it");
+                    if let Ok(p) = i32::try_from(pid) {
+                        let _ = nix::sys::signal::killpg(
+                            nix::unistd::Pid::from_raw(p),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            })?;
+        Ok(Watchdog { state })
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let (done, cv) = &*self.state;
+        *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+    }
+}
+
 /// A pollable fd that becomes readable when process `pid` exits (Linux 5.3+).
 fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
@@ -383,6 +424,19 @@ mod tests {
             .unwrap();
         assert!(out.timed_out);
         assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn watchdog_ends_a_stream_past_its_deadline() {
+        let mut s = spawn_stream(&["sh", "-c", "sleep 30"], true).unwrap();
+        let _w = Watchdog::new(s.pid(), Duration::from_millis(200), "test").unwrap();
+        let t = Instant::now();
+        s.wait();
+        assert!(t.elapsed() < Duration::from_secs(10));
+        // Dropped before its deadline, it does nothing.
+        let mut s = spawn_stream(&["sh", "-c", "exit 3"], true).unwrap();
+        drop(Watchdog::new(s.pid(), Duration::from_secs(60), "test").unwrap());
+        assert_eq!(s.wait(), Some(3));
     }
 
     #[test]
