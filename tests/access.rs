@@ -208,8 +208,11 @@ fn logs_stream_and_follow_ends_when_the_client_leaves() {
         .unwrap();
     assert!(text.contains(&format!("dejima island {n} up")), "{text:?}");
 
-    let mut r = d
-        .client
+    // The follower attaches to the engine a moment after the response starts, so a line
+    // written at once can precede it: keep writing the marker until it comes through.
+    let mut c = d.client.clone();
+    c.timeout = Some(Duration::from_millis(300));
+    let mut r = c
         .call(
             "GET",
             &format!("/v1/islands/{n}/logs?follow=true&tail=0"),
@@ -217,17 +220,30 @@ fn logs_stream_and_follow_ends_when_the_client_leaves() {
         )
         .unwrap();
     let marker = format!("marker-{}", dejima::util::random_hex(4));
-    d.ok(
-        "POST",
-        &format!("/v1/islands/{n}/exec"),
-        Some(json!({"cmd": ["sh", "-c", format!("echo {marker} > /proc/1/fd/1")], "user": "root"})),
-    );
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !String::from_utf8_lossy(&seen).contains(&marker) {
-        let k = r.reader().read(&mut buf).unwrap();
-        assert!(k > 0, "stream ended before the marker");
-        seen.extend_from_slice(&buf[..k]);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the marker never came through: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        d.ok(
+            "POST",
+            &format!("/v1/islands/{n}/exec"),
+            Some(json!({"cmd": ["sh", "-c", format!("echo {marker} > /proc/1/fd/1")], "user": "root"})),
+        );
+        match r.reader().read(&mut buf) {
+            Ok(0) => panic!("stream ended before the marker"),
+            Ok(k) => seen.extend_from_slice(&buf[..k]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{e}"),
+        }
     }
     drop(r);
     // The follower process goes away once we hang up, though the container is silent.
