@@ -264,7 +264,8 @@ pub struct AddAgent {
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct PatchAgent {
+/// Body of PATCH on an agent or a host terminal.
+pub struct PatchLabel {
     pub label: Option<String>,
 }
 
@@ -321,10 +322,4 @@ pub struct TerminalInfo {
     pub status: String,
     #[serde(default)]
     pub attached: Vec<PresenceEntry>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct PatchTerminal {
-    pub label: Option<String>,
 }

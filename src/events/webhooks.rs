@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -491,27 +491,6 @@ impl Webhooks {
             if let Some(x) = q.iter_mut().find(|x| x.id == d.id) {
                 *x = d;
             }
-        }
-    }
-
-    /// Wait until nothing is pending (tests and shutdown reports); true when drained.
-    pub fn drained(&self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        loop {
-            if self
-                .state
-                .lock()
-                .unwrap()
-                .queues
-                .values()
-                .all(|q| q.is_empty())
-            {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            thread::sleep(Duration::from_millis(50));
         }
     }
 }

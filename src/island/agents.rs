@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Islands, Record};
+use super::{names, Islands, Record};
 use crate::api::{AddAgent, AgentInfo};
 use crate::error::{Error, Result};
 use crate::process::{Input, Stream};
@@ -330,7 +330,7 @@ impl Islands {
 
     /// POST /v1/islands/{name}/agents
     pub fn add_agent(&self, island: &str, req: AddAgent) -> Result<AgentInfo> {
-        check_label(&req.label)?;
+        names::check_label(&req.label)?;
         let _busy = self.begin(island, "adding an agent")?;
         let rec = self.record(island)?;
         let kind = if req.kind.is_empty() {
@@ -430,7 +430,7 @@ impl Islands {
 
     /// PATCH /v1/islands/{name}/agents/{id}
     pub fn relabel_agent(&self, island: &str, id: &str, label: &str) -> Result<AgentInfo> {
-        check_label(label)?;
+        names::check_label(label)?;
         find(&self.record(island)?, id)?;
         let rec = self.update(island, |r| {
             if let Some(a) = r.agents.iter_mut().find(|a| a.id == id) {
@@ -532,18 +532,6 @@ impl Islands {
             label: label.to_string(),
         })
     }
-
-    /// The size tmux gives an agent's window now (for tests and the detail view).
-    pub fn window_size(&self, island: &str, id: &str) -> Result<Option<(u16, u16)>> {
-        let out = self.exec_agent_script(island, OBSERVE, &[])?;
-        let s = tmux::session_name(id);
-        Ok(
-            tmux::parse_panes(out.stdout_str().split("---").next().unwrap_or(""))
-                .into_iter()
-                .find(|p| p.session == s)
-                .map(|p| (p.height, p.width)),
-        )
-    }
 }
 
 /// The shell script that starts one agent's session (run by the entrypoint as the agent user).
@@ -573,15 +561,6 @@ fn find<'r>(rec: &'r Record, id: &str) -> Result<&'r AgentRecord> {
         .iter()
         .find(|a| a.id == id)
         .ok_or_else(|| Error::NotFound(format!("agent {id:?} not found in island {:?}", rec.name)))
-}
-
-fn check_label(l: &str) -> Result<()> {
-    if l.len() > 128 || l.chars().any(char::is_control) {
-        return Err(Error::bad(
-            "label must be at most 128 bytes with no control characters",
-        ));
-    }
-    Ok(())
 }
 
 fn str_refs(v: &[String]) -> Vec<&str> {

@@ -21,6 +21,16 @@ pub fn validate(name: &str) -> Result<()> {
     }
 }
 
+/// A display label (agents, terminals, attached clients): short, no control characters.
+pub fn check_label(l: &str) -> Result<()> {
+    if l.len() > 128 || l.chars().any(char::is_control) {
+        return Err(Error::bad(
+            "label must be at most 128 bytes with no control characters",
+        ));
+    }
+    Ok(())
+}
+
 /// A name from a repo: the last path component without `.git`, lowercased, other characters
 /// folded to `-`.
 pub fn derive(repo: &str) -> Option<String> {

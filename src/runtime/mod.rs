@@ -4,7 +4,6 @@
 pub mod watch;
 
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
@@ -648,15 +647,6 @@ pub fn classify(err: &str) -> EngineError {
             e.to_string()
         })
     }
-}
-
-/// Read a child stream to the end into a String (for short streams).
-pub fn read_all(stream: &mut process::Stream) -> String {
-    let mut s = String::new();
-    if let Some(out) = stream.stdout.as_mut() {
-        let _ = out.read_to_string(&mut s);
-    }
-    s
 }
 
 #[cfg(test)]

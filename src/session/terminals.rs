@@ -116,7 +116,7 @@ impl Terminals {
 
     pub fn create(&self, req: CreateTerminal) -> Result<TerminalInfo> {
         self.require()?;
-        check_label(&req.label)?;
+        crate::island::names::check_label(&req.label)?;
         let shell = std::env::var("SHELL")
             .ok()
             .filter(|s| !s.is_empty())
@@ -210,7 +210,7 @@ impl Terminals {
 
     pub fn relabel(&self, id: &str, label: &str) -> Result<TerminalInfo> {
         self.require()?;
-        check_label(label)?;
+        crate::island::names::check_label(label)?;
         self.find(id)?;
         if let Some(r) = self.records.lock().unwrap().iter_mut().find(|r| r.id == id) {
             r.label = label.to_string();
@@ -253,13 +253,4 @@ impl Terminals {
         .collect();
         Ok((argv, vec![("TERM".into(), "xterm-256color".into())]))
     }
-}
-
-fn check_label(l: &str) -> Result<()> {
-    if l.len() > 128 || l.chars().any(char::is_control) {
-        return Err(Error::bad(
-            "label must be at most 128 bytes with no control characters",
-        ));
-    }
-    Ok(())
 }

@@ -1,6 +1,6 @@
 //! Exec, files and logs.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -152,6 +152,5 @@ fn tempfile_in(dir: &std::path::Path) -> Result<std::fs::File> {
         .open(&path)?;
     // Unlinked at once: the open handle keeps it until this upload ends.
     let _ = std::fs::remove_file(&path);
-    let _ = Write::flush(&mut &f);
     Ok(f)
 }

@@ -1,7 +1,7 @@
 //! /v1/islands/{name}/agents and the session websockets.
 
 use super::islands::name;
-use crate::api::{AddAgent, PatchAgent};
+use crate::api::{AddAgent, PatchLabel};
 use crate::error::{Error, Result};
 use crate::http::router::Params;
 use crate::http::{App, Request, Response};
@@ -26,7 +26,7 @@ pub fn get(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
 
 pub fn patch(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     let n = name(p)?;
-    let body: PatchAgent = req.json()?;
+    let body: PatchLabel = req.json()?;
     let label = body
         .label
         .ok_or_else(|| Error::bad("PATCH takes {\"label\": \"...\"}"))?;
@@ -47,11 +47,7 @@ pub fn label(req: &Request) -> Result<String> {
         .query("label")
         .filter(|l| !l.is_empty())
         .unwrap_or("anonymous");
-    if l.len() > 128 || l.chars().any(char::is_control) {
-        return Err(Error::bad(
-            "label must be at most 128 bytes with no control characters",
-        ));
-    }
+    crate::island::names::check_label(l)?;
     Ok(l.to_string())
 }
 

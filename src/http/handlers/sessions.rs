@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::agents::{label, upgrade};
-use crate::api::{CreateTerminal, PatchTerminal};
+use crate::api::{CreateTerminal, PatchLabel};
 use crate::error::{Error, Result};
 use crate::http::router::Params;
 use crate::http::{App, Request, Response};
@@ -28,7 +28,7 @@ pub fn create_terminal(app: &App, req: &mut Request, _p: &Params) -> Result<Resp
 }
 
 pub fn patch_terminal(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
-    let body: PatchTerminal = req.json()?;
+    let body: PatchLabel = req.json()?;
     let l = body
         .label
         .ok_or_else(|| Error::bad("PATCH takes {\"label\": \"...\"}"))?;
