@@ -81,18 +81,8 @@ impl Raw {
     }
     fn until(&mut self, needle: &[u8], from: usize) {
         let deadline = Instant::now() + Duration::from_secs(120);
-        // Scan only what is new (plus an overlap), so a long output is not searched again and
-        // again: the bench must measure the terminal, not its own search.
         let mut scanned = from;
-        loop {
-            let start = scanned
-                .saturating_sub(needle.len())
-                .max(from)
-                .min(self.out.len());
-            if self.out[start..].windows(needle.len()).any(|w| w == needle) {
-                return;
-            }
-            scanned = self.out.len();
+        while !found(&self.out, needle, from, &mut scanned) {
             assert!(
                 Instant::now() < deadline,
                 "raw: no {:?}",
@@ -110,21 +100,21 @@ impl Drop for Raw {
     }
 }
 
+/// Whether `needle` is in `buf[from..]`, looking only at what came since the last call (plus
+/// an overlap): the bench must measure the terminal, not its own search of a long output.
+fn found(buf: &[u8], needle: &[u8], from: usize, scanned: &mut usize) -> bool {
+    let start = scanned
+        .saturating_sub(needle.len())
+        .max(from)
+        .min(buf.len());
+    *scanned = buf.len();
+    buf[start..].windows(needle.len()).any(|w| w == needle)
+}
+
 fn ws_until(w: &mut Ws, needle: &str, from: usize) {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut scanned = from;
-    loop {
-        let start = scanned
-            .saturating_sub(needle.len())
-            .max(from)
-            .min(w.output.len());
-        if w.output[start..]
-            .windows(needle.len())
-            .any(|x| x == needle.as_bytes())
-        {
-            return;
-        }
-        scanned = w.output.len();
+    while !found(&w.output, needle.as_bytes(), from, &mut scanned) {
         assert!(Instant::now() < deadline, "ws: no {needle:?}");
         assert!(w.closed.is_none(), "closed: {:?}", w.closed);
         w.pump_once();

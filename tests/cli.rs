@@ -143,29 +143,9 @@ fn cli_reports_an_absent_daemon_and_usage_errors() {
         .arg("--help")
         .output()
         .unwrap();
-    let help = String::from_utf8_lossy(&o.stdout);
-    for sub in [
-        "ls",
-        "create",
-        "init",
-        "status",
-        "hibernate",
-        "wake",
-        "reset",
-        "upgrade",
-        "clone",
-        "purge",
-        "exec",
-        "cp",
-        "logs",
-        "overview",
-        "image",
-    ] {
-        assert!(
-            help.contains(&format!("  {sub} ")),
-            "--help lacks {sub}:\n{help}"
-        );
-    }
+    // Which commands it lists, and that each has a man entry, is tests/contract.rs's job.
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Commands:"));
 }
 
 #[test]
