@@ -36,8 +36,6 @@ pub const STALL: Duration = Duration::from_secs(30);
 /// Ping interval, and how long a silent client is kept.
 const PING_EVERY: Duration = Duration::from_secs(20);
 const SILENT_LIMIT: Duration = Duration::from_secs(75);
-/// Input is held this long after the attach first draws (see `Pump::live`).
-const SETTLE: Duration = Duration::from_millis(100);
 /// How long to wait for the client's first resize before sizing the PTY from others.
 const FIRST_RESIZE: Duration = Duration::from_millis(150);
 
@@ -136,7 +134,7 @@ pub fn serve<S: Read + Write + AsRawFd>(
         out_pending: 0,
         stalled_since: None,
         last_in: Instant::now(),
-        first_out: None,
+        drawn: false,
     };
     let hello =
         serde_json::json!({"type": "hello", "attached": hub.attached(&spec.target)}).to_string();
@@ -232,15 +230,16 @@ struct Pump<S: Read + Write> {
     out_pending: usize,
     stalled_since: Option<Instant>,
     last_in: Instant,
-    /// When the PTY first produced output (the attach drew its screen).
-    first_out: Option<Instant>,
+    /// The PTY has produced output (the attach drew its screen).
+    drawn: bool,
 }
 
 impl<S: Read + Write + AsRawFd> Pump<S> {
-    /// Keystrokes go to the PTY only once the attach has drawn its screen and a moment has
-    /// passed: tmux discards input that reaches a client still setting up its terminal.
+    /// Keystrokes go to the PTY only once the attach has drawn its screen: before that the
+    /// PTY is still in cooked mode (docker has not made it raw), and the line discipline would
+    /// echo and rewrite what a fast client sends first.
     fn live(&self) -> bool {
-        self.first_out.is_some_and(|t| t.elapsed() >= SETTLE)
+        self.drawn
     }
 
     /// Queue a message and push what the socket takes now.
@@ -351,15 +350,9 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
             if read_pty {
                 pty_ev |= libc::POLLIN;
             }
-            let live = self.live();
-            if live && !input.is_empty() {
-                write_some(master, input);
-            }
-            if live && !input.is_empty() {
+            if self.live() && !input.is_empty() {
                 pty_ev |= libc::POLLOUT;
             }
-            // Keystrokes held for the settle time go in as soon as it is over.
-            let timeout = if !live && !input.is_empty() { 20 } else { 1000 };
             let mut fds = [
                 libc::pollfd {
                     fd: sock,
@@ -378,7 +371,7 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                 },
             ];
             // SAFETY: three valid pollfds for fds this function keeps open.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, timeout) };
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, 1000) };
             if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 return End::Failed;
             }
@@ -408,7 +401,10 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                 match nix::unistd::read(master.as_raw_fd(), &mut buf) {
                     Ok(0) => return End::Exited,
                     Ok(k) => {
-                        self.first_out.get_or_insert_with(Instant::now);
+                        if !self.drawn {
+                            self.drawn = true;
+                            write_some(master, input);
+                        }
                         if !self.send(Message::Text(data_frame(&buf[..k]))) {
                             return End::ClientGone;
                         }
