@@ -341,18 +341,7 @@ impl Islands {
         } else {
             req.kind.clone()
         };
-        if !TYPES.contains(&kind.as_str()) {
-            return Err(Error::bad(format!(
-                "type {kind:?} must be one of {}",
-                TYPES.join(", ")
-            )));
-        }
-        if kind == "headless" && req.cmd.trim().is_empty() {
-            return Err(Error::bad("a headless agent needs cmd"));
-        }
-        if req.cmd.contains('\0') {
-            return Err(Error::bad("cmd must not contain NUL bytes"));
-        }
+        check_type(&kind, &req.cmd)?;
         let id = format!("a{}", rec.next_agent.max(2));
         let a = AgentRecord {
             id: id.clone(),
@@ -554,6 +543,23 @@ fn start_script(island: &str, a: &AgentRecord) -> String {
     }
     s.push_str(&format!("cd {wt} && exec {}\n", cmd.join(" ")));
     s
+}
+
+/// An agent type and its command, checked the same way for the primary and added agents.
+pub fn check_type(kind: &str, cmd: &str) -> Result<()> {
+    if !TYPES.contains(&kind) {
+        return Err(Error::bad(format!(
+            "agent type {kind:?} must be one of {}",
+            TYPES.join(", ")
+        )));
+    }
+    if kind == "headless" && cmd.trim().is_empty() {
+        return Err(Error::bad("a headless agent needs cmd"));
+    }
+    if cmd.contains('\0') {
+        return Err(Error::bad("cmd must not contain NUL bytes"));
+    }
+    Ok(())
 }
 
 fn find<'r>(rec: &'r Record, id: &str) -> Result<&'r AgentRecord> {

@@ -15,8 +15,6 @@ use crate::process::Input;
 use crate::runtime::{self, ContainerSpec, EngineError, ExecOpts, AGENT_USER, WORKSPACE};
 use crate::util;
 
-/// Agent types an island can be created with.
-pub const AGENT_TYPES: [&str; 4] = ["claude-code", "codex", "custom", "headless"];
 /// How long a repo clone may take.
 const CLONE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Grace period for `docker stop`.
@@ -159,15 +157,7 @@ impl Islands {
         } else {
             req.agent.clone()
         };
-        if !AGENT_TYPES.contains(&agent.as_str()) {
-            return Err(Error::bad(format!(
-                "agent {agent:?} must be one of {}",
-                AGENT_TYPES.join(", ")
-            )));
-        }
-        if agent == "headless" && req.cmd.trim().is_empty() {
-            return Err(Error::bad("a headless agent needs cmd"));
-        }
+        super::agents::check_type(&agent, &req.cmd)?;
         let resources = req.resources.clone().unwrap_or_default();
         validate_resources(&resources)?;
         for (k, v) in &req.tags {
