@@ -268,6 +268,23 @@ fn handle_conn(conn: Conn, app: &App, inflight: &InFlight, caller: Caller) {
                 return;
             }
         };
+        match req.header("expect").map(str::trim) {
+            None => {}
+            Some(e) if e.eq_ignore_ascii_case("100-continue") => {
+                if req.content_length() != Some(0) {
+                    match writer.try_clone() {
+                        Ok(w) => req.expect_continue(Box::new(w)),
+                        Err(_) => return,
+                    }
+                }
+            }
+            Some(e) => {
+                let msg = format!("Expect: {e:?} is not supported (only 100-continue)");
+                let resp = Response::json(417, &crate::api::ErrorBody { error: msg });
+                let _ = wire::write_response(&mut writer, resp, false, false, &peer);
+                return;
+            }
+        }
         inflight.0.fetch_add(1, Ordering::SeqCst);
         let guard = Guard(inflight);
         let started = Instant::now();
@@ -288,7 +305,10 @@ fn handle_conn(conn: Conn, app: &App, inflight: &InFlight, caller: Caller) {
         if let Some(f) = upgrade {
             drop(req);
             drop(guard);
-            if wire::write_response(&mut writer, resp, true, false, &peer).is_err() {
+            // The 101 carries its own Upgrade headers and nothing else: no keep-alive, no
+            // body headers (strict clients such as Python's websocket-client refuse them).
+            resp.payload = wire::Payload::Switching;
+            if wire::write_response(&mut writer, resp, false, false, &peer).is_err() {
                 return;
             }
             log::debug!("{method} {path} -> 101 (websocket)");

@@ -34,6 +34,10 @@ pub struct Request<'a> {
     pub headers: Vec<(String, String)>,
     pub caller: Caller,
     body: Body<'a>,
+    /// Set while the client waits for `100 Continue` before it sends the body: the interim
+    /// response goes out on the first body read, so a request refused before its body is
+    /// read (route, auth, a length over its cap) gets its final status at once instead.
+    expect: Option<Box<dyn Write + Send>>,
 }
 
 impl<'a> Request<'a> {
@@ -71,7 +75,21 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// Arrange for `100 Continue` to be written to `w` before the body is first read.
+    pub fn expect_continue(&mut self, w: Box<dyn Write + Send>) {
+        self.expect = Some(w);
+    }
+
+    /// Whether the client still waits for `100 Continue` (its body was never asked for).
+    pub fn awaiting_continue(&self) -> bool {
+        self.expect.is_some()
+    }
+
     pub fn body(&mut self) -> &mut (dyn Read + Send) {
+        if let Some(mut w) = self.expect.take() {
+            // A failed write means the peer is gone; the body read that follows says so.
+            let _ = w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").and_then(|_| w.flush());
+        }
         match &mut self.body {
             Body::Sized(l) => l,
             Body::Chunked(c) => c,
@@ -114,6 +132,10 @@ impl<'a> Request<'a> {
     /// Read what is left of the body so the connection can carry the next request. False when
     /// too much is left to be worth it (the connection is closed instead).
     pub fn drain(&mut self) -> bool {
+        if self.awaiting_continue() && self.content_length() != Some(0) {
+            // The client holds its body back until told to send it: close instead.
+            return false;
+        }
         let mut sink = [0u8; 8192];
         let mut total = 0usize;
         loop {
@@ -297,29 +319,13 @@ pub fn read_request<'a>(
             )
         })
         .collect();
-    let find = |n: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(n))
-            .map(|(_, v)| v.clone())
-    };
-    let chunked =
-        find("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked {
-        Body::Chunked(Chunked {
+    let body = match framing(&headers).map_err(|m| HeadError::Bad(400, m))? {
+        None => Body::Chunked(Chunked {
             r,
             left: 0,
             done: false,
-        })
-    } else {
-        let len = match find("content-length") {
-            None => 0,
-            Some(v) => v
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| HeadError::Bad(400, format!("bad Content-Length {v:?}")))?,
-        };
-        Body::Sized(Limited { r, remaining: len })
+        }),
+        Some(len) => Body::Sized(Limited { r, remaining: len }),
     };
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, parse_query(q)),
@@ -332,7 +338,51 @@ pub fn read_request<'a>(
         headers,
         caller,
         body,
+        expect: None,
     })
+}
+
+/// How the body is framed (RFC 9112 §6.3): `Some(length)`, or `None` for chunked. A request
+/// that carries both framings, a coding other than a final `chunked`, or Content-Length
+/// values that disagree could be read two ways by two parsers (request smuggling): refused.
+fn framing(headers: &[(String, String)]) -> std::result::Result<Option<u64>, String> {
+    let all = |n: &str| -> Vec<&str> {
+        headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(n))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .collect()
+    };
+    let te = all("transfer-encoding");
+    let cl = all("content-length");
+    if !te.is_empty() {
+        if !cl.is_empty() {
+            return Err("a request may carry Content-Length or Transfer-Encoding, not both".into());
+        }
+        if !te.last().is_some_and(|c| c.eq_ignore_ascii_case("chunked"))
+            || te.iter().filter(|c| c.eq_ignore_ascii_case("chunked")).count() != 1
+        {
+            return Err(format!(
+                "Transfer-Encoding {:?} is not supported: send a body chunked or with Content-Length",
+                te.join(", ")
+            ));
+        }
+        return Ok(None);
+    }
+    let mut len = None;
+    for v in cl {
+        let n = v
+            .parse::<u64>()
+            .ok()
+            .filter(|_| v.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| format!("bad Content-Length {v:?}"))?;
+        if len.is_some_and(|l| l != n) {
+            return Err("Content-Length values disagree".into());
+        }
+        len = Some(n);
+    }
+    Ok(Some(len.unwrap_or(0)))
 }
 
 fn parse_query(q: &str) -> Vec<(String, String)> {
@@ -371,6 +421,8 @@ pub enum Payload {
     Stream(StreamFn),
     /// A websocket: the server writes the 101 and hands the socket over.
     Upgrade(UpgradeFn),
+    /// The head of a 101 whose upgrade the server has taken out to run after writing it.
+    Switching,
 }
 
 pub struct Response {
@@ -453,6 +505,7 @@ pub fn reason(status: u16) -> &'static str {
         409 => "Conflict",
         411 => "Length Required",
         413 => "Content Too Large",
+        417 => "Expectation Failed",
         422 => "Unprocessable Content",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
@@ -473,7 +526,7 @@ pub fn write_response(
     for (k, v) in &resp.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    if !matches!(resp.payload, Payload::Upgrade(_)) {
+    if !matches!(resp.payload, Payload::Upgrade(_) | Payload::Switching) {
         head.push_str(if keep_alive {
             "Connection: keep-alive\r\n"
         } else {
@@ -481,7 +534,7 @@ pub fn write_response(
         });
     }
     match resp.payload {
-        Payload::Upgrade(_) => {
+        Payload::Upgrade(_) | Payload::Switching => {
             head.push_str("\r\n");
             w.write_all(head.as_bytes())?;
         }
@@ -590,6 +643,56 @@ mod tests {
             read_request(&mut s, Caller::Operator),
             Err(HeadError::Closed)
         ));
+    }
+
+    #[test]
+    fn refuses_ambiguous_framing() {
+        for head in [
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n",
+        ] {
+            let mut s = BufReader::new(head.as_bytes());
+            assert!(
+                matches!(read_request(&mut s, Caller::Operator), Err(HeadError::Bad(400, _))),
+                "{head:?}"
+            );
+        }
+        let mut s = src("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc");
+        let mut r = read_request(&mut s, Caller::Operator).ok().unwrap();
+        assert_eq!(r.bytes(10).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn continue_goes_out_on_the_first_body_read_only() {
+        #[derive(Clone, Default)]
+        struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Sink {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let mut s = src("PUT /f HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nhi");
+        let mut r = read_request(&mut s, Caller::Operator).ok().unwrap();
+        r.expect_continue(Box::new(sink.clone()));
+        assert!(sink.0.lock().unwrap().is_empty(), "nothing before the body is wanted");
+        assert_eq!(r.bytes(10).unwrap(), b"hi");
+        assert_eq!(&*sink.0.lock().unwrap(), b"HTTP/1.1 100 Continue\r\n\r\n");
+        // Refused before the body was read: no 100, and the connection is not reused.
+        let sink = Sink::default();
+        let mut s = src("PUT /f HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n");
+        let mut r = read_request(&mut s, Caller::Operator).ok().unwrap();
+        r.expect_continue(Box::new(sink.clone()));
+        assert!(!r.drain());
+        assert!(sink.0.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -38,11 +38,10 @@ pub fn write_file(app: &App, req: &mut Request, p: &Params) -> Result<Response> 
             )))
         }
         Some(len) => {
-            // The helper keeps the old file unless exactly `len` bytes arrived.
-            let mut body = Exact {
-                inner: req.body(),
-                left: len,
-            };
+            // The helper keeps the old file unless exactly `len` bytes arrived. The body is
+            // asked for only when the helper reads it, so a refusal before then (no such
+            // island, a bad path) reaches a waiting `Expect: 100-continue` client at once.
+            let mut body = Exact { req, left: len };
             app.islands.write_file(n, &path, &mut body, len)?;
         }
         None => {
@@ -124,19 +123,19 @@ fn stream_child(content_type: &str, mut child: Stream, app: &App) -> Response {
     )
 }
 
-/// Passes through exactly `left` bytes, then EOF; an early end is an error.
-struct Exact<'a> {
-    inner: &'a mut (dyn Read + Send),
+/// Passes through exactly `left` bytes of the request body, then EOF.
+struct Exact<'r, 'a> {
+    req: &'r mut Request<'a>,
     left: u64,
 }
 
-impl Read for Exact<'_> {
+impl Read for Exact<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.left == 0 {
             return Ok(0);
         }
         let max = buf.len().min(self.left.min(usize::MAX as u64) as usize);
-        let n = self.inner.read(&mut buf[..max])?;
+        let n = self.req.body().read(&mut buf[..max])?;
         self.left -= n as u64;
         Ok(n)
     }
