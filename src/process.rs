@@ -3,6 +3,7 @@
 //! Long-lived children (log followers, event streams) come from `spawn_stream`, which is
 //! killed and reaped when its guard drops.
 
+use crate::util::lock;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -195,7 +196,7 @@ impl Watchdog {
             .name("proc-watchdog".into())
             .spawn(move || {
                 let (done, cv) = &*st;
-                let guard = done.lock().unwrap_or_else(|e| e.into_inner());
+                let guard = lock(&done);
                 let (guard, res) = cv
                     .wait_timeout_while(guard, limit, |d| !*d)
                     .unwrap_or_else(|e| e.into_inner());
@@ -216,7 +217,7 @@ impl Watchdog {
 impl Drop for Watchdog {
     fn drop(&mut self) {
         let (done, cv) = &*self.state;
-        *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        *lock(&done) = true;
         cv.notify_all();
     }
 }

@@ -290,6 +290,49 @@ fn purge_refuses_unsaved_work_unless_forced_and_removes_everything() {
 }
 
 #[test]
+fn a_purged_islands_state_never_reaches_the_next_island_of_that_name() {
+    let d = Daemon::start();
+    let name = {
+        let i = d.create("reborn");
+        let n = i.name.clone();
+        d.ok(
+            "POST",
+            "/v1/internal/agent-event",
+            Some(serde_json::json!({"island": n, "agent": "a1", "type": "task-complete"})),
+        );
+        let info = d.island(&n);
+        assert_eq!(info.agent_state.unwrap().latest, "task-complete");
+        assert!(info.agents[0].agent_state.is_some());
+        d.ok("POST", &format!("/v1/islands/{n}/hibernate"), None);
+        let (s, _) = d.req("DELETE", &format!("/v1/islands/{n}?force=true"), None);
+        assert_eq!(s, 204);
+        std::mem::forget(i);
+        n
+    };
+    let (s, v) = d.req(
+        "POST",
+        "/v1/islands",
+        Some(serde_json::json!({"name": name, "no_repo": true, "agent": "custom", "cmd": "bash"})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let _again = Island { d: &d, name: name.clone() };
+    let info = d.island(&name);
+    assert!(info.agent_state.is_none(), "old agent_state leaked: {:?}", info.agent_state);
+    assert!(info.agents[0].agent_state.is_none());
+    let ev = d.ok("GET", &format!("/v1/islands/{name}/events"), None);
+    let kinds: Vec<&str> = ev
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"island.created"), "{kinds:?}");
+    for old in ["agent.task-complete", "island.hibernated", "island.purged"] {
+        assert!(!kinds.contains(&old), "the old island's {old} leaked: {kinds:?}");
+    }
+}
+
+#[test]
 fn purge_of_a_clean_island_needs_no_force() {
     let d = Daemon::start();
     let i = d.create("clean");

@@ -4,6 +4,7 @@
 
 pub mod webhooks;
 
+use crate::util::lock;
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -90,7 +91,7 @@ impl Bus {
 
     /// Something else (webhooks) that sees every event, synchronously; it must not block.
     pub fn add_sink(&self, f: Sink) {
-        self.sinks.lock().unwrap().push(Arc::new(f));
+        lock(&self.sinks).push(Arc::new(f));
     }
 
     pub fn publish(&self, kind: &str, island: &str, agent: &str, payload: Value) -> Event {
@@ -104,7 +105,7 @@ impl Bus {
         };
         log::debug!("event {} {} {}", e.kind, e.island, e.agent);
         {
-            let mut map = self.per_island.lock().unwrap();
+            let mut map = lock(&self.per_island);
             let ring = map.entry(island.to_string()).or_default();
             ring.push_back(e.clone());
             while ring.len() > PER_ISLAND {
@@ -112,14 +113,14 @@ impl Bus {
             }
         }
         {
-            let mut r = self.recent.lock().unwrap();
+            let mut r = lock(&self.recent);
             r.push_back(e.clone());
             while r.len() > RECENT {
                 r.pop_front();
             }
         }
         let shared = Arc::new(e.clone());
-        self.subs.lock().unwrap().retain(|s| {
+        lock(&self.subs).retain(|s| {
             if !s.filter.matches(&shared) {
                 return true;
             }
@@ -133,7 +134,7 @@ impl Bus {
                 Err(TrySendError::Disconnected(_)) => false,
             }
         });
-        let sinks: Vec<Arc<Sink>> = self.sinks.lock().unwrap().clone();
+        let sinks: Vec<Arc<Sink>> = lock(&self.sinks).clone();
         for s in sinks {
             s(&e);
         }
@@ -142,9 +143,7 @@ impl Bus {
 
     /// An island's recent events, newest first.
     pub fn island_events(&self, island: &str) -> Vec<Event> {
-        self.per_island
-            .lock()
-            .unwrap()
+        lock(&self.per_island)
             .get(island)
             .map(|r| r.iter().rev().cloned().collect())
             .unwrap_or_default()
@@ -152,7 +151,7 @@ impl Bus {
 
     /// Forget an island's ring (on purge, after its last event).
     pub fn forget_island(&self, island: &str) {
-        self.per_island.lock().unwrap().remove(island);
+        lock(&self.per_island).remove(island);
     }
 
     /// Subscribe to live events; `replay` recent matching ones come first (oldest first).
@@ -160,9 +159,9 @@ impl Bus {
         let (tx, rx) = sync_channel(STREAM_QUEUE);
         // Take the replay and register under the same lock order as publish, so nothing
         // falls between them.
-        let mut subs = self.subs.lock().unwrap();
+        let mut subs = lock(&self.subs);
         let recent: Vec<Event> = {
-            let r = self.recent.lock().unwrap();
+            let r = lock(&self.recent);
             let m: Vec<&Event> = r.iter().filter(|e| filter.matches(e)).collect();
             m[m.len().saturating_sub(replay)..]
                 .iter()
@@ -174,7 +173,7 @@ impl Bus {
     }
 
     pub fn subscriber_count(&self) -> usize {
-        self.subs.lock().unwrap().len()
+        lock(&self.subs).len()
     }
 }
 

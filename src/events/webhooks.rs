@@ -6,10 +6,11 @@
 //! At most `MAX_IN_FLIGHT` requests run at once across subscriptions; a slow receiver holds
 //! only its own thread.
 
+use crate::util::lock;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -204,9 +205,7 @@ impl Webhooks {
 
     fn spawn_worker(self: &Arc<Self>, id: &str) -> std::io::Result<()> {
         let stop = Arc::new(AtomicBool::new(false));
-        self.state
-            .lock()
-            .unwrap()
+        lock(&self.state)
             .stops
             .insert(id.to_string(), stop.clone());
         let (w, id2) = (self.clone(), id.to_string());
@@ -217,8 +216,8 @@ impl Webhooks {
     }
 
     fn save_subs(&self) -> Result<()> {
-        let _w = self.write.lock().unwrap();
-        let subs = self.state.lock().unwrap().subs.clone();
+        let _w = lock(&self.write);
+        let subs = lock(&self.state).subs.clone();
         store::write_json(&self.dir.join("subscriptions.json"), &subs)
             .map_err(|e| Error::Internal(format!("cannot save webhooks: {e}")))
     }
@@ -256,9 +255,9 @@ impl Webhooks {
             islands: req.islands,
             created_at: util::now_rfc3339(),
         };
-        self.state.lock().unwrap().subs.push(rec.clone());
+        lock(&self.state).subs.push(rec.clone());
         if let Err(e) = self.save_subs() {
-            self.state.lock().unwrap().subs.retain(|s| s.id != rec.id);
+            lock(&self.state).subs.retain(|s| s.id != rec.id);
             return Err(e);
         }
         self.spawn_worker(&rec.id)
@@ -268,7 +267,7 @@ impl Webhooks {
 
     pub fn remove(&self, id: &str) -> Result<()> {
         let queue = {
-            let mut st = self.state.lock().unwrap();
+            let mut st = lock(&self.state);
             if !st.subs.iter().any(|s| s.id == id) {
                 return Err(Error::NotFound(format!("subscription {id:?} not found")));
             }
@@ -288,11 +287,11 @@ impl Webhooks {
     }
 
     pub fn count(&self) -> usize {
-        self.state.lock().unwrap().subs.len()
+        lock(&self.state).subs.len()
     }
 
     fn info(&self, id: &str) -> Option<SubscriptionInfo> {
-        let st = self.state.lock().unwrap();
+        let st = lock(&self.state);
         let s = st.subs.iter().find(|s| s.id == id)?;
         let q = st.queues.get(id);
         let head = q.and_then(|q| q.first());
@@ -317,10 +316,7 @@ impl Webhooks {
     }
 
     pub fn list(&self) -> Vec<SubscriptionInfo> {
-        let ids: Vec<String> = self
-            .state
-            .lock()
-            .unwrap()
+        let ids: Vec<String> = lock(&self.state)
             .subs
             .iter()
             .map(|s| s.id.clone())
@@ -335,7 +331,7 @@ impl Webhooks {
     /// Called for every event (from the bus): persist a delivery per matching subscription.
     pub fn enqueue(&self, e: &Event) {
         let matching: Vec<String> = {
-            let st = self.state.lock().unwrap();
+            let st = lock(&self.state);
             st.subs
                 .iter()
                 .filter(|s| {
@@ -365,7 +361,7 @@ impl Webhooks {
             if let Err(err) = store::write_json(&self.pending_path(&d.id), &d) {
                 log::error!("cannot persist a webhook delivery for {sub}: {err}");
             }
-            let mut st = self.state.lock().unwrap();
+            let mut st = lock(&self.state);
             if st.subs.iter().any(|s| s.id == sub) {
                 st.queues.entry(sub).or_default().push(d);
             }
@@ -377,7 +373,7 @@ impl Webhooks {
         loop {
             // The head of this subscription's queue, once it is due.
             let (d, url, secret) = {
-                let mut st = self.state.lock().unwrap();
+                let mut st = lock(&self.state);
                 loop {
                     if stop.load(Ordering::SeqCst) {
                         return;
@@ -394,13 +390,13 @@ impl Webhooks {
                         }
                         Some(d) => {
                             let wait = Duration::from_millis(d.next_ms - now);
-                            st = self.wake.wait_timeout(st, wait).unwrap().0;
+                            st = self.wake.wait_timeout(st, wait).unwrap_or_else(PoisonError::into_inner).0;
                         }
                         None => {
                             st = self
                                 .wake
                                 .wait_timeout(st, Duration::from_secs(5))
-                                .unwrap()
+                                .unwrap_or_else(PoisonError::into_inner)
                                 .0;
                         }
                     }
@@ -414,15 +410,15 @@ impl Webhooks {
     }
 
     fn acquire(&self) {
-        let mut n = self.in_flight.lock().unwrap();
+        let mut n = lock(&self.in_flight);
         while *n >= MAX_IN_FLIGHT {
-            n = self.slot_free.wait(n).unwrap();
+            n = self.slot_free.wait(n).unwrap_or_else(PoisonError::into_inner);
         }
         *n += 1;
     }
 
     fn release(&self) {
-        *self.in_flight.lock().unwrap() -= 1;
+        *lock(&self.in_flight) -= 1;
         self.slot_free.notify_one();
     }
 
@@ -461,7 +457,7 @@ impl Webhooks {
                 );
             }
             let _ = std::fs::remove_file(self.pending_path(&d.id));
-            let mut st = self.state.lock().unwrap();
+            let mut st = lock(&self.state);
             if let Some(q) = st.queues.get_mut(sub) {
                 q.retain(|x| x.id != d.id);
             }
@@ -486,7 +482,7 @@ impl Webhooks {
         if let Err(e) = store::write_json(&self.pending_path(&d.id), &d) {
             log::warn!("cannot update webhook delivery {}: {e}", d.id);
         }
-        let mut st = self.state.lock().unwrap();
+        let mut st = lock(&self.state);
         if let Some(q) = st.queues.get_mut(sub) {
             if let Some(x) = q.iter_mut().find(|x| x.id == d.id) {
                 *x = d;

@@ -242,7 +242,16 @@ pub fn serve(
         let (app, inflight) = (app.clone(), inflight.clone());
         let spawned = thread::Builder::new().name("http-conn".into()).spawn({
             let caller = caller.clone();
-            move || handle_conn(conn, &app, &inflight, caller)
+            move || {
+                // A panic past the handler (a stream, a websocket pump) ends this connection
+                // only; `guarded` already answered any panic inside a handler with a 500.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    handle_conn(conn, &app, &inflight, caller)
+                }));
+                if r.is_err() {
+                    log::error!("a connection thread panicked; that connection is closed");
+                }
+            }
         });
         if let Err(e) = spawned {
             log::error!("cannot start a connection thread: {e}");
@@ -293,7 +302,7 @@ fn handle_conn(conn: Conn, app: &App, inflight: &InFlight, caller: Caller) {
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let head_only = req.method == "HEAD";
         let (method, path) = (req.method.clone(), req.path.clone());
-        let mut resp = router::dispatch(app, &mut req);
+        let mut resp = guarded(&method, &path, || router::dispatch(app, &mut req));
         let status = resp.status;
         let upgrade = match std::mem::replace(&mut resp.payload, wire::Payload::Empty) {
             wire::Payload::Upgrade(f) => Some(f),
@@ -329,6 +338,26 @@ fn handle_conn(conn: Conn, app: &App, inflight: &InFlight, caller: Caller) {
         drop(guard);
         if wrote.is_err() || !keep {
             return;
+        }
+    }
+}
+
+/// Run a handler; a panic in it becomes a logged 500 for this request alone (the registry's
+/// locks survive poisoning, so the next request is served as usual).
+fn guarded(method: &str, path: &str, f: impl FnOnce() -> Response) -> Response {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            log::error!("BUG: {method} {path} panicked: {what}");
+            super::error_response(&crate::error::Error::Internal(
+                "the daemon hit a bug serving this request (logged); other requests are unaffected"
+                    .into(),
+            ))
         }
     }
 }
@@ -426,6 +455,18 @@ mod tests {
         assert!(!b.permits("10.2.0.1".parse().unwrap()));
         assert!(Allow::new(&["nope".into()]).is_err());
         assert!(Allow::new(&["10.0.0.0/33".into()]).is_err());
+    }
+
+    #[test]
+    fn a_panicking_handler_is_a_500_json() {
+        let r = guarded("GET", "/x", || panic!("boom"));
+        assert_eq!(r.status, 500);
+        let wire::Payload::Bytes(b) = r.payload else {
+            panic!("a JSON body")
+        };
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert!(v["error"].as_str().unwrap().contains("bug"));
+        assert_eq!(guarded("GET", "/x", Response::no_content).status, 204);
     }
 
     #[test]

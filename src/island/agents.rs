@@ -201,23 +201,24 @@ impl Islands {
                 })
                 .collect()
         };
-        self.agent_obs
-            .lock()
-            .unwrap()
-            .insert(island.to_string(), obs.clone());
+        self.with_slot(island, |slot| slot.agent_obs = Some(obs.clone()));
         Ok(obs)
     }
 
     /// The container was (re)started: what ran before says nothing now.
     pub(super) fn forget_agent_obs(&self, island: &str) {
-        self.agent_obs.lock().unwrap().remove(island);
+        self.with_slot(island, |slot| slot.agent_obs = None);
     }
 
     fn cached_obs(&self, island: &str, agent: &str) -> AgentObs {
         let running = self.observed.container(island).state == "running";
-        let cache = self.agent_obs.lock().unwrap();
-        match cache.get(island).and_then(|m| m.get(agent)) {
-            Some(o) if running => o.clone(),
+        let cached = self
+            .with_slot(island, |slot| {
+                slot.agent_obs.as_ref().and_then(|m| m.get(agent).cloned())
+            })
+            .flatten();
+        match cached {
+            Some(o) if running => o,
             _ => AgentObs {
                 state: "stopped".into(),
                 ..Default::default()
@@ -411,9 +412,11 @@ impl Islands {
         }
         let rec = self.update(island, |r| r.agents.retain(|x| x.id != id))?;
         self.prepare_run_dir(&rec)?;
-        if let Some(m) = self.agent_obs.lock().unwrap().get_mut(island) {
-            m.remove(id);
-        }
+        self.with_slot(island, |slot| {
+            if let Some(m) = slot.agent_obs.as_mut() {
+                m.remove(id);
+            }
+        });
         Ok(())
     }
 
@@ -482,12 +485,13 @@ impl Islands {
         // The cache decides without a round trip; only an unknown or "stopped" agent is
         // looked at again, for a moment (a container that just started is starting it).
         let cached = self
-            .agent_obs
-            .lock()
-            .unwrap()
-            .get(island)
-            .and_then(|m| m.get(id))
-            .map(|o| o.state.clone());
+            .with_slot(island, |slot| {
+                slot.agent_obs
+                    .as_ref()
+                    .and_then(|m| m.get(id))
+                    .map(|o| o.state.clone())
+            })
+            .flatten();
         if matches!(cached.as_deref(), None | Some("stopped")) {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
             while self

@@ -10,7 +10,7 @@ use crate::api::AgentStateInfo;
 use crate::error::{Error, Result};
 use crate::events::agent_state_word;
 use crate::runtime::ContainerObs;
-use crate::util;
+use crate::util::{self, lock};
 
 /// How long an announced stop of ours waits for its `die` event before it is forgotten.
 const EXPECT_FOR: Duration = Duration::from_secs(30);
@@ -25,7 +25,7 @@ pub struct AgentStates {
 impl Islands {
     /// Whether `token` is island `name`'s (constant time).
     pub fn token_matches(&self, name: &str, token: &str) -> bool {
-        let map = self.inner.lock().unwrap();
+        let map = lock(&self.slots);
         map.get(name).is_some_and(|s| {
             !s.rec.token.is_empty() && util::ct_eq(s.rec.token.as_bytes(), token.as_bytes())
         })
@@ -33,7 +33,7 @@ impl Islands {
 
     /// The island whose token this is.
     pub fn island_of_token(&self, token: &str) -> Option<String> {
-        let map = self.inner.lock().unwrap();
+        let map = lock(&self.slots);
         // Compare against every island so timing does not say where a match was.
         let mut found = None;
         for (name, s) in map.iter() {
@@ -56,14 +56,14 @@ impl Islands {
             latest: agent_state_word(kind).to_string(),
             updated_at: util::now_rfc3339(),
         };
-        {
-            let mut map = self.agent_states.lock().unwrap();
-            let e = map.entry(island.to_string()).or_default();
+        self.with_slot(island, |slot| {
+            let e = &mut slot.agent_states;
             e.rollup = Some(st.clone());
             if !agent.is_empty() {
                 e.agents.insert(agent.to_string(), st);
             }
-        }
+        })
+        .ok_or_else(|| Error::island_not_found(island))?;
         self.events.publish(kind, island, agent, payload);
         Ok(())
     }
@@ -73,20 +73,19 @@ impl Islands {
         island: &str,
         agent: Option<&str>,
     ) -> Option<AgentStateInfo> {
-        let map = self.agent_states.lock().unwrap();
-        let e = map.get(island)?;
-        match agent {
-            None => e.rollup.clone(),
-            Some(a) => e.agents.get(a).cloned(),
-        }
+        self.with_slot(island, |slot| {
+            let e = &slot.agent_states;
+            match agent {
+                None => e.rollup.clone(),
+                Some(a) => e.agents.get(a).cloned(),
+            }
+        })
+        .flatten()
     }
 
     /// We are about to stop or remove the island's container: its `die` is not a crash.
     pub(super) fn expect_stop(&self, island: &str) {
-        self.own_ops
-            .lock()
-            .unwrap()
-            .insert(island.to_string(), Instant::now());
+        self.with_slot(island, |slot| slot.own_stop = Some(Instant::now()));
     }
 
     /// The engine watcher saw a transition on an island's container.
@@ -95,10 +94,8 @@ impl Islands {
         // A die we announced is consumed by its event; any other die is the engine's doing.
         let ours = action == "die"
             && self
-                .own_ops
-                .lock()
-                .unwrap()
-                .remove(island)
+                .with_slot(island, |slot| slot.own_stop.take())
+                .flatten()
                 .is_some_and(|t| t.elapsed() < EXPECT_FOR);
         match action {
             "start" | "unpause" | "restart" if obs.state == "running" => {

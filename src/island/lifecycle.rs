@@ -219,17 +219,15 @@ impl Islands {
         );
         match source {
             Some(Source::Url(url)) => {
-                // The clone runs on; the island stays busy until it ends.
+                // The clone runs on, carrying the busy mark: the island stays busy until it
+                // ends (or at once, should the thread fail to start).
                 let name2 = name.clone();
                 let islands = Arc::clone(self);
-                std::mem::forget(busy);
                 thread::Builder::new()
                     .name(format!("clone-{name}"))
                     .spawn(move || {
                         islands.populate_from_url(&name2, &url);
-                        if let Some(slot) = islands.inner.lock().unwrap().get_mut(&name2) {
-                            slot.busy = None;
-                        }
+                        drop(busy);
                     })
                     .map_err(|e| Error::Internal(format!("cannot start clone thread: {e}")))?;
             }
@@ -644,6 +642,9 @@ impl Islands {
         self.hub.revoke_where(|t| t.island() == Some(name));
         self.events
             .publish("island.purged", name, "", serde_json::json!({}));
+        // The slot went with `forget`; the event ring is the last thing keyed by the name (a
+        // webhook queue is its subscriber's and stays).
+        self.events.forget_island(name);
         Ok(())
     }
 

@@ -1,5 +1,5 @@
 //! Islands: the records we keep, the registry that holds them, and the operations on them.
-//! No HTTP here. Lock rule: `inner` is held only to read or change records in memory, never
+//! No HTTP here. Lock rule: `slots` is held only to read or change records in memory, never
 //! across an engine call, a file write or a socket write. An island's lifecycle operations are
 //! serialised by its `busy` mark (a second one gets 409), not by a lock.
 
@@ -23,7 +23,7 @@ use crate::events::Bus;
 use crate::runtime::{Engine, Observed};
 use crate::session::Hub;
 use crate::store::{self, Home};
-use crate::util;
+use crate::util::{self, lock};
 
 /// What we persist per island (`$DEJIMA_HOME/islands/<name>/island.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -71,11 +71,34 @@ pub struct Record {
     pub token: String,
 }
 
+/// Everything the daemon keeps about one island, in one place: create fills one entry and
+/// purge removes it, so nothing keyed by the name outlives the island.
 struct Slot {
     rec: Record,
     /// The lifecycle operation under way, if any.
     busy: Option<&'static str>,
+    /// The last observation of the island's agents; None until looked at (or after the
+    /// container restarted, when what ran before says nothing).
+    agent_obs: Option<HashMap<String, agents::AgentObs>>,
+    /// The latest agent-emitted signals.
+    agent_states: autonomy::AgentStates,
+    /// When we announced a stop of our own (its `die` is not a crash).
+    own_stop: Option<Instant>,
 }
+
+impl Slot {
+    fn new(rec: Record, busy: Option<&'static str>) -> Slot {
+        Slot {
+            rec,
+            busy,
+            agent_obs: None,
+            agent_states: Default::default(),
+            own_stop: None,
+        }
+    }
+}
+
+type Registry = Mutex<BTreeMap<String, Slot>>;
 
 /// Daemon-wide settings the islands need.
 #[derive(Debug, Clone)]
@@ -89,33 +112,30 @@ pub struct Islands {
     pub observed: Arc<Observed>,
     pub config: Config,
     pub started_at: String,
-    inner: Mutex<BTreeMap<String, Slot>>,
+    /// The one registry: a slot per island. See docs/ARCHITECTURE.md for the lock order.
+    slots: Arc<Registry>,
     /// Serialises record writes so the file always ends with the latest in-memory record.
     write_lock: Mutex<()>,
     image_cache: Mutex<Option<(Instant, bool)>>,
     /// Attached clients (presence).
     pub hub: Arc<Hub>,
-    /// The last observation of each island's agents.
-    agent_obs: Mutex<HashMap<String, HashMap<String, agents::AgentObs>>>,
     /// Typed events.
     pub events: Arc<Bus>,
-    agent_states: Mutex<HashMap<String, autonomy::AgentStates>>,
-    /// Stops of our own under way (their `die` events are not crashes).
-    own_ops: Mutex<HashMap<String, Instant>>,
     /// Bumped when an island is added or removed (the socket supervisor waits on it).
     generation: Mutex<u64>,
     changed: std::sync::Condvar,
 }
 
-/// Clears an island's busy mark when the operation ends, however it ends.
-pub struct Busy<'a> {
-    islands: &'a Islands,
+/// An island's busy mark, owned: it clears the mark when dropped, wherever it has been moved
+/// (a background clone thread carries it; a thread that fails to start drops it).
+pub struct Busy {
+    slots: Arc<Registry>,
     name: String,
 }
 
-impl Drop for Busy<'_> {
+impl Drop for Busy {
     fn drop(&mut self) {
-        if let Some(slot) = self.islands.inner.lock().unwrap().get_mut(&self.name) {
+        if let Some(slot) = lock(&self.slots).get_mut(&self.name) {
             slot.busy = None;
         }
     }
@@ -136,14 +156,11 @@ impl Islands {
             observed,
             config,
             started_at: util::now_rfc3339(),
-            inner: Mutex::new(BTreeMap::new()),
+            slots: Arc::new(Mutex::new(BTreeMap::new())),
             write_lock: Mutex::new(()),
             image_cache: Mutex::new(None),
             hub,
-            agent_obs: Mutex::new(HashMap::new()),
             events,
-            agent_states: Mutex::new(HashMap::new()),
-            own_ops: Mutex::new(HashMap::new()),
             generation: Mutex::new(0),
             changed: std::sync::Condvar::new(),
         }
@@ -167,10 +184,7 @@ impl Islands {
             match store::read_json::<Record>(&path) {
                 Ok(mut rec) if rec.name == name => {
                     Self::ensure_primary(&mut rec);
-                    self.inner
-                        .lock()
-                        .unwrap()
-                        .insert(name, Slot { rec, busy: None });
+                    lock(&self.slots).insert(name, Slot::new(rec, None));
                     loaded += 1;
                 }
                 Ok(_) => log::error!(
@@ -185,21 +199,19 @@ impl Islands {
 
     /// A copy of one record.
     pub fn record(&self, name: &str) -> Result<Record> {
-        self.inner
-            .lock()
-            .unwrap()
+        lock(&self.slots)
             .get(name)
             .map(|s| s.rec.clone())
             .ok_or_else(|| Error::island_not_found(name))
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.inner.lock().unwrap().keys().cloned().collect()
+        lock(&self.slots).keys().cloned().collect()
     }
 
     /// Mark `name` busy with `op`, or say who holds it.
-    pub fn begin(&self, name: &str, op: &'static str) -> Result<Busy<'_>> {
-        let mut map = self.inner.lock().unwrap();
+    pub fn begin(&self, name: &str, op: &'static str) -> Result<Busy> {
+        let mut map = lock(&self.slots);
         let slot = map
             .get_mut(name)
             .ok_or_else(|| Error::island_not_found(name))?;
@@ -210,70 +222,67 @@ impl Islands {
         }
         slot.busy = Some(op);
         Ok(Busy {
-            islands: self,
+            slots: self.slots.clone(),
             name: name.to_string(),
         })
     }
 
     /// Add a new record, already busy with `op`; 409 when the name is taken.
-    fn reserve(&self, rec: Record, op: &'static str) -> Result<Busy<'_>> {
+    fn reserve(&self, rec: Record, op: &'static str) -> Result<Busy> {
         let name = rec.name.clone();
         {
-            let mut map = self.inner.lock().unwrap();
+            let mut map = lock(&self.slots);
             if map.contains_key(&name) {
                 return Err(Error::Conflict(format!("island {name:?} already exists")));
             }
-            map.insert(
-                name.clone(),
-                Slot {
-                    rec,
-                    busy: Some(op),
-                },
-            );
+            map.insert(name.clone(), Slot::new(rec, Some(op)));
         }
         let busy = Busy {
-            islands: self,
+            slots: self.slots.clone(),
             name: name.clone(),
         };
         self.bump();
         if let Err(e) = self.persist(&name) {
-            self.inner.lock().unwrap().remove(&name);
-            std::mem::forget(busy);
+            lock(&self.slots).remove(&name);
+            self.bump();
             return Err(e);
         }
         Ok(busy)
     }
 
+    /// Read or change an island's slot in memory (never blocking work inside `f`).
+    fn with_slot<T>(&self, name: &str, f: impl FnOnce(&mut Slot) -> T) -> Option<T> {
+        lock(&self.slots).get_mut(name).map(f)
+    }
+
     fn bump(&self) {
-        *self.generation.lock().unwrap() += 1;
+        *lock(&self.generation) += 1;
         self.changed.notify_all();
     }
 
     /// Wait until an island is added or removed, or `limit` passes.
     pub fn wait_for_change(&self, limit: Duration) {
-        let g = self.generation.lock().unwrap();
+        let g = lock(&self.generation);
         let start = *g;
         let _ = self.changed.wait_timeout_while(g, limit, |g| *g == start);
     }
 
     /// Change a record in memory, then write it.
     pub fn update<F: FnOnce(&mut Record)>(&self, name: &str, f: F) -> Result<Record> {
-        let rec = {
-            let mut map = self.inner.lock().unwrap();
-            let slot = map
-                .get_mut(name)
-                .ok_or_else(|| Error::island_not_found(name))?;
-            f(&mut slot.rec);
-            slot.rec.clone()
-        };
+        let rec = self
+            .with_slot(name, |slot| {
+                f(&mut slot.rec);
+                slot.rec.clone()
+            })
+            .ok_or_else(|| Error::island_not_found(name))?;
         self.persist(name)?;
         Ok(rec)
     }
 
     /// Write the current in-memory record of `name` to disk.
     fn persist(&self, name: &str) -> Result<()> {
-        let _w = self.write_lock.lock().unwrap();
-        let rec = self.inner.lock().unwrap().get(name).map(|s| s.rec.clone());
+        let _w = lock(&self.write_lock);
+        let rec = self.with_slot(name, |s| s.rec.clone());
         match rec {
             Some(rec) => store::write_json(&self.home.island_record(name), &rec)
                 .map_err(|e| Error::Internal(format!("cannot save island {name:?}: {e}"))),
@@ -281,10 +290,11 @@ impl Islands {
         }
     }
 
-    /// Drop a record from memory and disk.
+    /// Drop an island's slot (record, marks, observations, agent states) and its record on
+    /// disk.
     fn forget(&self, name: &str) -> Result<()> {
-        let _w = self.write_lock.lock().unwrap();
-        self.inner.lock().unwrap().remove(name);
+        let _w = lock(&self.write_lock);
+        lock(&self.slots).remove(name);
         self.bump();
         store::remove_dir(&self.home.island_dir(name))
             .map_err(|e| Error::Internal(format!("cannot remove island {name:?} config: {e}")))
@@ -294,16 +304,12 @@ impl Islands {
     /// hot path (a crash loses at most that minute of `last_used_at`).
     pub fn touch(&self, name: &str) {
         let now = util::unix_now();
-        let write = {
-            let mut map = self.inner.lock().unwrap();
-            let Some(slot) = map.get_mut(name) else {
-                return;
-            };
+        let write = self.with_slot(name, |slot| {
             let prev = util::parse_rfc3339(&slot.rec.last_used_at).unwrap_or(0);
             slot.rec.last_used_at = util::rfc3339(now);
             now >= prev + 60
-        };
-        if write {
+        });
+        if write == Some(true) {
             if let Err(e) = self.persist(name) {
                 log::warn!("{e}");
             }
@@ -361,13 +367,7 @@ impl Islands {
     }
 
     pub fn list(&self) -> Vec<IslandInfo> {
-        let recs: Vec<Record> = self
-            .inner
-            .lock()
-            .unwrap()
-            .values()
-            .map(|s| s.rec.clone())
-            .collect();
+        let recs: Vec<Record> = lock(&self.slots).values().map(|s| s.rec.clone()).collect();
         recs.iter().map(|r| self.info(r)).collect()
     }
 
@@ -378,7 +378,7 @@ impl Islands {
     /// Whether the default island image exists (cached for a few seconds: the overview is
     /// polled).
     pub fn image_present(&self) -> bool {
-        if let Some((at, v)) = *self.image_cache.lock().unwrap() {
+        if let Some((at, v)) = *lock(&self.image_cache) {
             if at.elapsed() < Duration::from_secs(5) {
                 return v;
             }
@@ -387,12 +387,12 @@ impl Islands {
             .engine
             .image_present(&self.config.default_image)
             .unwrap_or(false);
-        *self.image_cache.lock().unwrap() = Some((Instant::now(), v));
+        *lock(&self.image_cache) = Some((Instant::now(), v));
         v
     }
 
     pub fn forget_image_cache(&self) {
-        *self.image_cache.lock().unwrap() = None;
+        *lock(&self.image_cache) = None;
     }
 
     pub fn overview(&self, attached_clients: u64, webhook_count: u64) -> Overview {
@@ -456,4 +456,80 @@ fn host_memory() -> Option<u64> {
     let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn islands(dir: &std::path::Path) -> Islands {
+        let home = Home::new(dir);
+        home.ensure().unwrap();
+        Islands::new(
+            home,
+            Engine::from_env(),
+            Observed::new(),
+            Config {
+                default_image: "x".into(),
+            },
+            Hub::new(None),
+            Bus::new(),
+        )
+    }
+
+    #[test]
+    fn a_panic_under_the_registry_lock_fails_only_its_own_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = islands(dir.path());
+        let rec = Record {
+            name: "a".into(),
+            ..Record::default()
+        };
+        drop(i.reserve(rec, "creating").unwrap());
+        // A bug inside a critical section poisons the lock...
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = i.update("a", |_| panic!("a bug"));
+        }));
+        assert!(r.is_err());
+        // ...and every other route keeps working.
+        assert_eq!(i.list().len(), 1);
+        assert_eq!(i.record("a").unwrap().name, "a");
+        let busy = i.begin("a", "testing").unwrap();
+        assert!(i.begin("a", "again").is_err());
+        drop(busy);
+        i.update("a", |r| r.title = "ok".into()).unwrap();
+        assert_eq!(i.record("a").unwrap().title, "ok");
+    }
+
+    #[test]
+    fn busy_marks_travel_with_their_owner_and_purge_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = Arc::new(islands(dir.path()));
+        let rec = Record {
+            name: "b".into(),
+            ..Record::default()
+        };
+        let busy = i.reserve(rec, "creating").unwrap();
+        let t = std::thread::spawn(move || drop(busy));
+        t.join().unwrap();
+        let b = i.begin("b", "hibernating").unwrap();
+        drop(b);
+        i.expect_stop("b");
+        i.with_slot("b", |s| {
+            s.agent_obs = Some(HashMap::new());
+            s.agent_states.rollup = Some(crate::api::AgentStateInfo {
+                latest: "task-complete".into(),
+                updated_at: String::new(),
+            });
+        });
+        i.forget("b").unwrap();
+        i.update("b", |_| {}).unwrap_err();
+        let rec = Record {
+            name: "b".into(),
+            ..Record::default()
+        };
+        drop(i.reserve(rec, "creating").unwrap());
+        assert!(i.agent_state_of("b", None).is_none());
+        assert!(i.with_slot("b", |s| s.own_stop.is_none() && s.agent_obs.is_none()).unwrap());
+    }
 }

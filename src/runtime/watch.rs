@@ -2,6 +2,7 @@
 //! owned by one named thread: `docker events` (state transitions, OOM) and `docker stats`
 //! (memory, CPU). Requests read the cache and never wait on the engine.
 
+use crate::util::lock;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,7 +54,7 @@ impl Observed {
 
     /// Observed container state; `missing` when the engine has no such container.
     pub fn container(&self, island: &str) -> ContainerObs {
-        let map = self.containers.lock().unwrap();
+        let map = lock(&self.containers);
         map.get(island).cloned().unwrap_or(ContainerObs {
             state: "missing".into(),
             exit_code: 0,
@@ -62,11 +63,11 @@ impl Observed {
     }
 
     pub fn stats(&self, island: &str) -> Option<StatsSample> {
-        self.stats.lock().unwrap().get(island).cloned()
+        lock(&self.stats).get(island).cloned()
     }
 
     pub fn all_stats(&self) -> Vec<(String, StatsSample)> {
-        let map = self.stats.lock().unwrap();
+        let map = lock(&self.stats);
         map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
@@ -81,7 +82,7 @@ impl Observed {
 
     /// Record a state we caused (so the answer to our own request is already current).
     pub fn set_state(&self, island: &str, state: &str) {
-        let mut map = self.containers.lock().unwrap();
+        let mut map = lock(&self.containers);
         if state == "missing" {
             map.remove(island);
         } else {
@@ -98,17 +99,17 @@ impl Observed {
         }
         drop(map);
         if state != "running" {
-            self.stats.lock().unwrap().remove(island);
+            lock(&self.stats).remove(island);
         }
     }
 
     pub fn set_hook(&self, hook: TransitionHook) {
-        *self.hook.lock().unwrap() = Some(Arc::new(hook));
+        *lock(&self.hook) = Some(Arc::new(hook));
     }
 
     fn apply_event(&self, island: &str, action: &str, exit_code: Option<i64>) {
         let prev = self.container(island);
-        let mut map = self.containers.lock().unwrap();
+        let mut map = lock(&self.containers);
         let entry = map
             .entry(island.to_string())
             .or_insert_with(|| prev.clone());
@@ -140,9 +141,9 @@ impl Observed {
         });
         drop(map);
         if now.state != "running" {
-            self.stats.lock().unwrap().remove(island);
+            lock(&self.stats).remove(island);
         }
-        let hook = self.hook.lock().unwrap().clone();
+        let hook = lock(&self.hook).clone();
         if let Some(h) = hook {
             // A start is reported even when we already recorded the state ourselves.
             if now != prev || action == "oom" || action == "start" {
@@ -152,7 +153,7 @@ impl Observed {
     }
 
     fn replace_all(&self, listing: Vec<(String, String)>) {
-        let mut map = self.containers.lock().unwrap();
+        let mut map = lock(&self.containers);
         let old = std::mem::take(&mut *map);
         for (island, status) in listing {
             let prev = old.get(&island);
@@ -312,7 +313,7 @@ fn stats_loop(engine: &Engine, observed: &Observed) {
                     let Ok(line) = line else { break };
                     if let Some((island, s)) = parse_stats_line(&line) {
                         if observed.container(&island).state == "running" {
-                            observed.stats.lock().unwrap().insert(island, s);
+                            lock(&observed.stats).insert(island, s);
                         }
                     }
                 }

@@ -7,6 +7,7 @@ pub mod pump;
 pub mod terminals;
 pub mod tmux;
 
+use crate::util::lock;
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -130,14 +131,14 @@ impl Hub {
             detached_at: None,
         };
         {
-            let mut ring = self.ring.lock().unwrap();
+            let mut ring = lock(&self.ring);
             ring.push_back((id, rec));
             while ring.len() > RING {
                 ring.pop_front();
             }
         }
         self.publish("client.attached", &target, label);
-        self.clients.lock().unwrap().insert(
+        lock(&self.clients).insert(
             id,
             Client {
                 target,
@@ -157,7 +158,7 @@ impl Hub {
 
     fn leave(&self, id: u64) {
         let (c, island_empty) = {
-            let mut map = self.clients.lock().unwrap();
+            let mut map = lock(&self.clients);
             let Some(c) = map.remove(&id) else { return };
             let island = c.target.island().map(str::to_string);
             let empty = island
@@ -166,7 +167,7 @@ impl Hub {
         };
         let now = util::now_rfc3339();
         {
-            let mut ring = self.ring.lock().unwrap();
+            let mut ring = lock(&self.ring);
             if let Some((_, r)) = ring.iter_mut().find(|(k, _)| *k == c.ring_index) {
                 r.detached_at = Some(now);
             }
@@ -178,14 +179,14 @@ impl Hub {
     }
 
     pub fn set_size(&self, id: u64, rows: u16, cols: u16) {
-        if let Some(c) = self.clients.lock().unwrap().get_mut(&id) {
+        if let Some(c) = lock(&self.clients).get_mut(&id) {
             c.size = Some((rows, cols));
         }
     }
 
     /// The largest known size among clients on `target` (other than `except`).
     pub fn largest(&self, target: &Target, except: u64) -> Option<(u16, u16)> {
-        let map = self.clients.lock().unwrap();
+        let map = lock(&self.clients);
         map.iter()
             .filter(|(k, c)| **k != except && c.target == *target)
             .filter_map(|(_, c)| c.size)
@@ -203,7 +204,7 @@ impl Hub {
     }
 
     fn filtered(&self, f: impl Fn(&Target) -> bool) -> Vec<PresenceEntry> {
-        let map = self.clients.lock().unwrap();
+        let map = lock(&self.clients);
         let mut v: Vec<(u64, PresenceEntry)> = map
             .iter()
             .filter(|(_, c)| f(&c.target))
@@ -222,14 +223,12 @@ impl Hub {
     }
 
     pub fn count(&self) -> usize {
-        self.clients.lock().unwrap().len()
+        lock(&self.clients).len()
     }
 
     /// Recent attach/detach records, newest first.
     pub fn history(&self) -> Vec<ClientRecord> {
-        self.ring
-            .lock()
-            .unwrap()
+        lock(&self.ring)
             .iter()
             .rev()
             .map(|(_, r)| r.clone())
@@ -238,10 +237,7 @@ impl Hub {
 
     /// Close every client matching `f`; returns how many were told to go.
     pub fn revoke_where(&self, f: impl Fn(&Target) -> bool) -> usize {
-        let wakers: Vec<Arc<Waker>> = self
-            .clients
-            .lock()
-            .unwrap()
+        let wakers: Vec<Arc<Waker>> = lock(&self.clients)
             .values()
             .filter(|c| f(&c.target))
             .map(|c| c.waker.clone())

@@ -3,6 +3,7 @@
 //! `dejimad --host-terminals`. Records (label, command) persist in `terminals.json`; whether a
 //! terminal still runs is tmux's answer.
 
+use crate::util::lock;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -77,8 +78,8 @@ impl Terminals {
     }
 
     fn save(&self) -> Result<()> {
-        let _w = self.write.lock().unwrap();
-        let recs = self.records.lock().unwrap().clone();
+        let _w = lock(&self.write);
+        let recs = lock(&self.records).clone();
         store::write_json(&self.home.root.join("terminals.json"), &recs)
             .map_err(|e| Error::Internal(format!("cannot save terminals: {e}")))
     }
@@ -110,7 +111,7 @@ impl Terminals {
     pub fn list(&self) -> Result<Vec<TerminalInfo>> {
         self.require()?;
         let live = self.live();
-        let recs = self.records.lock().unwrap().clone();
+        let recs = lock(&self.records).clone();
         Ok(recs.iter().map(|r| self.info(r, &live)).collect())
     }
 
@@ -193,15 +194,13 @@ impl Terminals {
             cwd,
             created_at: util::now_rfc3339(),
         };
-        self.records.lock().unwrap().push(rec.clone());
+        lock(&self.records).push(rec.clone());
         self.save()?;
         Ok(self.info(&rec, &[s]))
     }
 
     fn find(&self, id: &str) -> Result<Record> {
-        self.records
-            .lock()
-            .unwrap()
+        lock(&self.records)
             .iter()
             .find(|r| r.id == id)
             .cloned()
@@ -212,7 +211,7 @@ impl Terminals {
         self.require()?;
         crate::island::names::check_label(label)?;
         self.find(id)?;
-        if let Some(r) = self.records.lock().unwrap().iter_mut().find(|r| r.id == id) {
+        if let Some(r) = lock(&self.records).iter_mut().find(|r| r.id == id) {
             r.label = label.to_string();
         }
         self.save()?;
@@ -226,7 +225,7 @@ impl Terminals {
         self.hub
             .revoke_where(|t| *t == Target::Terminal { id: id.to_string() });
         let _ = self.tmux(&["kill-session", "-t", &format!("={}", session(id))]);
-        self.records.lock().unwrap().retain(|r| r.id != id);
+        lock(&self.records).retain(|r| r.id != id);
         self.save()
     }
 
