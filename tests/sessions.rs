@@ -494,3 +494,74 @@ fn an_agent_added_while_hibernated_starts_on_wake() {
     c.send_data(b"pwd\r");
     c.expect(&format!("/workspace/.agents/{id}"), T);
 }
+
+/// tmux clients attached inside the island, and the attach processes there.
+fn in_island_clients(d: &Daemon, island: &str) -> (usize, usize) {
+    let (out, _) = d.exec(
+        island,
+        &[
+            "sh",
+            "-c",
+            "tmux -L dejima list-clients 2>/dev/null | wc -l; ps -eo args | grep -c '^tmux -L dejima attach-session' || true",
+        ],
+    );
+    let mut n = out.split_whitespace().map(|w| w.parse::<usize>().unwrap());
+    (n.next().unwrap(), n.next().unwrap())
+}
+
+#[test]
+fn detached_clients_leave_no_tmux_client_behind_in_the_island() {
+    let d = Daemon::start();
+    let i = d.create("ghost");
+    for k in 0..50 {
+        let mut w = d.attach(&format!("{}?label=cycle-{k}", session(&i)));
+        w.hello();
+        // The attach has drawn (the client is really attached) before it leaves.
+        wait_for(T, "the first screen bytes", || {
+            w.pump_once();
+            (!w.output.is_empty()).then_some(())
+        });
+        if k % 2 == 0 {
+            let _ = w.ws.close(None);
+            let _ = w.ws.flush();
+        }
+        drop(w);
+    }
+    wait_for(T, "every attach to end inside the island", || {
+        (in_island_clients(&d, &i.name) == (0, 0)).then_some(())
+    });
+    assert!(d.island(&i.name).attached.is_empty());
+    // The agent itself is untouched.
+    let mut w = d.attach(&session(&i));
+    w.hello();
+    w.send_data(b"echo alive-$((8*8))\r");
+    w.expect("alive-64", T);
+    assert_eq!(in_island_clients(&d, &i.name), (1, 1));
+}
+
+#[test]
+fn a_restarted_daemon_sweeps_the_attaches_a_killed_one_left() {
+    let d = Daemon::start();
+    let i = d.create("sweep");
+    let mut ws = Vec::new();
+    for _ in 0..3 {
+        let mut w = d.attach(&session(&i));
+        w.hello();
+        wait_for(T, "the first screen bytes", || {
+            w.pump_once();
+            (!w.output.is_empty()).then_some(())
+        });
+        ws.push(w);
+    }
+    assert_eq!(in_island_clients(&d, &i.name), (3, 3));
+    // SIGKILL: no pump gets to end its attach.
+    d.kill9();
+    drop(ws);
+    d.spawn();
+    wait_for(T, "the restarted daemon to sweep the strays", || {
+        (in_island_clients(&d, &i.name) == (0, 0)).then_some(())
+    });
+    wait_for(T, "the sweep to be logged", || {
+        d.log().contains("ended 3 stray attach(es)").then_some(())
+    });
+}

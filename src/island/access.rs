@@ -21,7 +21,8 @@ impl Islands {
     fn require_running(&self, name: &str) -> Result<()> {
         let rec = self.record(name)?;
         let obs = self.observed.container(name);
-        if obs.state != "running" {
+        // Until the engine's first listing is in, `missing` means unknown: let docker say.
+        if obs.state != "running" && self.observed.synced() {
             return Err(Error::Conflict(format!(
                 "island {name:?} is not running (state {}, container {}); wake it first",
                 rec.state, obs.state

@@ -301,6 +301,28 @@ impl Islands {
         Ok(())
     }
 
+    /// End every tmux client an earlier daemon's attaches left in the island (at start no
+    /// client of ours is attached yet).
+    pub(super) fn sweep_attaches(&self, island: &str) {
+        // As the agent user: the attaches run as that user, and root in a container lacks
+        // the ptrace right that reading another user's /proc/<pid>/environ needs.
+        let opts = ExecOpts::agent(&["sh", "-c", tmux::DETACH_ALL]);
+        match self.engine.exec(island, &opts, Input::None) {
+            Ok(out) if out.ok() => {
+                let n = out.stdout_str();
+                if !n.trim().is_empty() {
+                    log::info!("island {island}: ended {} stray attach(es)", n.trim());
+                }
+            }
+            Ok(out) => log::warn!(
+                "island {island}: sweeping attaches exited {:?}: {}",
+                out.status,
+                out.stderr_str()
+            ),
+            Err(e) => log::warn!("island {island}: sweeping attaches: {e}"),
+        }
+    }
+
     /// Make every agent that should run, run (create, wake, reset, upgrade, adoption). A
     /// failure is recorded on the agent, not returned: one broken agent must not fail a wake.
     pub fn reconcile_agents(&self, island: &str) {
@@ -508,13 +530,31 @@ impl Islands {
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
         }
+        let mark = util::random_hex(8);
         let argv = self.engine.tty_exec_argv(
             island,
             runtime::AGENT_USER,
-            &[("TERM", "xterm-256color"), ("LANG", "C.UTF-8")],
+            &[
+                ("TERM", "xterm-256color"),
+                ("LANG", "C.UTF-8"),
+                (tmux::ATTACH_MARK, &mark),
+            ],
             &tmux::attach_sized(&tmux::session_name(id)),
         );
         self.touch(island);
+        let (engine, name) = (self.engine.clone(), island.to_string());
+        let on_end = move || {
+            let opts = ExecOpts {
+                timeout: std::time::Duration::from_secs(15),
+                ..ExecOpts::agent(&["sh", "-c", tmux::DETACH_MARKED, "sh", &mark])
+            };
+            match engine.exec(&name, &opts, Input::None) {
+                Ok(out) if out.ok() => {}
+                Ok(out) => log::warn!("island {name}: ending attach {mark}: {}", out.stderr_str()),
+                // A stopped or removed container took the client with it.
+                Err(e) => log::debug!("island {name}: ending attach {mark}: {e}"),
+            }
+        };
         Ok(pump::Spec {
             argv,
             env: Vec::new(),
@@ -523,6 +563,7 @@ impl Islands {
                 agent: id.into(),
             },
             label: label.to_string(),
+            on_end: Some(Box::new(on_end)),
         })
     }
 }

@@ -758,6 +758,7 @@ impl Islands {
             }
         }
         if rec.state == "running" {
+            self.sweep_attaches(name);
             self.reconcile_agents(name);
         }
         Ok(())

@@ -45,6 +45,9 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     pub target: Target,
     pub label: String,
+    /// Run once the attach command is gone, whatever ended the session: ends what the
+    /// attach left running out of this host's reach (the in-island tmux client).
+    pub on_end: Option<Box<dyn FnOnce() + Send>>,
 }
 
 #[derive(Deserialize)]
@@ -106,7 +109,7 @@ fn error_frame(msg: &str) -> String {
 pub fn serve<S: Read + Write + AsRawFd>(
     stream: S,
     leftover: Vec<u8>,
-    spec: Spec,
+    mut spec: Spec,
     hub: &Arc<Hub>,
     stopping: &AtomicBool,
 ) {
@@ -210,6 +213,9 @@ pub fn serve<S: Read + Write + AsRawFd>(
     }
     end_child(&mut child);
     drop(reg);
+    if let Some(f) = spec.on_end.take() {
+        f();
+    }
 }
 
 #[derive(Debug)]

@@ -73,6 +73,35 @@ pub fn respawn(session: &str) -> Vec<String> {
     .collect()
 }
 
+/// The environment variable that marks an attach's tmux client inside an island, so that
+/// client can be found and ended: ending the host's `docker exec` does not end what it
+/// started in the container, and a client left behind would pin window sizes for ever.
+pub const ATTACH_MARK: &str = "DEJIMA_ATTACH";
+
+/// End the attach marked `$1` (SIGHUP, as a closed terminal would; SIGKILL if it lingers).
+/// Run in the island as the agent user, who owns the tmux clients.
+pub const DETACH_MARKED: &str = r#"p=$(grep -lzxsF "DEJIMA_ATTACH=$1" /proc/[0-9]*/environ | cut -d/ -f3)
+[ -n "$p" ] || exit 0
+kill -HUP $p 2>/dev/null
+for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 $p 2>/dev/null || exit 0; sleep 0.05; done
+kill -KILL $p 2>/dev/null
+exit 0
+"#;
+
+/// End every marked attach in an island: at daemon start none of them has a client any more.
+pub const DETACH_ALL: &str = r#"p=$(grep -lzsE "^DEJIMA_ATTACH=" /proc/[0-9]*/environ | cut -d/ -f3)
+[ -n "$p" ] || exit 0
+echo $p | wc -w
+kill -HUP $p 2>/dev/null
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  left=; for x in $p; do kill -0 $x 2>/dev/null && left="$left $x"; done
+  [ -n "$left" ] || exit 0
+  sleep 0.05
+done
+kill -KILL $left 2>/dev/null
+exit 0
+"#;
+
 /// Attach inside an island through `docker exec -it`: the exec's terminal is sized first
 /// (`{rows}`/`{cols}` are filled in by the pump), so tmux never sees docker's 80x24 default.
 pub fn attach_sized(session: &str) -> Vec<String> {

@@ -51,6 +51,8 @@ pub fn terminal_session(app: &App, req: &mut Request, p: &Params) -> Result<Resp
         env,
         target: Target::Terminal { id },
         label: label(req)?,
+        // A host tmux client is the pump's own child: ending it ends the client.
+        on_end: None,
     };
     upgrade(app, req, spec)
 }
