@@ -27,6 +27,9 @@ pub enum Error {
     Unprocessable(String),
     /// The engine is unreachable or timed out (503).
     Unavailable(String),
+    /// A host resource the daemon hands out is used up, e.g. island subnets (507); the
+    /// message says what to change.
+    Exhausted(String),
     /// Our fault (500).
     Internal(String),
 }
@@ -44,6 +47,7 @@ impl Error {
             | Error::TooLarge(m)
             | Error::Unprocessable(m)
             | Error::Unavailable(m)
+            | Error::Exhausted(m)
             | Error::Internal(m) => m,
         }
     }
@@ -68,7 +72,11 @@ impl From<EngineError> for Error {
         match e {
             EngineError::Unavailable(_) => Error::Unavailable(e.to_string()),
             EngineError::NotFound(m) => Error::NotFound(m),
-            EngineError::Failed(m) => Error::Internal(format!("engine: {m}")),
+            EngineError::Failed { .. } => {
+                log::warn!("engine refused: {} ({})", e.text(), e.command());
+                Error::Internal(format!("engine: {}", e.text()))
+            }
+            EngineError::SubnetTaken(_) => Error::Internal(e.to_string()),
         }
     }
 }

@@ -52,7 +52,8 @@ const FILES: &[(&str, &[u8], u32)] = &[
 #[derive(Debug, Clone)]
 pub struct BuildOpts {
     pub tag: String,
-    /// Empty: `$DEJIMA_BASE_IMAGE`, else the bootstrap base if present, else the registry base.
+    /// Empty: the bootstrap base if present, else the registry base (callers fill in the
+    /// daemon's configured base first).
     pub base: String,
     /// Rebuild even when the image was built from this exact context.
     pub force: bool,
@@ -91,14 +92,12 @@ pub fn validate_opts(o: &BuildOpts) -> Result<()> {
     Ok(())
 }
 
-/// Which base to build on.
-pub fn resolve_base(engine: &Engine, requested: &str) -> Result<String> {
-    if !requested.is_empty() {
-        return Ok(requested.to_string());
-    }
-    if let Ok(b) = std::env::var("DEJIMA_BASE_IMAGE") {
+/// Which base to build on: the one asked for, else the daemon's configured one
+/// (`$DEJIMA_BASE_IMAGE`), else the bootstrap base if present, else the registry's.
+pub fn resolve_base(engine: &Engine, requested: &str, configured: &str) -> Result<String> {
+    for b in [requested, configured] {
         if !b.is_empty() {
-            return Ok(b);
+            return Ok(b.to_string());
         }
     }
     Ok(if engine.image_present(BOOTSTRAP_BASE)? {
@@ -106,6 +105,48 @@ pub fn resolve_base(engine: &Engine, requested: &str) -> Result<String> {
     } else {
         REGISTRY_BASE.into()
     })
+}
+
+/// One image build at a time: two would race on the tag and share the engine's build cache
+/// locks for nothing. Held by its owner (a streaming response carries it) until dropped.
+pub struct BuildSlot(());
+
+static BUILDING: (std::sync::Mutex<bool>, std::sync::Condvar) =
+    (std::sync::Mutex::new(false), std::sync::Condvar::new());
+
+impl BuildSlot {
+    /// The build slot, or a 409 while another build runs.
+    pub fn try_claim() -> Result<BuildSlot> {
+        let mut b = crate::util::lock(&BUILDING.0);
+        if *b {
+            return Err(Error::Conflict(
+                "an image build is already running; wait for it to finish, then build again"
+                    .into(),
+            ));
+        }
+        *b = true;
+        Ok(BuildSlot(()))
+    }
+
+    /// The build slot, waiting for a running build to end first.
+    pub fn claim() -> BuildSlot {
+        let mut b = crate::util::lock(&BUILDING.0);
+        while *b {
+            b = BUILDING
+                .1
+                .wait(b)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *b = true;
+        BuildSlot(())
+    }
+}
+
+impl Drop for BuildSlot {
+    fn drop(&mut self) {
+        *crate::util::lock(&BUILDING.0) = false;
+        BUILDING.1.notify_all();
+    }
 }
 
 /// Hash of the embedded context plus the build inputs that change the result.
@@ -142,15 +183,20 @@ pub fn build(
     engine: &Engine,
     work_dir: &Path,
     opts: &BuildOpts,
+    _slot: &BuildSlot,
     out: &mut dyn FnMut(&[u8]) -> bool,
 ) -> Result<bool> {
-    let base = resolve_base(engine, &opts.base)?;
+    let base = resolve_base(engine, &opts.base, "")?;
     let hash = context_hash(&base, &opts.agent_clis);
     if !opts.force && engine.image_label(&opts.tag, CONTEXT_LABEL)? == hash {
         out(format!("{} is up to date ({hash})\n", opts.tag).as_bytes());
         return Ok(false);
     }
-    let ctx: PathBuf = work_dir.join(format!("context-{}", std::process::id()));
+    let ctx: PathBuf = work_dir.join(format!(
+        "context-{}-{}",
+        std::process::id(),
+        crate::util::random_hex(4)
+    ));
     write_context(&ctx)?;
     out(format!("building {} on {base} ({hash})\n", opts.tag).as_bytes());
     let mut args = vec![("BASE".to_string(), base.clone())];
@@ -189,7 +235,7 @@ pub fn build(
 }
 
 /// Make sure `image` exists, building it from the embedded context when it is ours.
-pub fn ensure(engine: &Engine, work_dir: &Path, image: &str) -> Result<()> {
+pub fn ensure(engine: &Engine, work_dir: &Path, image: &str, base: &str) -> Result<()> {
     if engine.image_present(image)? {
         return Ok(());
     }
@@ -201,9 +247,14 @@ pub fn ensure(engine: &Engine, work_dir: &Path, image: &str) -> Result<()> {
     log::info!("island image {image} missing; building it");
     let opts = BuildOpts {
         tag: image.to_string(),
+        base: base.to_string(),
         ..BuildOpts::default()
     };
-    build(engine, work_dir, &opts, &mut |chunk| {
+    let slot = BuildSlot::claim();
+    if engine.image_present(image)? {
+        return Ok(()); // built by the build we waited for
+    }
+    build(engine, work_dir, &opts, &slot, &mut |chunk| {
         log::debug!("build: {}", String::from_utf8_lossy(chunk).trim_end());
         true
     })

@@ -10,6 +10,7 @@ pub mod events;
 pub mod http;
 pub mod image;
 pub mod island;
+pub mod latch;
 pub mod process;
 pub mod runtime;
 pub mod session;

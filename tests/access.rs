@@ -56,20 +56,36 @@ fn exec_returns_output_code_and_honours_options() {
     let v = d.ok(
         "POST",
         &p,
-        Some(json!({"cmd": ["sh", "-c", "exec sleep 300"], "timeout_secs": 1})),
+        // A child in the background and the command itself: both must go.
+        Some(json!({"cmd": ["sh", "-c", "sleep 301 & exec sleep 302"], "timeout_secs": 1})),
     );
     assert!(t.elapsed() < Duration::from_secs(30));
     assert_eq!(v["timed_out"], true, "{v}");
     assert_eq!(v["exit_code"], 124);
     wait_for(
         Duration::from_secs(10),
-        "the timed-out sleep to be gone",
+        "the timed-out command and its child to be gone from the island",
         || {
-            let (out, _) = d.exec(&i.name, &["sh", "-c", "pgrep -x sleep | wc -l"]);
-            // The entrypoint's own `sleep 3600` is one.
-            (out.trim() == "1").then_some(())
+            let (out, _) = d.exec(&i.name, &["sh", "-c", "pgrep -f 'sleep 30[12]' | wc -l"]);
+            (out.trim() == "0").then_some(())
         },
     );
+    // A command that finishes in time is not touched, and nothing of it is left marked.
+    let v = d.ok(
+        "POST",
+        &p,
+        Some(json!({"cmd": ["sh", "-c", "echo quick"], "timeout_secs": 5})),
+    );
+    assert_eq!((v["stdout"].as_str(), v.get("timed_out")), (Some("quick\n"), None));
+
+    // Environment values reach the command but never the daemon's argv or log.
+    let v = d.ok(
+        "POST",
+        &p,
+        Some(json!({"cmd": ["sh", "-c", "echo $SECRET_THING"], "env": {"SECRET_THING": "hunter2-xyzzy"}})),
+    );
+    assert_eq!(v["stdout"], "hunter2-xyzzy\n");
+    assert!(!d.log().contains("hunter2-xyzzy"), "an env value reached the log");
 
     for bad in [
         json!({"cmd": []}),

@@ -1,5 +1,9 @@
 //! Session benchmarks, run by `scripts/bench` (ignored in the normal run). Each figure is set
 //! against a raw `docker exec -it <c> tmux attach` on a PTY measured in the same run.
+//!
+//! Output protocol (what `scripts/bench` keeps): figures are lines starting `bench: `, goal
+//! verdicts are lines `goal: <name>: met|missed (<measured> vs <target>)`, also appended to the
+//! file named by `BENCH_GOALS` when it is set.
 
 mod support;
 
@@ -17,6 +21,29 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// One measured figure.
+fn figure(line: impl std::fmt::Display) {
+    println!("bench: {line}");
+}
+
+/// One goal verdict: printed, and appended to `$BENCH_GOALS` for the closing summary.
+fn goal(name: &str, met: bool, measured: impl std::fmt::Display, target: impl std::fmt::Display) {
+    let line = format!(
+        "goal: {name}: {} ({measured} vs {target})",
+        if met { "met" } else { "missed" }
+    );
+    println!("{line}");
+    if let Some(p) = std::env::var_os("BENCH_GOALS").filter(|p| !p.is_empty()) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
 }
 
 /// A raw attach: docker exec -it on a PTY of our own.
@@ -121,13 +148,67 @@ fn ws_until(w: &mut Ws, needle: &str, from: usize) {
     }
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+/// A `kB` field of a /proc file (`VmRSS:` in status, `Pss:` in smaps_rollup); 0 when gone.
+fn proc_kb(pid: u32, file: &str, key: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
     s.lines()
-        .find(|l| l.starts_with("VmRSS"))
+        .find(|l| l.starts_with(key))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    proc_kb(pid, "status", "VmRSS:")
+}
+
+/// Every live descendant of `root` (children, their children, ...), from the ppid field of
+/// each /proc/<pid>/stat.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of: Vec<(u32, u32)> = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|v| v.parse().ok()) {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(c, pp) in &parent_of {
+            if pp == p && c != root && !out.contains(&c) {
+                out.push(c);
+                frontier.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Memory of `root` and all its descendants: (processes, summed RSS kB, summed PSS kB).
+/// RSS counts shared pages once per process (the figure the goal uses); PSS splits them.
+fn tree_mem(root: u32) -> (usize, u64, u64) {
+    let mut pids = descendants(root);
+    pids.push(root);
+    let rss = pids.iter().map(|&p| rss_kb(p)).sum();
+    let pss = pids
+        .iter()
+        .map(|&p| proc_kb(p, "smaps_rollup", "Pss:"))
+        .sum();
+    (pids.len(), rss, pss)
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
 }
 
 #[test]
@@ -135,7 +216,17 @@ fn rss_kb(pid: u32) -> u64 {
 fn bench_sessions() {
     println!();
     let d = Daemon::start();
-    println!("daemon idle: RSS {} kB", rss_kb(d.pid()));
+    let idle = rss_kb(d.pid());
+    let (idle_n, idle_tree, idle_pss) = tree_mem(d.pid());
+    figure(format_args!(
+        "daemon idle: RSS {idle} kB; process tree {idle_n} processes, RSS {idle_tree} kB, PSS {idle_pss} kB"
+    ));
+    goal(
+        "daemon idle RSS",
+        mb(idle) <= 15.0,
+        format_args!("{:.1} MB", mb(idle)),
+        "<= 15 MB",
+    );
     let i = d.create("sbench");
     let c = format!("dejima-{}", i.name);
     let path = format!("/v1/islands/{}/session?label=bench", i.name);
@@ -174,12 +265,18 @@ fn bench_sessions() {
         ws_fb.push(t.elapsed());
     }
     let (r, w) = (pct(&mut raw_fb, 0.5), pct(&mut ws_fb, 0.5));
-    println!(
-        "first byte: raw attach p50 {:.1} ms, websocket p50 {:.1} ms (handshake {:.1} ms of it), {:+.1} ms (goal <= +20 ms)",
+    let fb = ms(w) - ms(r);
+    figure(format_args!(
+        "first byte (10 rounds): raw attach p50 {:.1} ms, websocket p50 {:.1} ms (handshake {:.1} ms of it), {fb:+.1} ms",
         ms(r),
         ms(w),
         ms(pct(&mut hs, 0.5)),
-        ms(w) - ms(r)
+    ));
+    goal(
+        "first screen byte",
+        fb <= 20.0,
+        format_args!("{fb:+.1} ms"),
+        "<= +20 ms",
     );
 
     // --- keystroke echo round trip ---
@@ -216,9 +313,16 @@ fn bench_sessions() {
         pct(&mut lat_ws, 0.5),
         pct(&mut lat_ws, 0.99),
     );
-    println!(
-        "echo: raw p50 {:.2} ms p99 {:.2} ms, websocket p50 {:.2} ms p99 {:.2} ms, {:+.2} ms at p50 (goal <= +1 ms)",
-        ms(r50), ms(r99), ms(w50), ms(w99), ms(w50) - ms(r50)
+    let echo = ms(w50) - ms(r50);
+    figure(format_args!(
+        "echo ({rounds} keys): raw p50 {:.2} ms p99 {:.2} ms, websocket p50 {:.2} ms p99 {:.2} ms, {echo:+.2} ms at p50",
+        ms(r50), ms(r99), ms(w50), ms(w99)
+    ));
+    goal(
+        "keystroke echo p50",
+        echo <= 1.0,
+        format_args!("{echo:+.2} ms"),
+        "<= +1 ms",
     );
     drop(w);
 
@@ -265,9 +369,22 @@ fn bench_sessions() {
         .max()
         .unwrap();
     let t_ten = last - t;
-    println!(
-        "bulk ({n} lines): raw attach {:.0} ms, 1 websocket {:.0} ms (ratio {:.2}, goal <= 1.05), 10 websockets {:.0} ms (ratio {:.2}, goal <= 1.3)",
-        ms(t_raw), ms(t_one), ms(t_one) / ms(t_raw), ms(t_ten), ms(t_ten) / ms(t_raw)
+    let (b1, b10) = (ms(t_one) / ms(t_raw), ms(t_ten) / ms(t_raw));
+    figure(format_args!(
+        "bulk ({n} lines): raw attach {:.0} ms, 1 websocket {:.0} ms (ratio {b1:.2}), 10 websockets {:.0} ms (ratio {b10:.2})",
+        ms(t_raw), ms(t_one), ms(t_ten)
+    ));
+    goal(
+        "bulk output 1 client",
+        b1 <= 1.05,
+        format_args!("ratio {b1:.2}"),
+        "<= 1.05",
+    );
+    goal(
+        "bulk output 10 clients",
+        b10 <= 1.3,
+        format_args!("ratio {b10:.2}"),
+        "<= 1.3",
     );
 
     // --- memory with many attached clients ---
@@ -291,12 +408,25 @@ fn bench_sessions() {
             w.pump_once_nowait();
         }
     }
-    println!(
-        "daemon with {target} attached clients: RSS {} kB (goal <= 300 MB), threads {}",
-        rss_kb(d.pid()),
-        std::fs::read_dir(format!("/proc/{}/task", d.pid()))
-            .map(|r| r.count())
-            .unwrap_or(0)
+    let own = rss_kb(d.pid());
+    let threads = std::fs::read_dir(format!("/proc/{}/task", d.pid()))
+        .map(|r| r.count())
+        .unwrap_or(0);
+    let (procs, tree, pss) = tree_mem(d.pid());
+    let per = |total: u64, base: u64| mb(total.saturating_sub(base)) / target.max(1) as f64;
+    figure(format_args!(
+        "memory with {target} attached clients: daemon RSS {own} kB ({threads} threads); process tree (daemon + {} descendants) RSS {tree} kB = {:.1} MB, PSS {pss} kB = {:.1} MB; per client {:.2} MB RSS, {:.2} MB PSS",
+        procs - 1,
+        mb(tree),
+        mb(pss),
+        per(tree, idle_tree),
+        per(pss, idle_pss),
+    ));
+    goal(
+        &format!("process tree RSS with {target} clients"),
+        mb(tree) <= 300.0,
+        format_args!("{:.1} MB (daemon alone {:.1} MB)", mb(tree), mb(own)),
+        "<= 300 MB",
     );
     drop(clients);
 }

@@ -258,7 +258,7 @@ fn sigterm_lets_requests_finish_and_leaves_islands_running() {
             .map(status_json)
     });
     // The exec is under way when its docker exec process exists.
-    let pattern = format!("exec -u agent -w /workspace dejima-{} timeout", i.name);
+    let pattern = format!("dejima-{} sh -c sleep 2", i.name);
     wait_for(Duration::from_secs(10), "the exec to start", || {
         Command::new("pgrep")
             .args(["-f", &pattern])
@@ -301,10 +301,10 @@ fn socket_is_private_stale_ones_are_replaced_live_ones_refused() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("running dejimad"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        err.contains("already running") && err.contains(&d.pid().to_string()),
+        "{err}"
     );
     assert_eq!(
         d.req("GET", "/v1/healthz", None).0,
@@ -316,6 +316,82 @@ fn socket_is_private_stale_ones_are_replaced_live_ones_refused() {
     assert!(d.sock().exists());
     d.spawn();
     assert_eq!(d.req("GET", "/v1/healthz", None).0, 200);
+}
+
+#[test]
+fn daemons_started_at_once_on_one_home_leave_exactly_one_serving() {
+    let home = std::path::PathBuf::from(format!("/tmp/dj-race-{}", dejima::util::random_hex(4)));
+    std::fs::create_dir_all(&home).unwrap();
+    let mut kids: Vec<std::process::Child> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_dejimad"))
+                .env("DEJIMA_HOME", &home)
+                .env("DEJIMA_LABELS", "dejima.test=1")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let c = dejima::client::Client::unix(home.join("dejimad.sock"));
+    wait_for(Duration::from_secs(20), "three to give up and one to serve", || {
+        let exited = kids
+            .iter_mut()
+            .map(|k| k.try_wait().unwrap().is_some())
+            .filter(|e| *e)
+            .count();
+        let serving = c
+            .send("GET", "/v1/healthz", Body::None)
+            .is_ok_and(|r| r.status == 200);
+        (exited == 3 && serving).then_some(())
+    });
+    let mut survivor = None;
+    for mut k in kids {
+        match k.try_wait().unwrap() {
+            Some(st) => {
+                assert!(!st.success());
+                let mut err = String::new();
+                std::io::Read::read_to_string(k.stderr.as_mut().unwrap(), &mut err).unwrap();
+                assert!(err.contains("already running"), "{err}");
+            }
+            None => survivor = Some(k),
+        }
+    }
+    let mut survivor = survivor.expect("one daemon serves");
+    let lock = std::fs::read_to_string(home.join("dejimad.lock")).unwrap();
+    assert_eq!(lock.trim(), survivor.id().to_string(), "the lock names the survivor");
+    // Its socket was never removed under it.
+    assert_eq!(c.send("GET", "/v1/healthz", Body::None).unwrap().status, 200);
+    let _ = survivor.kill();
+    let _ = survivor.wait();
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
+fn sigterm_with_idle_streams_attached_exits_at_once() {
+    let d = Daemon::start();
+    let i = d.create("quit");
+    // An idle event stream, an idle log follower and an attached terminal.
+    let mut sse = d.stream("");
+    let _ = sse.next(Duration::from_millis(100));
+    let mut follow = d.client.clone();
+    follow.timeout = Some(Duration::from_millis(200));
+    let logs = follow
+        .call("GET", &format!("/v1/islands/{}/logs?follow=true&tail=0", i.name), Body::None)
+        .unwrap();
+    let mut ws = d.attach(&format!("/v1/islands/{}/session", i.name));
+    ws.hello();
+    let t = std::time::Instant::now();
+    let st = d.terminate();
+    let took = t.elapsed();
+    assert!(st.success(), "{st}");
+    // Before: the stream's 15 s keepalive tick and a 10 s drain; now the streams wake on the
+    // shutdown signal itself.
+    assert!(took < Duration::from_secs(3), "SIGTERM took {took:?}");
+    drop((sse, logs));
+    assert!(ws.expect_close(Duration::from_secs(5)).starts_with("1001"));
+    d.spawn();
 }
 
 #[test]

@@ -138,3 +138,114 @@ fn a_101_carries_exactly_one_connection_header_and_no_body_headers() {
     assert!(named("content-length").is_empty(), "{text}");
     assert!(named("transfer-encoding").is_empty(), "{text}");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Read until the peer closes (Ok) or `limit` passes (Err), returning what came.
+fn read_to_close(s: &mut dyn Read, limit: Duration) -> Result<String, String> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(String::from_utf8_lossy(&out).into_owned()),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Ok(String::from_utf8_lossy(&out).into_owned())
+            }
+            Err(_) if std::time::Instant::now() < deadline => {}
+            Err(e) => return Err(format!("{e}; got {:?}", String::from_utf8_lossy(&out))),
+        }
+    }
+}
+
+#[test]
+fn idle_and_half_sent_connections_are_cut_and_a_full_listener_answers_503() {
+    let port = free_port();
+    let tcp = format!("127.0.0.1:{port}");
+    let d = Daemon::start_with(
+        &[
+            "--tcp", &tcp, "--max-connections", "40", "--header-timeout", "2", "--idle-timeout",
+            "2",
+        ],
+        &[],
+    );
+    let i = d.create("conns");
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(d.home.join("islands").join(&i.name).join("island.json")).unwrap(),
+    )
+    .unwrap();
+    let token = rec["token"].as_str().unwrap().to_string();
+    let island_sock = d.home.join("islands").join(&i.name).join("run/dejimad.sock");
+    let pid = d.pid();
+    let base = threads_of(pid);
+
+    // A listener full of connections that sent half a request line and stopped.
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        let mut s = std::net::TcpStream::connect(&tcp).unwrap();
+        s.write_all(b"GET /v1/heal").unwrap();
+        held.push(s);
+    }
+    wait_for(Duration::from_secs(10), "the daemon to hold all 40", || {
+        (threads_of(pid) >= base + 40).then_some(())
+    });
+    // One more is told why at once, and how to change it.
+    let mut extra = std::net::TcpStream::connect(&tcp).unwrap();
+    extra.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let reply = read_to_close(&mut extra, Duration::from_secs(5)).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    assert!(reply.contains("--max-connections"), "{reply}");
+    // The operator socket and the island's own socket are not starved by TCP.
+    let (s, _) = d.req("GET", "/v1/healthz", None);
+    assert_eq!(s, 200);
+    let mut isl = UnixStream::connect(&island_sock).unwrap();
+    isl.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        isl,
+        "GET /v1/healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let reply = read_to_close(&mut isl, Duration::from_secs(5)).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+
+    // The head deadline answers the half-sent requests and frees their threads.
+    for s in &mut held {
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let reply = read_to_close(s, Duration::from_secs(15)).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    }
+    drop(held);
+    wait_for(Duration::from_secs(10), "the connection threads to end", || {
+        (threads_of(pid) <= base + 2).then_some(())
+    });
+
+    // A connection that never sends a byte is closed too, and so is an idle keep-alive one.
+    let mut silent = std::net::TcpStream::connect(&tcp).unwrap();
+    silent.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    assert_eq!(read_to_close(&mut silent, Duration::from_secs(15)).unwrap(), "");
+    let mut kept = std::net::TcpStream::connect(&tcp).unwrap();
+    kept.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    kept.write_all(b"GET /v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let reply = read_to_close(&mut kept, Duration::from_secs(15)).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("keep-alive"), "{reply}");
+}

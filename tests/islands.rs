@@ -687,3 +687,167 @@ fn overview_and_healthz() {
         (Some(0), Some(1))
     );
 }
+
+fn subnet_of(name: &str) -> String {
+    docker_ok(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+        &format!("dejima-net-{name}"),
+    ])
+}
+
+/// The networks an island's container is attached to.
+fn networks_of(name: &str) -> String {
+    docker_ok(&[
+        "inspect",
+        "--format",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+        &format!("dejima-{name}"),
+    ])
+}
+
+fn create_no_repo(d: &Daemon, name: &str) -> (u16, serde_json::Value) {
+    d.req(
+        "POST",
+        "/v1/islands",
+        Some(serde_json::json!({"name": name, "no_repo": true, "agent": "custom", "cmd": "bash"})),
+    )
+}
+
+#[test]
+fn island_subnets_come_from_the_pool_exhaustion_is_507_and_purge_returns_them() {
+    // A pool of four /28s, private to this test.
+    let third = u8::from_str_radix(&dejima::util::random_hex(1), 16).unwrap();
+    let pool = format!("10.214.{third}.0/26");
+    let d = Daemon::start_with(&["--subnet-pool", &pool, "--subnet-prefix", "28"], &[]);
+    let names: Vec<String> = (0..4).map(|_| unique("pool")).collect();
+    let _guards: Vec<Sweep> = names.iter().map(|n| Sweep(n.clone())).collect();
+    for n in &names {
+        let (s, v) = create_no_repo(&d, n);
+        assert_eq!(s, 201, "{v}");
+    }
+    let mut subnets: Vec<String> = names.iter().map(|n| subnet_of(n)).collect();
+    for (n, s) in names.iter().zip(&subnets) {
+        assert!(s.starts_with(&format!("10.214.{third}.")) && s.ends_with("/28"), "{n}: {s}");
+        assert_eq!(networks_of(n), format!("dejima-net-{n}"), "an island is on its own network only");
+    }
+    subnets.sort();
+    subnets.dedup();
+    assert_eq!(subnets.len(), 4, "each island has its own subnet");
+
+    // The fifth finds the pool used up: a clear 507 that says what to change, and nothing left.
+    let fifth = unique("pool");
+    let _g5 = Sweep(fifth.clone());
+    let (s, v) = create_no_repo(&d, &fifth);
+    assert_eq!(s, 507, "{v}");
+    assert!(err_text(&v).contains("--subnet-pool"), "{v}");
+    assert_eq!(d.req("GET", &format!("/v1/islands/{fifth}"), None).0, 404);
+    assert!(!docker(&["network", "inspect", &format!("dejima-net-{fifth}")]).status.success());
+    assert!(!docker(&["volume", "inspect", &format!("dejima-{fifth}-home")]).status.success());
+
+    // Purge gives the subnet back.
+    let freed = subnet_of(&names[1]);
+    let (s, _) = d.req("DELETE", &format!("/v1/islands/{}?force=true", names[1]), None);
+    assert_eq!(s, 204);
+    let (s, v) = create_no_repo(&d, &fifth);
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(subnet_of(&fifth), freed);
+    for n in names.iter().chain([&fifth]) {
+        let _ = d.req("DELETE", &format!("/v1/islands/{n}?force=true"), None);
+    }
+}
+
+#[test]
+fn forty_islands_each_on_a_network_of_its_own() {
+    // The engine's default address pools end near 30 networks; the daemon's pool does not.
+    let d = Daemon::start();
+    let names: Vec<String> = (0..40).map(|_| unique("many")).collect();
+    let _guards: Vec<Sweep> = names.iter().map(|n| Sweep(n.clone())).collect();
+    std::thread::scope(|s| {
+        for chunk in names.chunks(10) {
+            let d = &d;
+            s.spawn(move || {
+                for n in chunk {
+                    let (st, v) = create_no_repo(d, n);
+                    assert_eq!(st, 201, "{n}: {v}");
+                    // Most of a host's islands sleep.
+                    d.ok("POST", &format!("/v1/islands/{n}/hibernate"), None);
+                }
+            });
+        }
+    });
+    let mut subnets: Vec<String> = names.iter().map(|n| subnet_of(n)).collect();
+    subnets.sort();
+    subnets.dedup();
+    assert_eq!(subnets.len(), 40, "forty distinct subnets");
+    let last = names.last().unwrap();
+    d.ok("POST", &format!("/v1/islands/{last}/wake"), None);
+    assert_eq!(networks_of(last), format!("dejima-net-{last}"));
+    assert_eq!(d.ok("GET", "/v1/islands", None).as_array().unwrap().len(), 40);
+    std::thread::scope(|s| {
+        for chunk in names.chunks(10) {
+            let d = &d;
+            s.spawn(move || {
+                for n in chunk {
+                    let (st, _) = d.req("DELETE", &format!("/v1/islands/{n}?force=true"), None);
+                    assert_eq!(st, 204);
+                    assert!(!docker(&["network", "inspect", &format!("dejima-net-{n}")])
+                        .status
+                        .success());
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn a_second_image_build_while_one_runs_is_409() {
+    use std::io::Read;
+    let d = Daemon::start();
+    let tag = format!("dejima/island:buildtest-{}", dejima::util::random_hex(4));
+    let body = serde_json::to_vec(&serde_json::json!({"tag": tag, "force": true})).unwrap();
+    let mut first = d
+        .client
+        .call(
+            "POST",
+            "/v1/image/build",
+            dejima::client::Body::Bytes(&body, "application/json"),
+        )
+        .unwrap();
+    // The first is under way once it says what it builds.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("building ") {
+        let n = first.reader().read(&mut buf).unwrap();
+        assert!(n > 0, "the build stream ended early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let (s, v) = d.req(
+        "POST",
+        "/v1/image/build",
+        Some(serde_json::json!({"tag": format!("{tag}-2"), "force": true})),
+    );
+    assert_eq!(s, 409, "{v}");
+    assert!(err_text(&v).contains("already running"), "{v}");
+    let mut rest = String::new();
+    first.reader().read_to_string(&mut rest).unwrap();
+    assert!(rest.trim_end().lines().last().unwrap().starts_with("ok:"), "{rest}");
+    // Once it is done, building is open again.
+    let r = d
+        .client
+        .call(
+            "POST",
+            "/v1/image/build",
+            dejima::client::Body::Bytes(&body, "application/json"),
+        )
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(r.trim_end().lines().last().unwrap().starts_with("ok:"), "{r}");
+    let _ = docker(&["rmi", &tag]);
+    assert!(!d.home.join("image").read_dir().map(|mut e| e.any(|f| f
+        .map(|f| f.file_name().to_string_lossy().starts_with("context-"))
+        .unwrap_or(false))).unwrap_or(false), "no build context is left behind");
+}

@@ -1,8 +1,15 @@
+use std::time::Duration;
+
 use argh::FromArgs;
 
 /// dejimad: the Dejima daemon. Serves the HTTP + websocket API on $DEJIMA_HOME/dejimad.sock
-/// (mode 0600; DEJIMA_HOME defaults to ~/.dejima) and optionally on TCP. Log level: RUST_LOG
-/// (error, warn, info, debug). Engine: DEJIMA_DOCKER (default docker).
+/// (mode 0600; DEJIMA_HOME defaults to ~/.dejima) and optionally on TCP.
+///
+/// Environment: DEJIMA_HOME (state directory), DEJIMA_DOCKER (docker CLI, default docker),
+/// DEJIMA_LABELS (k=v,... extra labels on every engine object), DEJIMA_ENGINE_TIMEOUT
+/// (seconds one engine call may take, default 120), DEJIMA_BASE_IMAGE (base of island image
+/// builds), DEJIMA_WEBHOOK_GIVE_UP_SECS (default 86400), DEJIMA_WEBHOOK_MAX_BACKOFF_SECS
+/// (default 300), RUST_LOG (error, warn, info, debug).
 #[derive(FromArgs)]
 struct Args {
     /// also listen on TCP, e.g. :7273 or 127.0.0.1:7273 (loopback and tailnet peers only)
@@ -17,9 +24,81 @@ struct Args {
     /// serve host terminals (operator shells in tmux on this host) under /v1/terminals
     #[argh(switch)]
     host_terminals: bool,
+    /// connections each listener (the socket, TCP) holds at once; more get 503 (default 512)
+    #[argh(option, default = "512")]
+    max_connections: usize,
+    /// seconds a request head may take to arrive, from its first byte or the accept (default 10)
+    #[argh(option, default = "10")]
+    header_timeout: u64,
+    /// seconds a keep-alive connection may wait for its next request (default 60)
+    #[argh(option, default = "60")]
+    idle_timeout: u64,
+    /// seconds a request body may stall between reads (default 60)
+    #[argh(option, default = "60")]
+    body_timeout: u64,
+    /// IPv4 range island networks are cut from, one subnet each (default 10.213.0.0/16)
+    #[argh(option, default = "dejima::runtime::SubnetPool::DEFAULT.to_string()")]
+    subnet_pool: String,
+    /// prefix length of each island's subnet within --subnet-pool (default 28)
+    #[argh(option, default = "dejima::runtime::SubnetPool::DEFAULT_SUBNET_BITS")]
+    subnet_prefix: u8,
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+}
+
+/// A number of seconds from the environment, or `default`.
+fn env_secs(name: &str, default: u64) -> Result<Duration, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(Duration::from_secs(default)),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{name}={v:?} is not a number of seconds")),
+    }
+}
+
+fn options(args: Args) -> Result<dejima::daemon::Options, String> {
+    let positive = |n: u64, flag: &str| {
+        if n == 0 {
+            Err(format!("--{flag} must be at least 1"))
+        } else {
+            Ok(Duration::from_secs(n))
+        }
+    };
+    if args.max_connections == 0 {
+        return Err("--max-connections must be at least 1".into());
+    }
+    let home = match std::env::var_os("DEJIMA_HOME") {
+        Some(p) if !p.is_empty() => std::path::PathBuf::from(p),
+        _ => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+            .join(".dejima"),
+    };
+    Ok(dejima::daemon::Options {
+        home,
+        tcp: args.tcp,
+        allow_cidr: args.allow_cidr,
+        image: args.image,
+        base_image: std::env::var("DEJIMA_BASE_IMAGE").unwrap_or_default(),
+        host_terminals: args.host_terminals,
+        limits: dejima::http::server::Limits {
+            max_connections: args.max_connections,
+            head_timeout: positive(args.header_timeout, "header-timeout")?,
+            idle_timeout: positive(args.idle_timeout, "idle-timeout")?,
+            body_timeout: positive(args.body_timeout, "body-timeout")?,
+        },
+        docker: std::env::var("DEJIMA_DOCKER").unwrap_or_else(|_| "docker".into()),
+        labels: dejima::runtime::Engine::parse_labels(
+            &std::env::var("DEJIMA_LABELS").unwrap_or_default(),
+        ),
+        engine_timeout: env_secs("DEJIMA_ENGINE_TIMEOUT", 120)?,
+        subnets: dejima::runtime::SubnetPool::parse(&args.subnet_pool, args.subnet_prefix)?,
+        webhooks: dejima::events::webhooks::Policy {
+            give_up: env_secs("DEJIMA_WEBHOOK_GIVE_UP_SECS", 24 * 3600)?,
+            max_backoff: env_secs("DEJIMA_WEBHOOK_MAX_BACKOFF_SECS", 300)?,
+        },
+    })
 }
 
 fn main() {
@@ -31,13 +110,8 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
-    let opts = dejima::daemon::Options {
-        tcp: args.tcp,
-        allow_cidr: args.allow_cidr,
-        image: args.image,
-        host_terminals: args.host_terminals,
-    };
-    if let Err(e) = dejima::daemon::run(opts) {
+    let result = options(args).and_then(dejima::daemon::run);
+    if let Err(e) = result {
         eprintln!("dejimad: {e}");
         std::process::exit(1);
     }

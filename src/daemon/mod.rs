@@ -1,7 +1,6 @@
 //! `dejimad`'s life: state directory, engine watchers, adoption, listeners, signals, and an
 //! ordered shutdown (stop accepting, let requests finish within a bound, leave islands running).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -10,9 +9,10 @@ use nix::sys::signal::{SigSet, Signal};
 
 use crate::events::webhooks::Webhooks;
 use crate::events::Bus;
-use crate::http::server::{self, Allow, InFlight, Listener};
+use crate::http::server::{self, Allow, InFlight, Limits, Listener};
 use crate::http::App;
 use crate::island::{Config, Islands};
+use crate::latch::Latch;
 use crate::runtime::{self, Engine, Observed};
 use crate::session::terminals::Terminals;
 use crate::session::Hub;
@@ -21,16 +21,83 @@ use crate::store::Home;
 /// How long in-flight requests get to finish on shutdown.
 const DRAIN: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, Default)]
+/// Every setting the daemon reads, from its flags or its environment, in one place: `main`
+/// fills it (documented in `dejimad --help` and dejimad(8)) and it is passed down from here.
+#[derive(Debug, Clone)]
 pub struct Options {
+    /// State directory (`$DEJIMA_HOME`, default `~/.dejima`).
+    pub home: std::path::PathBuf,
     /// `--tcp` address (`:7273`, `127.0.0.1:7273`).
     pub tcp: Option<String>,
     /// Extra CIDRs the TCP listener accepts.
     pub allow_cidr: Vec<String>,
     /// Default island image.
     pub image: String,
+    /// Base for island image builds (`$DEJIMA_BASE_IMAGE`); empty: the bootstrap base if
+    /// present, else the registry's Debian.
+    pub base_image: String,
     /// Serve host terminals (`/v1/terminals`).
     pub host_terminals: bool,
+    /// Connections, head, idle and body deadlines of the operator listeners.
+    pub limits: Limits,
+    /// The docker CLI (`$DEJIMA_DOCKER`).
+    pub docker: String,
+    /// Extra labels on every engine object (`$DEJIMA_LABELS`, `k=v,k2=v2`).
+    pub labels: Vec<(String, String)>,
+    /// Longest one engine call may take before the engine counts as unreachable
+    /// (`$DEJIMA_ENGINE_TIMEOUT`, seconds).
+    pub engine_timeout: Duration,
+    /// Island networks' addresses: a range the daemon cuts into one small subnet per island.
+    pub subnets: crate::runtime::SubnetPool,
+    /// Webhook retry policy (`$DEJIMA_WEBHOOK_GIVE_UP_SECS`, `$DEJIMA_WEBHOOK_MAX_BACKOFF_SECS`).
+    pub webhooks: crate::events::webhooks::Policy,
+}
+
+/// Connections one island's own socket may hold (its agents' hooks and CLIs).
+const ISLAND_SOCKET_CONNECTIONS: usize = 64;
+
+/// Raise the open-file limit to its hard ceiling: every attached client holds a socket, a PTY
+/// and pipes, and a soft limit of 1024 would refuse clients long before memory runs out.
+fn raise_nofile() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => log::info!("open-file limit raised from {soft} to {hard}"),
+            Err(e) => log::warn!("cannot raise the open-file limit from {soft}: {e}"),
+        },
+        Ok((soft, _)) => log::debug!("open-file limit {soft}"),
+        Err(e) => log::warn!("cannot read the open-file limit: {e}"),
+    }
+}
+
+/// Hold `$DEJIMA_HOME/dejimad.lock` for the life of the process, so a second daemon on the
+/// same home stops before it touches the socket (two starting at once could otherwise both
+/// remove and bind it). The lock dies with the process, however it dies.
+fn take_home_lock(home: &Home) -> Result<std::fs::File, String> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let path = home.root.join("dejimad.lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut pid = String::new();
+        let _ = f.read_to_string(&mut pid);
+        return Err(format!(
+            "another dejimad (pid {}) is already running on {}; stop it first, or give this one its own DEJIMA_HOME",
+            pid.trim(),
+            home.root.display()
+        ));
+    }
+    let _ = f.set_len(0);
+    let _ = f.rewind();
+    let _ = writeln!(f, "{}", std::process::id());
+    Ok(f)
 }
 
 /// Run until SIGTERM or SIGINT. Errors are start-up failures.
@@ -46,10 +113,12 @@ pub fn run(opts: Options) -> Result<(), String> {
     unsafe {
         let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
     }
+    raise_nofile();
 
-    let home = Home::from_env();
+    let home = Home::new(&opts.home);
     home.ensure()
         .map_err(|e| format!("cannot prepare {}: {e}", home.root.display()))?;
+    let _lock = take_home_lock(&home)?;
     let allow = Allow::new(&opts.allow_cidr)?;
     let unix = server::bind_unix(&home.socket())
         .map_err(|e| format!("cannot listen on {}: {e}", home.socket().display()))?;
@@ -72,15 +141,22 @@ pub fn run(opts: Options) -> Result<(), String> {
     };
     log::info!("listening on {}", home.socket().display());
 
-    let engine = Engine::from_env();
+    let shutdown = Arc::new(Latch::new().map_err(|e| format!("cannot make a pipe: {e}"))?);
+    let engine = Engine::new(&opts.docker, opts.labels.clone(), opts.engine_timeout);
     let observed = Observed::new();
     runtime::watch::start(engine.clone(), observed.clone())
         .map_err(|e| format!("cannot start engine watchers: {e}"))?;
     let events = Bus::new();
-    let webhooks = Webhooks::start(&home).map_err(|e| format!("cannot start webhooks: {e}"))?;
+    let webhooks = Webhooks::start(&home, opts.webhooks.clone())
+        .map_err(|e| format!("cannot start webhooks: {e}"))?;
     {
         let w = webhooks.clone();
         events.add_sink(Box::new(move |e| w.enqueue(e)));
+    }
+    {
+        // Live event streams end at once on shutdown: their queues are closed.
+        let ev = events.clone();
+        shutdown.on_trigger(move || ev.close_streams());
     }
     let hub = Hub::new(Some(events.clone()));
     let islands = Arc::new(Islands::new(
@@ -89,6 +165,8 @@ pub fn run(opts: Options) -> Result<(), String> {
         observed.clone(),
         Config {
             default_image: opts.image.clone(),
+            base_image: opts.base_image.clone(),
+            subnets: opts.subnets.clone(),
         },
         hub.clone(),
         events.clone(),
@@ -101,6 +179,15 @@ pub fn run(opts: Options) -> Result<(), String> {
                 i.on_container(island, obs, action);
             }
         }));
+    }
+    {
+        // The island socket supervisor waits for registry changes; shutdown is one.
+        let weak = Arc::downgrade(&islands);
+        shutdown.on_trigger(move || {
+            if let Some(i) = weak.upgrade() {
+                i.wake_waiters();
+            }
+        });
     }
     let terminals = Arc::new(Terminals::new(opts.host_terminals, home.clone(), hub));
     let n = islands
@@ -126,21 +213,20 @@ pub fn run(opts: Options) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
 
-    let stopping = Arc::new(AtomicBool::new(false));
     let app = Arc::new(App {
         islands,
         terminals,
         events,
         webhooks,
-        stopping: stopping.clone(),
+        shutdown: shutdown.clone(),
     });
     let inflight = Arc::new(InFlight::default());
     let mut listeners = Vec::new();
     let mut spawn = |name: &str, l: Listener| -> Result<(), String> {
-        let (app, inflight) = (app.clone(), inflight.clone());
+        let (app, inflight, limits) = (app.clone(), inflight.clone(), opts.limits.clone());
         let h = thread::Builder::new()
             .name(name.into())
-            .spawn(move || server::serve(l, app, inflight, None))
+            .spawn(move || server::serve(l, app, inflight, limits, None))
             .map_err(|e| e.to_string())?;
         listeners.push(h);
         Ok(())
@@ -151,17 +237,17 @@ pub fn run(opts: Options) -> Result<(), String> {
     }
 
     {
-        let (app, inflight) = (app.clone(), inflight.clone());
+        let (app, inflight, limits) = (app.clone(), inflight.clone(), opts.limits.clone());
         thread::Builder::new()
             .name("island-sockets".into())
-            .spawn(move || island_sockets(&app, &inflight))
+            .spawn(move || island_sockets(&app, &inflight, &limits))
             .map_err(|e| e.to_string())?;
     }
 
     let sig = sigs.wait().map_err(|e| format!("sigwait: {e}"))?;
     log::info!("{sig:?}: shutting down");
-    stopping.store(true, Ordering::SeqCst);
-    // The listeners notice within one poll tick; joining them means nothing new is accepted.
+    shutdown.trigger();
+    // The listeners wake on the shutdown pipe; joining them means nothing new is accepted.
     for h in listeners {
         let _ = h.join();
     }
@@ -179,11 +265,15 @@ pub fn run(opts: Options) -> Result<(), String> {
 /// Keep one listener per island on `islands/<name>/run/dejimad.sock`, the socket its
 /// container sees at /run/dejima/dejimad.sock. Requests there must carry that island's
 /// token. The operator socket is never mounted into an island.
-fn island_sockets(app: &Arc<App>, inflight: &Arc<InFlight>) {
+fn island_sockets(app: &Arc<App>, inflight: &Arc<InFlight>, limits: &Limits) {
     use std::collections::HashMap;
     use std::os::unix::fs::PermissionsExt;
-    let mut live: HashMap<String, Arc<AtomicBool>> = HashMap::new();
-    while !app.stopping.load(Ordering::SeqCst) {
+    let limits = Limits {
+        max_connections: ISLAND_SOCKET_CONNECTIONS,
+        ..limits.clone()
+    };
+    let mut live: HashMap<String, Arc<Latch>> = HashMap::new();
+    while !app.shutdown.is_set() {
         let names = app.islands.names();
         for n in &names {
             if live.contains_key(n) {
@@ -205,39 +295,53 @@ fn island_sockets(app: &Arc<App>, inflight: &Arc<InFlight>) {
                     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
                         .map(|_| l)
                 });
-            match bound {
-                Ok(l) => {
-                    let stop = Arc::new(AtomicBool::new(false));
-                    let (app2, inflight2, stop2, name) =
-                        (app.clone(), inflight.clone(), stop.clone(), n.clone());
-                    let spawned =
-                        thread::Builder::new()
-                            .name(format!("listen-{n}"))
-                            .spawn(move || {
-                                server::serve(
-                                    Listener::Island(l, name),
-                                    app2,
-                                    inflight2,
-                                    Some(stop2),
-                                )
-                            });
+            let stop = match (bound, Latch::new()) {
+                (Ok(l), Ok(stop)) => {
+                    let stop = Arc::new(stop);
+                    let (app2, inflight2, stop2, name, limits) = (
+                        app.clone(),
+                        inflight.clone(),
+                        stop.clone(),
+                        n.clone(),
+                        limits.clone(),
+                    );
+                    let spawned = thread::Builder::new()
+                        .name(format!("listen-{n}"))
+                        .spawn(move || {
+                            server::serve(
+                                Listener::Island(l, name),
+                                app2,
+                                inflight2,
+                                limits,
+                                Some(stop2),
+                            )
+                        });
                     match spawned {
-                        Ok(_) => {
-                            live.insert(n.clone(), stop);
+                        Ok(_) => Some(stop),
+                        Err(e) => {
+                            log::warn!("cannot serve island {n}'s socket: {e}");
+                            None
                         }
-                        Err(e) => log::warn!("cannot serve island {n}'s socket: {e}"),
                     }
                 }
-                Err(e) => log::warn!("cannot bind {}: {e}", path.display()),
+                (Err(e), _) | (_, Err(e)) => {
+                    log::warn!("cannot bind {}: {e}", path.display());
+                    None
+                }
+            };
+            if let Some(stop) = stop {
+                live.insert(n.clone(), stop);
             }
         }
         live.retain(|n, stop| {
             let keep = names.contains(n);
             if !keep {
-                stop.store(true, Ordering::SeqCst);
+                stop.trigger();
             }
             keep
         });
-        app.islands.wait_for_change(Duration::from_millis(500));
+        // Woken by an island added or removed, or by shutdown; the timeout retries binds
+        // that failed.
+        app.islands.wait_for_change(Duration::from_secs(30));
     }
 }

@@ -172,6 +172,11 @@ impl Bus {
         (recent, rx)
     }
 
+    /// End every live stream (shutdown): their receivers see the queue close at once.
+    pub fn close_streams(&self) {
+        lock(&self.subs).clear();
+    }
+
     pub fn subscriber_count(&self) -> usize {
         lock(&self.subs).len()
     }

@@ -135,18 +135,27 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", util::hex(&mac.finalize().into_bytes()))
 }
 
-fn env_secs(name: &str, default: u64) -> Duration {
-    Duration::from_secs(
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default),
-    )
+/// When to retry and when to give up (`dejimad --help`).
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Give up on a delivery this long after the event.
+    pub give_up: Duration,
+    /// Longest wait between attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            give_up: Duration::from_secs(24 * 3600),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
 }
 
 impl Webhooks {
     /// Load subscriptions and pending deliveries and start one thread per subscription.
-    pub fn start(home: &Home) -> std::io::Result<Arc<Webhooks>> {
+    pub fn start(home: &Home, policy: Policy) -> std::io::Result<Arc<Webhooks>> {
         let dir = home.root.join("webhooks");
         std::fs::create_dir_all(dir.join("pending"))?;
         let subs: Vec<SubRecord> =
@@ -193,8 +202,8 @@ impl Webhooks {
                 .redirects(0)
                 .user_agent(concat!("dejimad/", env!("CARGO_PKG_VERSION")))
                 .build(),
-            give_up: env_secs("DEJIMA_WEBHOOK_GIVE_UP_SECS", 24 * 3600),
-            max_backoff: env_secs("DEJIMA_WEBHOOK_MAX_BACKOFF_SECS", 300),
+            give_up: policy.give_up,
+            max_backoff: policy.max_backoff,
             write: Mutex::new(()),
         });
         for s in subs {

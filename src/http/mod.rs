@@ -6,7 +6,6 @@ pub mod router;
 pub mod server;
 pub mod wire;
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::error::Error;
@@ -23,8 +22,8 @@ pub struct App {
     pub terminals: Arc<Terminals>,
     pub events: Arc<Bus>,
     pub webhooks: Arc<Webhooks>,
-    /// Set when the daemon is shutting down: long streams end early.
-    pub stopping: Arc<AtomicBool>,
+    /// Set when the daemon shuts down: listeners, streams and pumps wait on it.
+    pub shutdown: Arc<crate::latch::Latch>,
 }
 
 /// The one place an error becomes a status code.
@@ -41,6 +40,7 @@ pub fn status_of(e: &Error) -> u16 {
         Error::Unprocessable(_) => 422,
         Error::Internal(_) => 500,
         Error::Unavailable(_) => 503,
+        Error::Exhausted(_) => 507,
     }
 }
 

@@ -2,11 +2,11 @@
 //! shutdown is noticed within a tick); each accepted connection gets its own thread that owns
 //! the socket outright, reads requests, routes them and writes responses (keep-alive).
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,10 +14,33 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::wire::{self, Caller, HeadError, Peer, Response};
+use crate::latch::Latch;
+use crate::util::lock;
 use super::{router, App};
 
-/// A keep-alive connection idle this long is closed.
-const IDLE: Duration = Duration::from_secs(120);
+/// How long a listener's connections may take and how many it holds (`dejimad --help`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections open at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// From a request's first byte (or a new connection's accept) to the end of its head.
+    pub head_timeout: Duration,
+    /// A keep-alive connection waiting this long for its next request is closed.
+    pub idle_timeout: Duration,
+    /// Longest wait for the next bytes of a request body.
+    pub body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 512,
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(60),
+        }
+    }
+}
 
 /// An accepted socket of either family.
 pub enum Conn {
@@ -75,29 +98,113 @@ impl Write for Conn {
 
 /// Counts requests being served, for a bounded graceful shutdown.
 #[derive(Default)]
-pub struct InFlight(AtomicUsize);
+pub struct InFlight {
+    n: std::sync::Mutex<usize>,
+    idle: std::sync::Condvar,
+}
 
 impl InFlight {
     pub fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
+        *lock(&self.n)
+    }
+    fn enter(&self) -> Guard<'_> {
+        *lock(&self.n) += 1;
+        Guard(self)
     }
     /// Wait until no request is in flight or `limit` passes; true when drained.
     pub fn wait_idle(&self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while self.count() > 0 {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        true
+        let g = lock(&self.n);
+        let (g, _) = self
+            .idle
+            .wait_timeout_while(g, limit, |n| *n > 0)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *g == 0
     }
 }
 
 struct Guard<'a>(&'a InFlight);
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
-        self.0 .0.fetch_sub(1, Ordering::SeqCst);
+        let mut n = lock(&self.0.n);
+        *n -= 1;
+        if *n == 0 {
+            self.0.idle.notify_all();
+        }
+    }
+}
+
+/// One open connection of a listener; counted down when its thread ends (or never starts).
+struct Open(Arc<AtomicUsize>);
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The connection's reads, each bounded by the current deadline (the head's, or the idle
+/// wait's) or, with none set, by the body timeout. The deadline is shared so it can be
+/// changed while a request borrows the reader.
+pub struct Deadlined {
+    conn: Conn,
+    base: Instant,
+    /// Milliseconds after `base`; 0 = no deadline.
+    at: Arc<std::sync::atomic::AtomicU64>,
+    body_timeout: Duration,
+    set: Option<Duration>,
+}
+
+impl Deadlined {
+    fn new(conn: Conn, body_timeout: Duration) -> Deadlined {
+        Deadlined {
+            conn,
+            base: Instant::now(),
+            at: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            body_timeout,
+            set: None,
+        }
+    }
+    fn handle(&self) -> DeadlineHandle {
+        DeadlineHandle {
+            base: self.base,
+            at: self.at.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct DeadlineHandle {
+    base: Instant,
+    at: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl DeadlineHandle {
+    fn within(&self, d: Duration) {
+        let ms = (Instant::now() + d).duration_since(self.base).as_millis() as u64;
+        self.at.store(ms.max(1), Ordering::SeqCst);
+    }
+    fn clear(&self) {
+        self.at.store(0, Ordering::SeqCst);
+    }
+}
+
+impl Read for Deadlined {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let t = match self.at.load(Ordering::SeqCst) {
+            0 => self.body_timeout,
+            ms => {
+                let left = (self.base + Duration::from_millis(ms))
+                    .saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+                }
+                left
+            }
+        };
+        if self.set != Some(t) {
+            self.conn.set_read_timeout(Some(t))?;
+            self.set = Some(t);
+        }
+        self.conn.read(buf)
     }
 }
 
@@ -185,12 +292,14 @@ pub enum Listener {
     Tcp(TcpListener, Allow),
 }
 
-/// Accept on `listener` until `app.stopping`; each connection on its own thread.
+/// Accept on `listener` until the daemon shuts down (or `stop`, for an island's socket); each
+/// connection on its own thread, at most `limits.max_connections` at once.
 pub fn serve(
     listener: Listener,
     app: Arc<App>,
     inflight: Arc<InFlight>,
-    stop: Option<Arc<AtomicBool>>,
+    limits: Limits,
+    stop: Option<Arc<Latch>>,
 ) {
     let fd = match &listener {
         Listener::Unix(l) | Listener::Island(l, _) => l.as_fd().try_clone_to_owned(),
@@ -201,12 +310,17 @@ pub fn serve(
         Listener::Island(_, name) => Caller::IslandSocket(name.clone()),
         _ => Caller::Operator,
     };
-    while !app.stopping.load(Ordering::SeqCst)
-        && !stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
-    {
-        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(200u16)) {
-            Ok(0) => continue,
+    let open = Arc::new(AtomicUsize::new(0));
+    let limits = Arc::new(limits);
+    loop {
+        let mut fds = vec![
+            PollFd::new(fd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(app.shutdown.fd(), PollFlags::POLLIN),
+        ];
+        if let Some(s) = &stop {
+            fds.push(PollFd::new(s.fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
@@ -214,6 +328,9 @@ pub fn serve(
                 thread::sleep(Duration::from_millis(100));
                 continue;
             }
+        }
+        if fds[1..].iter().any(|p| p.any() == Some(true)) {
+            return;
         }
         let conn = match &listener {
             Listener::Unix(l) | Listener::Island(l, _) => match l.accept() {
@@ -239,14 +356,21 @@ pub fn serve(
                 }
             },
         };
-        let (app, inflight) = (app.clone(), inflight.clone());
+        if open.load(Ordering::SeqCst) >= limits.max_connections {
+            refuse(conn, limits.max_connections);
+            continue;
+        }
+        open.fetch_add(1, Ordering::SeqCst);
+        let counted = Open(open.clone());
+        let (app, inflight, limits) = (app.clone(), inflight.clone(), limits.clone());
         let spawned = thread::Builder::new().name("http-conn".into()).spawn({
             let caller = caller.clone();
             move || {
+                let _counted = counted;
                 // A panic past the handler (a stream, a websocket pump) ends this connection
                 // only; `guarded` already answered any panic inside a handler with a 500.
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    handle_conn(conn, &app, &inflight, caller)
+                    handle_conn(conn, &app, &inflight, caller, &limits)
                 }));
                 if r.is_err() {
                     log::error!("a connection thread panicked; that connection is closed");
@@ -259,24 +383,64 @@ pub fn serve(
     }
 }
 
-/// Serve requests on one connection until it closes, errs, or the daemon stops.
-fn handle_conn(conn: Conn, app: &App, inflight: &InFlight, caller: Caller) {
+/// Answer a connection over the listener's cap with a 503 and close it, without ever
+/// waiting on the peer (the listener thread must not block).
+fn refuse(conn: Conn, max: usize) {
+    let _ = match &conn {
+        Conn::Unix(s) => s.set_nonblocking(true),
+        Conn::Tcp(s) => s.set_nonblocking(true),
+    };
+    let body = format!(
+        "{{\"error\":\"too many connections: this listener already holds {max}; close idle clients or raise dejimad --max-connections\"}}\n"
+    );
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut conn = conn;
+    let _ = conn.write_all(format!("{head}{body}").as_bytes());
+    log::warn!("refused a connection: {max} already open on this listener");
+}
+
+/// Serve requests on one connection until it closes, errs, idles out, or the daemon stops.
+fn handle_conn(conn: Conn, app: &App, inflight: &InFlight, caller: Caller, limits: &Limits) {
     let Ok(mut writer) = conn.try_clone() else {
         return;
     };
-    let _ = conn.set_read_timeout(Some(IDLE));
     let peer = Peer { fd: conn.raw_fd() };
-    let mut reader = BufReader::with_capacity(16 << 10, conn);
+    let reader = Deadlined::new(conn, limits.body_timeout);
+    let deadline = reader.handle();
+    let mut reader = BufReader::with_capacity(16 << 10, reader);
+    let mut first = true;
     loop {
+        // The next request's first byte: within the head deadline on a new connection (one
+        // that never speaks holds nothing for long), within the idle deadline on a kept one.
+        deadline.within(if first {
+            limits.head_timeout
+        } else {
+            limits.idle_timeout
+        });
+        match reader.fill_buf() {
+            Ok([]) | Err(_) => return,
+            Ok(_) => {}
+        }
+        first = false;
+        deadline.within(limits.head_timeout);
         let mut req = match wire::read_request(&mut reader, caller.clone()) {
             Ok(r) => r,
             Err(HeadError::Closed) => return,
             Err(HeadError::Bad(status, msg)) => {
+                let msg = if status == 408 {
+                    format!("{msg} (the head must arrive within {}s)", limits.head_timeout.as_secs())
+                } else {
+                    msg
+                };
                 let resp = Response::json(status, &crate::api::ErrorBody { error: msg });
                 let _ = wire::write_response(&mut writer, resp, false, false, &peer);
                 return;
             }
         };
+        deadline.clear();
         match req.header("expect").map(str::trim) {
             None => {}
             Some(e) if e.eq_ignore_ascii_case("100-continue") => {
@@ -294,8 +458,7 @@ fn handle_conn(conn: Conn, app: &App, inflight: &InFlight, caller: Caller) {
                 return;
             }
         }
-        inflight.0.fetch_add(1, Ordering::SeqCst);
-        let guard = Guard(inflight);
+        let guard = inflight.enter();
         let started = Instant::now();
         let wants_close = req
             .header("connection")
@@ -313,7 +476,8 @@ fn handle_conn(conn: Conn, app: &App, inflight: &InFlight, caller: Caller) {
         };
         if let Some(f) = upgrade {
             drop(req);
-            drop(guard);
+            // The session stays in flight: on shutdown its pump ends at once, and the drain
+            // lets it say goodbye (a close frame, its in-island attach ended) before exit.
             // The 101 carries its own Upgrade headers and nothing else: no keep-alive, no
             // body headers (strict clients such as Python's websocket-client refuse them).
             resp.payload = wire::Payload::Switching;
@@ -323,16 +487,17 @@ fn handle_conn(conn: Conn, app: &App, inflight: &InFlight, caller: Caller) {
             log::debug!("{method} {path} -> 101 (websocket)");
             // Bytes the client sent after its head belong to the websocket.
             let leftover = reader.buffer().to_vec();
-            let conn = reader.into_inner();
+            let conn = reader.into_inner().conn;
             drop(writer);
             let _ = conn.set_read_timeout(None);
             f(conn, leftover);
+            drop(guard);
             return;
         }
         // Leftover body must be read before the next request can be; if it is large, close.
         let drained = req.drain();
         drop(req);
-        let keep = drained && !wants_close && !app.stopping.load(Ordering::SeqCst);
+        let keep = drained && !wants_close && !app.shutdown.is_set();
         let wrote = wire::write_response(&mut writer, resp, keep, head_only, &peer);
         log::debug!("{method} {path} -> {status} in {:?}", started.elapsed());
         drop(guard);
@@ -394,30 +559,35 @@ pub fn parse_tcp_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("--tcp {s:?} is not host:port or :port"))
 }
 
-/// Wait (polling, bounded) until `fd` is hung up; used by follow streams that may sit idle.
-/// Returns true on hang-up, false when `stop` says to end first.
-pub fn hung_up(fd: RawFd, stop: &dyn Fn() -> bool) -> bool {
+/// Wait until `fd` (a streaming response's peer) hangs up, or until one of `wake` is set.
+/// True on hang-up.
+pub fn hung_up(fd: RawFd, wake: &[&Latch]) -> bool {
     // libc directly: nix 0.29's PollFlags has no POLLRDHUP and drops revents it cannot name.
+    let mut p = vec![libc::pollfd {
+        fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
+    }];
+    for w in wake {
+        p.push(libc::pollfd {
+            fd: w.fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+    }
     loop {
-        if stop() {
+        if wake.iter().any(|w| w.is_set()) {
             return false;
         }
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLRDHUP,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd; the caller keeps `fd` open while this runs.
-        let n = unsafe { libc::poll(&mut p, 1, 250) };
+        // SAFETY: valid pollfds for fds the caller keeps open while this runs.
+        let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, -1) };
         if n < 0 {
             if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return true;
         }
-        if n > 0
-            && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
-        {
+        if p[0].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
             return true;
         }
     }

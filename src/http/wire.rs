@@ -281,6 +281,9 @@ pub fn read_request<'a>(
             Ok(0) => return Err(HeadError::Closed),
             Ok(_) => {}
             Err(_) if head.is_empty() => return Err(HeadError::Closed),
+            Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+                return Err(HeadError::Bad(408, "the request head did not arrive in time".into()))
+            }
             Err(e) => return Err(HeadError::Bad(400, format!("cannot read request: {e}"))),
         }
         if head.len() > MAX_HEAD {
@@ -502,6 +505,7 @@ pub fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         409 => "Conflict",
         411 => "Length Required",
         413 => "Content Too Large",
@@ -510,6 +514,7 @@ pub fn reason(status: u16) -> &'static str {
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
+        507 => "Insufficient Storage",
         _ => "Status",
     }
 }

@@ -60,36 +60,32 @@ impl Islands {
             }
         }
         self.require_running(name)?;
-        // The in-container `timeout` ends the command itself: killing the docker CLI alone
-        // would leave it running in the island.
-        let secs = timeout.to_string();
-        let mut argv: Vec<&str> = vec!["timeout", "-k", "5", &secs];
-        argv.extend(req.cmd.iter().map(String::as_str));
+        // A command still running at the deadline is killed inside the island too (see
+        // `Engine::exec`); no wrapper runs in the island until then.
         let opts = ExecOpts {
+            argv: req.cmd.clone(),
             user: user.into(),
             workdir,
             env: req.env.clone().into_iter().collect(),
-            timeout: Duration::from_secs(timeout + 15),
+            timeout: Duration::from_secs(timeout),
             cap: EXEC_CAP,
-            ..ExecOpts::agent(&argv)
         };
         let input = match &req.stdin {
             Some(s) => Input::Bytes(s.as_bytes()),
             None => Input::None,
         };
-        let started = std::time::Instant::now();
         let out = self.engine.exec(name, &opts, input)?;
-        let expired = started.elapsed() >= Duration::from_secs(timeout);
         self.touch(name);
         Ok(ExecResult {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            exit_code: if out.timed_out {
-                124
-            } else {
-                out.status.map(i64::from).unwrap_or(-1)
+            // 124, as timeout(1) reports it.
+            exit_code: match out.status {
+                _ if out.timed_out => 124,
+                Some(s) => i64::from(s),
+                None => -1,
             },
-            timed_out: out.timed_out || (expired && matches!(out.status, Some(124) | Some(137))),
+            timed_out: out.timed_out,
             truncated: out.truncated,
         })
     }

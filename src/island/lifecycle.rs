@@ -82,34 +82,28 @@ fn base_spec(rec: &Record) -> ContainerSpec {
 
 /// Map a refused `docker run` to what the caller can act on.
 fn run_error(e: EngineError, rec: &Record) -> Error {
-    match e {
-        EngineError::Failed(m) if m.contains("storage-opt") || m.contains("storage opt") => {
-            Error::Unprocessable(format!(
-                "the engine cannot honour disk {:?}: {m}",
-                rec.resources.disk
-            ))
-        }
-        EngineError::Failed(m)
-            if m.contains("Minimum memory") || m.contains("memory") && m.contains("limit") =>
-        {
-            Error::Unprocessable(format!("the engine refused the memory limit: {m}"))
-        }
-        EngineError::Failed(m)
-            if m.contains("cpus") || m.contains("NanoCPUs") || m.contains("CPUs") =>
-        {
-            Error::Unprocessable(format!(
-                "the engine refused cpus {:?}: {m}",
-                rec.resources.cpus
-            ))
-        }
-        EngineError::NotFound(m) | EngineError::Failed(m)
-            if m.contains("No such image")
-                || m.contains("pull access denied")
-                || m.contains("Unable to find image") =>
-        {
-            Error::Unprocessable(format!("image {:?} is not available: {m}", rec.image))
-        }
-        e => e.into(),
+    let m = e.text().to_string();
+    let refused = matches!(e, EngineError::Failed { .. });
+    if refused && (m.contains("storage-opt") || m.contains("storage opt")) {
+        Error::Unprocessable(format!(
+            "the engine cannot honour disk {:?}: {m}",
+            rec.resources.disk
+        ))
+    } else if refused && (m.contains("Minimum memory") || m.contains("memory") && m.contains("limit")) {
+        Error::Unprocessable(format!("the engine refused the memory limit: {m}"))
+    } else if refused && (m.contains("cpus") || m.contains("NanoCPUs") || m.contains("CPUs")) {
+        Error::Unprocessable(format!(
+            "the engine refused cpus {:?}: {m}",
+            rec.resources.cpus
+        ))
+    } else if matches!(e, EngineError::NotFound(_) | EngineError::Failed { .. })
+        && (m.contains("No such image")
+            || m.contains("pull access denied")
+            || m.contains("Unable to find image"))
+    {
+        Error::Unprocessable(format!("image {:?} is not available: {m}", rec.image))
+    } else {
+        e.into()
     }
 }
 
@@ -126,6 +120,24 @@ impl Islands {
             ],
             ..base_spec(rec)
         })
+    }
+
+    /// Make the island's network on its own subnet from the pool. A subnet someone else
+    /// already uses (another daemon, a host network) is skipped for the next free one.
+    fn ensure_network(&self, name: &str) -> Result<()> {
+        let mut tried = Vec::new();
+        loop {
+            let subnet = self.subnet_of(name, &tried)?;
+            match self.engine.create_network(name, &subnet) {
+                Ok(()) => return Ok(()),
+                Err(EngineError::SubnetTaken(s)) => {
+                    log::info!("island {name}: subnet {s} is in use elsewhere; trying the next");
+                    self.note_subnet_taken(&s);
+                    tried.push(s);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// POST /v1/islands
@@ -198,6 +210,7 @@ impl Islands {
             agents: Vec::new(),
             next_agent: 2,
             token: String::new(),
+            subnet: String::new(),
         };
         let mut rec = rec;
         Self::ensure_primary(&mut rec);
@@ -252,12 +265,13 @@ impl Islands {
         let n = rec.name.as_str();
         // The three are independent; creating them side by side saves two round trips.
         let (net, ws, home) = thread::scope(|s| {
-            let a = s.spawn(|| e.create_network(n));
+            let a = s.spawn(|| self.ensure_network(n));
             let b = s.spawn(|| e.create_volume(n, &runtime::workspace_volume(n)));
             let c = s.spawn(|| e.create_volume(n, &runtime::home_volume(n)));
             (a.join(), b.join(), c.join())
         });
-        for r in [net, ws, home] {
+        net.map_err(|_| Error::Internal("engine call panicked".into()))??;
+        for r in [ws, home] {
             r.map_err(|_| Error::Internal("engine call panicked".into()))??;
         }
         if !rec.cloned_from.is_empty() {
@@ -286,12 +300,12 @@ impl Islands {
         }
         match self.engine.run_container(&self.container_spec(rec)?) {
             Ok(()) => {}
-            Err(EngineError::Failed(m)) if m.contains("is already in use") => {
+            Err(EngineError::Failed { stderr, .. }) if stderr.contains("is already in use") => {
                 self.engine.start(n)?;
             }
             Err(EngineError::NotFound(m)) if m.contains("network") => {
                 // Someone removed the network behind our back: make it again.
-                self.engine.create_network(n)?;
+                self.ensure_network(n)?;
                 self.engine
                     .run_container(&self.container_spec(rec)?)
                     .map_err(|e| run_error(e, rec))?;
@@ -472,7 +486,7 @@ impl Islands {
         let home = runtime::home_volume(name);
         self.engine.remove_volume(&home)?;
         self.engine.create_volume(name, &home)?;
-        self.engine.create_network(name)?;
+        self.ensure_network(name)?;
         self.engine
             .run_container(&self.container_spec(&rec)?)
             .map_err(|e| run_error(e, &rec))?;
@@ -487,13 +501,18 @@ impl Islands {
     pub fn upgrade(&self, name: &str) -> Result<IslandInfo> {
         let _busy = self.begin(name, "upgrading")?;
         let rec = self.record(name)?;
-        image::ensure(&self.engine, &self.work_dir(), &rec.image)?;
+        image::ensure(
+            &self.engine,
+            &self.work_dir(),
+            &rec.image,
+            &self.config.base_image,
+        )?;
         self.forget_image_cache();
         self.expect_stop(name);
         self.engine.remove_container(name)?;
         self.observed.set_state(name, "missing");
         if rec.state == "running" {
-            self.engine.create_network(name)?;
+            self.ensure_network(name)?;
             self.engine
                 .run_container(&self.container_spec(&rec)?)
                 .map_err(|e| run_error(e, &rec))?;
@@ -550,8 +569,9 @@ impl Islands {
             title: String::new(),
             provisioned: false,
             cloned_from: from.to_string(),
-            // A clone is its own island: never the source's credential.
+            // A clone is its own island: never the source's credential or network.
             token: util::random_hex(32),
+            subnet: String::new(),
             ..src
         };
         let busy = self.reserve(rec.clone(), "creating")?;
@@ -673,7 +693,7 @@ impl Islands {
             let bytes = parse_memory(m)?;
             match self.engine.update_memory(name, bytes) {
                 Ok(()) | Err(EngineError::NotFound(_)) => {}
-                Err(EngineError::Failed(e)) => {
+                Err(e @ EngineError::Failed { .. }) => {
                     return Err(Error::Unprocessable(format!(
                         "the engine refused memory {m:?}: {e}"
                     )))

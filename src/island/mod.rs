@@ -69,6 +69,9 @@ pub struct Record {
     /// The island's own bearer token (DEJIMA_TOKEN inside it). Never shown by the API.
     #[serde(default)]
     pub token: String,
+    /// Its network's subnet, from the daemon's pool (empty on records older than the pool).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subnet: String,
 }
 
 /// Everything the daemon keeps about one island, in one place: create fills one entry and
@@ -104,6 +107,10 @@ type Registry = Mutex<BTreeMap<String, Slot>>;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub default_image: String,
+    /// Base for image builds; empty: the bootstrap base if present, else the registry's.
+    pub base_image: String,
+    /// Where island networks' subnets come from.
+    pub subnets: crate::runtime::SubnetPool,
 }
 
 pub struct Islands {
@@ -121,6 +128,8 @@ pub struct Islands {
     pub hub: Arc<Hub>,
     /// Typed events.
     pub events: Arc<Bus>,
+    /// Pool subnets found in use by networks not ours; tried last.
+    subnets_elsewhere: Mutex<std::collections::HashSet<String>>,
     /// Bumped when an island is added or removed (the socket supervisor waits on it).
     generation: Mutex<u64>,
     changed: std::sync::Condvar,
@@ -161,6 +170,7 @@ impl Islands {
             image_cache: Mutex::new(None),
             hub,
             events,
+            subnets_elsewhere: Mutex::new(Default::default()),
             generation: Mutex::new(0),
             changed: std::sync::Condvar::new(),
         }
@@ -250,6 +260,54 @@ impl Islands {
         Ok(busy)
     }
 
+    /// The subnet for island `name`'s network: its own, or the first free one of the pool
+    /// (not held by another island, not in `avoid`, and not known to be used elsewhere unless
+    /// nothing else is left). A newly taken one is recorded at once, so two creates never
+    /// pick the same. Exhaustion is a 507 that says what to change.
+    fn subnet_of(&self, name: &str, avoid: &[String]) -> Result<String> {
+        let pool = &self.config.subnets;
+        let elsewhere = lock(&self.subnets_elsewhere).clone();
+        let chosen = {
+            let mut map = lock(&self.slots);
+            let own = map
+                .get(name)
+                .ok_or_else(|| Error::island_not_found(name))?
+                .rec
+                .subnet
+                .clone();
+            if !own.is_empty() && !avoid.contains(&own) {
+                return Ok(own);
+            }
+            let used: std::collections::HashSet<&str> =
+                map.values().map(|s| s.rec.subnet.as_str()).collect();
+            let free = |skip_elsewhere: bool| {
+                (0..pool.len()).map(|i| pool.nth(i)).find(|s| {
+                    !used.contains(s.as_str())
+                        && !avoid.contains(s)
+                        && !(skip_elsewhere && elsewhere.contains(s))
+                })
+            };
+            let Some(chosen) = free(true).or_else(|| free(false)) else {
+                return Err(Error::Exhausted(format!(
+                    "no free subnet for island {name:?}: all {} subnets of {} are in use by islands or other networks; purge islands you no longer need, or start dejimad with a larger --subnet-pool",
+                    pool.len(),
+                    pool.describe()
+                )));
+            };
+            if let Some(slot) = map.get_mut(name) {
+                slot.rec.subnet = chosen.clone();
+            }
+            chosen
+        };
+        self.persist(name)?;
+        Ok(chosen)
+    }
+
+    /// A pool subnet that overlaps a network not ours: tried last from now on.
+    fn note_subnet_taken(&self, subnet: &str) {
+        lock(&self.subnets_elsewhere).insert(subnet.to_string());
+    }
+
     /// Read or change an island's slot in memory (never blocking work inside `f`).
     fn with_slot<T>(&self, name: &str, f: impl FnOnce(&mut Slot) -> T) -> Option<T> {
         lock(&self.slots).get_mut(name).map(f)
@@ -258,6 +316,11 @@ impl Islands {
     fn bump(&self) {
         *lock(&self.generation) += 1;
         self.changed.notify_all();
+    }
+
+    /// Wake whoever waits for a change (shutdown is one).
+    pub fn wake_waiters(&self) {
+        self.bump();
     }
 
     /// Wait until an island is added or removed, or `limit` passes.
@@ -467,10 +530,12 @@ mod tests {
         home.ensure().unwrap();
         Islands::new(
             home,
-            Engine::from_env(),
+            Engine::new("docker", Vec::new(), Duration::from_secs(5)),
             Observed::new(),
             Config {
                 default_image: "x".into(),
+                base_image: String::new(),
+                subnets: Default::default(),
             },
             Hub::new(None),
             Bus::new(),

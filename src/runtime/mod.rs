@@ -18,8 +18,14 @@ pub enum EngineError {
     Unavailable(String),
     /// The object (container, volume, image) does not exist.
     NotFound(String),
-    /// The engine answered and refused; the text is its own.
-    Failed(String),
+    /// The engine answered and refused: what ran, its exit status, and the engine's words.
+    Failed {
+        argv: Vec<String>,
+        status: Option<i32>,
+        stderr: String,
+    },
+    /// The subnet asked for overlaps a network that exists (ours or anyone's).
+    SubnetTaken(String),
 }
 
 impl fmt::Display for EngineError {
@@ -27,7 +33,30 @@ impl fmt::Display for EngineError {
         match self {
             EngineError::Unavailable(m) => write!(f, "docker engine unreachable: {m}"),
             EngineError::NotFound(m) => write!(f, "{m}"),
-            EngineError::Failed(m) => write!(f, "{m}"),
+            EngineError::Failed { stderr, .. } => write!(f, "{stderr}"),
+            EngineError::SubnetTaken(s) => write!(f, "subnet {s} overlaps an existing network"),
+        }
+    }
+}
+
+impl EngineError {
+    /// The engine's own words, for matching a refusal.
+    pub fn text(&self) -> &str {
+        match self {
+            EngineError::Unavailable(m) | EngineError::NotFound(m) => m,
+            EngineError::Failed { stderr, .. } => stderr,
+            EngineError::SubnetTaken(s) => s,
+        }
+    }
+    /// `docker <subcommand>` and exit status, for logs.
+    pub fn command(&self) -> String {
+        match self {
+            EngineError::Failed { argv, status, .. } => format!(
+                "`{}` exited {}",
+                argv.iter().take(3).cloned().collect::<Vec<_>>().join(" "),
+                status.map(|s| s.to_string()).unwrap_or_else(|| "on a signal".into())
+            ),
+            _ => String::new(),
         }
     }
 }
@@ -46,6 +75,81 @@ pub fn home_volume(island: &str) -> String {
 }
 pub fn network_name(island: &str) -> String {
     format!("dejima-net-{island}")
+}
+
+/// The addresses island networks are cut from: one range (a CIDR), one subnet of a fixed
+/// size per island. The engine's own default pools hold about 30 networks; this holds
+/// thousands, and keeps each island on a network of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubnetPool {
+    base: u32,
+    range_bits: u8,
+    subnet_bits: u8,
+}
+
+impl SubnetPool {
+    /// The default: 10.213.0.0/16 cut into /28s (4096 islands, 14 addresses each).
+    pub const DEFAULT: &'static str = "10.213.0.0/16";
+    pub const DEFAULT_SUBNET_BITS: u8 = 28;
+
+    /// `range` like `10.213.0.0/16`, cut into subnets of `/subnet_bits`.
+    pub fn parse(range: &str, subnet_bits: u8) -> std::result::Result<SubnetPool, String> {
+        let (ip, bits) = range
+            .split_once('/')
+            .ok_or_else(|| format!("subnet pool {range:?} must be an IPv4 CIDR like 10.213.0.0/16"))?;
+        let ip: std::net::Ipv4Addr = ip
+            .trim()
+            .parse()
+            .map_err(|_| format!("subnet pool {range:?}: {ip:?} is not an IPv4 address"))?;
+        let range_bits: u8 = bits
+            .trim()
+            .parse()
+            .ok()
+            .filter(|b| (8..=30).contains(b))
+            .ok_or_else(|| format!("subnet pool {range:?}: the prefix must be 8..=30"))?;
+        if !(range_bits..=30).contains(&subnet_bits) || subnet_bits - range_bits > 20 {
+            return Err(format!(
+                "island subnets of /{subnet_bits} do not fit subnet pool {range} (need /{range_bits}../30, at most 2^20 of them)"
+            ));
+        }
+        let mask = u32::MAX << (32 - range_bits);
+        Ok(SubnetPool {
+            base: u32::from(ip) & mask,
+            range_bits,
+            subnet_bits,
+        })
+    }
+
+    /// How many island subnets the range holds.
+    pub fn len(&self) -> usize {
+        1 << (self.subnet_bits - self.range_bits)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The `i`th subnet, as docker takes it.
+    pub fn nth(&self, i: usize) -> String {
+        let net = self.base + ((i as u32) << (32 - self.subnet_bits));
+        format!("{}/{}", std::net::Ipv4Addr::from(net), self.subnet_bits)
+    }
+
+    /// `10.213.0.0/16 in /28s`, for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}/{} cut into /{}s",
+            std::net::Ipv4Addr::from(self.base),
+            self.range_bits,
+            self.subnet_bits
+        )
+    }
+}
+
+impl Default for SubnetPool {
+    fn default() -> Self {
+        SubnetPool::parse(Self::DEFAULT, Self::DEFAULT_SUBNET_BITS).expect("valid default")
+    }
 }
 
 /// Label on every object we create; its value is the island name.
@@ -89,28 +193,24 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// `DEJIMA_DOCKER` (default `docker`) and extra labels from `DEJIMA_LABELS` (`k=v,k2=v2`),
-    /// which tests use to tag what they create so a sweeper can find leftovers.
-    pub fn from_env() -> Engine {
-        let docker = std::env::var("DEJIMA_DOCKER").unwrap_or_else(|_| "docker".into());
-        let extra_labels = std::env::var("DEJIMA_LABELS")
-            .unwrap_or_default()
-            .split(',')
+    /// Drive the engine through the `docker` CLI at `docker`; `labels` go on every object
+    /// created (tests tag theirs so a sweeper can find leftovers); `timeout` bounds each call.
+    pub fn new(docker: &str, labels: Vec<(String, String)>, timeout: Duration) -> Engine {
+        Engine {
+            docker: docker.to_string(),
+            extra_labels: labels,
+            timeout,
+        }
+    }
+
+    /// Parse `k=v,k2=v2` (as `DEJIMA_LABELS` gives it).
+    pub fn parse_labels(s: &str) -> Vec<(String, String)> {
+        s.split(',')
             .filter_map(|kv| {
                 let (k, v) = kv.split_once('=')?;
                 (!k.trim().is_empty()).then(|| (k.trim().to_string(), v.trim().to_string()))
             })
-            .collect();
-        // Seconds any one engine call may take before the engine counts as unreachable.
-        let secs = std::env::var("DEJIMA_ENGINE_TIMEOUT")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(120);
-        Engine {
-            docker,
-            extra_labels,
-            timeout: Duration::from_secs(secs),
-        }
+            .collect()
     }
 
     fn argv(&self, args: &[&str]) -> Vec<String> {
@@ -168,8 +268,15 @@ impl Engine {
         if out.ok() {
             Ok(out)
         } else {
-            Err(classify(&out.stderr_str()))
+            Err(self.refused(args, &out))
         }
+    }
+
+    /// Classify a failed docker call, keeping what ran and how it ended.
+    fn refused(&self, args: &[String], out: &Output) -> EngineError {
+        let mut argv = vec![self.docker.clone()];
+        argv.extend(args.iter().cloned());
+        classify(argv, out.status, &out.stderr_str())
     }
 
     /// `docker version`: is the engine there at all?
@@ -183,14 +290,34 @@ impl Engine {
         }
     }
 
-    pub fn create_network(&self, island: &str) -> Result<()> {
+    /// The island's own bridge network on `subnet` (a `SubnetPool` entry; empty: the engine's
+    /// default pools, for records older than the pool). An existing network is kept as is.
+    pub fn create_network(&self, island: &str, subnet: &str) -> Result<()> {
         let mut args = strings(&["network", "create"]);
+        if !subnet.is_empty() {
+            args.extend(["--subnet".into(), subnet.to_string()]);
+        }
         args.extend(self.labels(island));
         args.push(network_name(island));
         match self.ok(&args) {
-            Err(EngineError::Failed(m)) if m.contains("already exists") => Ok(()),
+            Err(EngineError::Failed { stderr, .. }) if stderr.contains("already exists") => Ok(()),
+            Err(EngineError::Failed { stderr, .. }) if stderr.contains("overlaps") => {
+                Err(EngineError::SubnetTaken(subnet.to_string()))
+            }
             r => r.map(drop),
         }
+    }
+
+    /// The subnet of an island's network ("" when it has none we can read).
+    pub fn network_subnet(&self, island: &str) -> Result<String> {
+        let args = strings(&[
+            "network",
+            "inspect",
+            "--format",
+            "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+            &network_name(island),
+        ]);
+        Ok(self.ok(&args)?.stdout_str().trim().to_string())
     }
 
     pub fn create_volume(&self, island: &str, volume: &str) -> Result<()> {
@@ -263,12 +390,12 @@ impl Engine {
         if out.ok() {
             return Ok(());
         }
-        let err = out.stderr_str();
+        let err = self.refused(&args, &out);
         // A failed `run` can leave a created-but-not-started container behind.
-        if !err.contains("is already in use") {
+        if !err.text().contains("is already in use") {
             let _ = self.remove_container(island);
         }
-        Err(classify(&err))
+        Err(err)
     }
 
     pub fn start(&self, island: &str) -> Result<()> {
@@ -333,9 +460,11 @@ impl Engine {
         let s = out.stdout_str();
         let f: Vec<&str> = s.trim().split('|').collect();
         if f.len() != 5 {
-            return Err(EngineError::Failed(format!(
-                "unexpected inspect output: {s}"
-            )));
+            return Err(EngineError::Failed {
+                argv: args,
+                status: out.status,
+                stderr: format!("unexpected inspect output: {s}"),
+            });
         }
         Ok(Inspect {
             status: f[0].into(),
@@ -346,7 +475,9 @@ impl Engine {
         })
     }
 
-    fn exec_args(&self, island: &str, opts: &ExecOpts, stdin: bool) -> Vec<String> {
+    /// `docker exec` arguments. Environment values travel in the docker CLI's own
+    /// environment (only names on the command line), so they never show in `ps` or logs.
+    fn exec_args(&self, island: &str, opts: &ExecOpts, stdin: bool, mark: &str) -> Vec<String> {
         let mut args = strings(&["exec"]);
         if stdin {
             args.push("-i".into());
@@ -355,33 +486,79 @@ impl Engine {
         if !opts.workdir.is_empty() {
             args.extend(["-w".into(), opts.workdir.clone()]);
         }
-        for (k, v) in &opts.env {
-            args.extend(["-e".into(), format!("{k}={v}")]);
+        if !mark.is_empty() {
+            args.extend(["-e".into(), format!("{EXEC_MARK}={mark}")]);
+        }
+        for (k, _) in &opts.env {
+            args.extend(["-e".into(), k.clone()]);
         }
         args.push(container_name(island));
         args.extend(opts.argv.iter().cloned());
         args
     }
 
-    /// Run a command in the island's container and collect its output.
+    /// Run a command in the island's container and collect its output. A command still
+    /// running at `opts.timeout` is killed inside the island too (ending the host's
+    /// `docker exec` alone would leave it running there): each exec carries a mark, and only
+    /// when the deadline passes is its process (and its process group) found by that mark and
+    /// killed. Until then the timeout costs nothing.
     pub fn exec(&self, island: &str, opts: &ExecOpts, input: Input<'_>) -> Result<Output> {
-        let args = self.exec_args(island, opts, !matches!(input, Input::None));
+        let mark = crate::util::random_hex(8);
+        let args = self.exec_args(island, opts, !matches!(input, Input::None), &mark);
         let mut argv = vec![self.docker.clone()];
         argv.extend(args);
-        let out = Run::new(&argv)
-            .input(input)
-            .timeout(opts.timeout)
-            .cap(opts.cap)
+        let mut run = Run::new(&argv).input(input).timeout(opts.timeout).cap(opts.cap);
+        for (k, v) in &opts.env {
+            run = run.env(k, v);
+        }
+        let mut out = run
             .run()
             .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        // A program the runtime could not start: this engine prints why on stdout with 126;
+        // the command's streams must not carry that, and a missing program is 127 as a shell
+        // (and newer engines) say.
+        if out.status == Some(126) && out.stdout.starts_with(b"OCI runtime exec failed") {
+            if out.stdout.windows(25).any(|w| w == b"executable file not found") {
+                out.status = Some(127);
+            }
+            out.stderr = std::mem::take(&mut out.stdout);
+        }
+        if out.timed_out {
+            self.kill_marked(island, &opts.user, &mark);
+            return Ok(out);
+        }
         // 125/126/127 from `docker exec` itself (not the command) come with docker's text.
-        if out.status == Some(1) || out.status == Some(125) || out.status == Some(126) {
+        if matches!(out.status, Some(1) | Some(125) | Some(126)) {
             let err = out.stderr_str();
             if is_engine_text(&err) {
-                return Err(classify(&err));
+                return Err(classify(argv, out.status, &err));
             }
         }
         Ok(out)
+    }
+
+    /// Kill, inside the island, the exec marked `mark` and its process group. As the exec's
+    /// own user: root in a container may not read another user's /proc/<pid>/environ.
+    fn kill_marked(&self, island: &str, user: &str, mark: &str) {
+        let args = strings(&[
+            "exec",
+            "-u",
+            user,
+            &container_name(island),
+            "sh",
+            "-c",
+            KILL_MARKED,
+            "sh",
+            mark,
+        ]);
+        match self.call(&args, Input::None, Duration::from_secs(15)) {
+            Ok(out) if out.ok() => log::debug!("timed-out exec {mark} killed in {island}"),
+            Ok(out) => log::warn!(
+                "cannot kill timed-out exec {mark} in {island}: {}",
+                out.stderr_str()
+            ),
+            Err(e) => log::warn!("cannot kill timed-out exec {mark} in {island}: {e}"),
+        }
     }
 
     /// The argv that runs `argv` in the container on a TTY (for a PTY pump to spawn).
@@ -411,8 +588,9 @@ impl Engine {
     /// Start a command in the container whose stdout is read as a stream.
     pub fn exec_stream(&self, island: &str, opts: &ExecOpts) -> Result<process::Stream> {
         let mut argv = vec![self.docker.clone()];
-        argv.extend(self.exec_args(island, opts, false));
-        process::spawn_stream(&argv, true).map_err(|e| EngineError::Unavailable(e.to_string()))
+        argv.extend(self.exec_args(island, opts, false, ""));
+        let env: Vec<(&str, &str)> = opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        process::spawn_stream_env(&argv, true, &env).map_err(|e| EngineError::Unavailable(e.to_string()))
     }
 
     /// Copy a host directory's contents into a container path (`docker cp SRC/. C:DST`).
@@ -423,7 +601,7 @@ impl Engine {
         if out.ok() {
             Ok(())
         } else {
-            Err(classify(&out.stderr_str()))
+            Err(self.refused(&args, &out))
         }
     }
 
@@ -447,7 +625,7 @@ impl Engine {
         if out.ok() {
             Ok(())
         } else {
-            Err(classify(&out.stderr_str()))
+            Err(self.refused(&args, &out))
         }
     }
 
@@ -622,16 +800,22 @@ fn is_engine_text(err: &str) -> bool {
         || err.contains("Cannot connect to the Docker daemon")
 }
 
-/// Sort docker's stderr into our three kinds.
-pub fn classify(err: &str) -> EngineError {
+/// Sort a failed docker call: its exit status first, then its words. `None` (killed on a
+/// signal) and 125 with a connection error mean the engine is not there; "no such" texts are
+/// a missing object; anything else is the engine's refusal, kept whole.
+pub fn classify(argv: Vec<String>, status: Option<i32>, err: &str) -> EngineError {
     let e = err.trim();
     let lower = e.to_ascii_lowercase();
-    if lower.contains("cannot connect to the docker daemon")
+    let unreachable = lower.contains("cannot connect to the docker daemon")
         || lower.contains("is the docker daemon running")
         || lower.contains("error during connect")
-        || lower.contains("connection refused")
-    {
-        EngineError::Unavailable(e.to_string())
+        || lower.contains("connection refused");
+    if status.is_none() || unreachable {
+        EngineError::Unavailable(if e.is_empty() {
+            format!("`{}` ended on a signal", argv.first().cloned().unwrap_or_default())
+        } else {
+            e.to_string()
+        })
     } else if lower.contains("no such container")
         || lower.contains("no such volume")
         || lower.contains("no such image")
@@ -641,35 +825,67 @@ pub fn classify(err: &str) -> EngineError {
     {
         EngineError::NotFound(e.to_string())
     } else {
-        EngineError::Failed(if e.is_empty() {
-            "docker failed".into()
-        } else {
-            e.to_string()
-        })
+        EngineError::Failed {
+            argv,
+            status,
+            stderr: if e.is_empty() {
+                "docker failed".into()
+            } else {
+                e.to_string()
+            },
+        }
     }
 }
+
+/// The environment mark of a one-shot exec, found only if its deadline passes.
+pub const EXEC_MARK: &str = "DEJIMA_EXEC";
+
+/// Kill the processes marked `DEJIMA_EXEC=$1` and the process groups they lead.
+const KILL_MARKED: &str = r#"p=$(grep -lzxsF "DEJIMA_EXEC=$1" /proc/[0-9]*/environ | cut -d/ -f3)
+[ -n "$p" ] || exit 0
+for x in $p; do kill -KILL -- -"$x" 2>/dev/null; done
+kill -KILL $p 2>/dev/null
+exit 0
+"#;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn subnet_pools() {
+        let p = SubnetPool::default();
+        assert_eq!(p.len(), 4096);
+        assert_eq!(p.nth(0), "10.213.0.0/28");
+        assert_eq!(p.nth(1), "10.213.0.16/28");
+        assert_eq!(p.nth(4095), "10.213.255.240/28");
+        let q = SubnetPool::parse("10.1.2.3/24", 26).unwrap();
+        assert_eq!((q.len(), q.nth(3).as_str()), (4, "10.1.2.192/26"));
+        for bad in ["10.0.0.0", "x/16", "10.0.0.0/40", "10.0.0.0/4"] {
+            assert!(SubnetPool::parse(bad, 28).is_err(), "{bad}");
+        }
+        assert!(SubnetPool::parse("10.0.0.0/28", 24).is_err());
+    }
+
+    #[test]
     fn classifies_engine_errors() {
+        let c = |status, e: &str| classify(vec!["docker".into(), "x".into()], status, e);
         assert!(matches!(
-            classify("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"),
+            c(Some(1), "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"),
             EngineError::Unavailable(_)
         ));
+        assert!(matches!(c(None, ""), EngineError::Unavailable(_)));
         assert!(matches!(
-            classify("Error: No such container: dejima-x"),
+            c(Some(1), "Error: No such container: dejima-x"),
             EngineError::NotFound(_)
         ));
         assert!(matches!(
-            classify("Error response from daemon: network dejima-net-x not found"),
+            c(Some(1), "Error response from daemon: network dejima-net-x not found"),
             EngineError::NotFound(_)
         ));
-        assert!(matches!(
-            classify("docker: Error response from daemon: --storage-opt is supported only for overlay over xfs with 'pquota' mount option."),
-            EngineError::Failed(_)
-        ));
+        let e = c(Some(125), "docker: Error response from daemon: --storage-opt is supported only for overlay over xfs with 'pquota' mount option.");
+        assert!(matches!(e, EngineError::Failed { status: Some(125), .. }));
+        assert!(e.text().contains("storage-opt"));
+        assert_eq!(e.command(), "`docker x` exited 125");
     }
 }

@@ -13,7 +13,6 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,7 @@ use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use super::{Hub, Target};
+use crate::latch::Latch;
 
 /// Largest inbound websocket message (and frame).
 pub const MAX_IN: usize = 1 << 20;
@@ -111,7 +111,7 @@ pub fn serve<S: Read + Write + AsRawFd>(
     leftover: Vec<u8>,
     mut spec: Spec,
     hub: &Arc<Hub>,
-    stopping: &AtomicBool,
+    shutdown: &Latch,
 ) {
     let label = spec.label.clone();
     let sock_fd = stream.as_raw_fd();
@@ -197,7 +197,7 @@ pub fn serve<S: Read + Write + AsRawFd>(
     for i in early {
         p.apply(i, &master, &mut input, hub, reg.id);
     }
-    let why = p.run(&master, &mut input, hub, reg.id, &reg.waker, stopping);
+    let why = p.run(&master, &mut input, hub, reg.id, &reg.waker, shutdown);
     log::debug!("session {label} on {:?} ended: {why:?}", spec.target);
     match why {
         End::Exited => {
@@ -335,13 +335,13 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
         hub: &Hub,
         id: u64,
         waker: &super::Waker,
-        stopping: &AtomicBool,
+        shutdown: &Latch,
     ) -> End {
         let sock = self.ws.get_ref().as_raw_fd();
         let mut last_ping = Instant::now();
         let mut buf = vec![0u8; 32 << 10];
         loop {
-            if stopping.load(Ordering::SeqCst) {
+            if shutdown.is_set() {
                 return End::Stopping;
             }
             if waker.revoked() {
@@ -375,15 +375,34 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                     events: libc::POLLIN,
                     revents: 0,
                 },
+                libc::pollfd {
+                    fd: shutdown.fd().as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
             ];
-            // SAFETY: three valid pollfds for fds this function keeps open.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, 1000) };
+            // Sleep until something happens or the next ping or stall check is due.
+            let due = [
+                Some(last_ping + PING_EVERY),
+                Some(self.last_in + SILENT_LIMIT),
+                self.stalled_since.map(|t| t + STALL),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(Instant::now);
+            let wait = due.saturating_duration_since(Instant::now()).as_millis() as i32 + 1;
+            // SAFETY: four valid pollfds for fds this function keeps open.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 4, wait) };
             if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 return End::Failed;
             }
             let now = Instant::now();
             if fds[2].revents != 0 {
                 return End::Revoked;
+            }
+            if fds[3].revents != 0 {
+                return End::Stopping;
             }
             if fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
                 match self.read_all() {

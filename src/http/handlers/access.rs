@@ -1,8 +1,6 @@
 //! Exec, files and logs.
 
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use super::islands::name;
 use crate::api::ExecRequest;
@@ -10,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::http::router::Params;
 use crate::http::server::hung_up;
 use crate::http::{App, Request, Response};
+use crate::latch::Latch;
 use crate::process::Stream;
 
 /// Largest file a PUT accepts.
@@ -74,27 +73,23 @@ pub fn logs(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
 }
 
 /// Stream a child's stdout as the body; a client that hangs up ends the child at once, even
-/// while the child is silent.
+/// while the child is silent, and so does the daemon's shutdown.
 fn stream_child(content_type: &str, mut child: Stream, app: &App) -> Response {
-    let stopping = app.stopping.clone();
+    let shutdown = app.shutdown.clone();
     Response::stream(
         content_type,
         Box::new(move |w, peer| {
             let Some(mut out) = child.stdout.take() else {
                 return Ok(());
             };
-            let done = Arc::new(AtomicBool::new(false));
+            let done = Latch::new()?;
             let pid = child.pid();
             let fd = peer.fd;
             let result = std::thread::scope(|s| {
-                let d = done.clone();
-                let st = stopping.clone();
+                let (d, st) = (&done, &shutdown);
                 s.spawn(move || {
-                    if hung_up(fd, &|| {
-                        d.load(Ordering::SeqCst) || st.load(Ordering::SeqCst)
-                    }) || st.load(Ordering::SeqCst)
-                    {
-                        log::debug!("stream peer gone; ending child {pid}");
+                    if hung_up(fd, &[d, st]) || st.is_set() {
+                        log::debug!("stream peer gone or daemon stopping; ending child {pid}");
                         let _ = nix::sys::signal::killpg(
                             nix::unistd::Pid::from_raw(pid as i32),
                             nix::sys::signal::Signal::SIGTERM,
@@ -114,7 +109,7 @@ fn stream_child(content_type: &str, mut child: Stream, app: &App) -> Response {
                         Err(e) => break Err(e),
                     }
                 };
-                done.store(true, Ordering::SeqCst);
+                done.trigger();
                 r
             });
             drop(child);

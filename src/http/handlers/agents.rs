@@ -66,9 +66,9 @@ pub fn agent_session(app: &App, req: &mut Request, p: &Params) -> Result<Respons
 /// Accept the websocket; the connection's thread then runs the client's pump.
 pub fn upgrade(app: &App, req: &Request, spec: pump::Spec) -> Result<Response> {
     let hub = app.islands.hub.clone();
-    let stopping = app.stopping.clone();
+    let shutdown = app.shutdown.clone();
     Response::websocket(
         req,
-        Box::new(move |conn, leftover| pump::serve(conn, leftover, spec, &hub, &stopping)),
+        Box::new(move |conn, leftover| pump::serve(conn, leftover, spec, &hub, &shutdown)),
     )
 }

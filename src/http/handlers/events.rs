@@ -1,7 +1,6 @@
 //! Events: per-island recent events, the live stream, webhook subscriptions, and the
 //! in-island agent-event endpoint.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -71,7 +70,7 @@ pub fn stream(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
             .min(crate::events::RECENT),
     };
     let (past, rx) = app.events.subscribe(Filter { islands, types }, replay);
-    let stopping = app.stopping.clone();
+    let shutdown = app.shutdown.clone();
     Ok(Response::stream(
         "text/event-stream",
         Box::new(move |w, _peer| {
@@ -88,14 +87,13 @@ pub fn stream(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
                 w.write_all(frame(e).as_bytes())?;
             }
             loop {
-                if stopping.load(Ordering::SeqCst) {
-                    return Ok(());
-                }
                 match rx.recv_timeout(Duration::from_secs(15)) {
                     Ok(e) => w.write_all(frame(&e).as_bytes())?,
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                         w.write_all(b": keepalive\n\n")?
                     }
+                    // Shutdown closes every stream's queue at once.
+                    Err(_) if shutdown.is_set() => return Ok(()),
                     // The bus cut us off (too slow) or is gone.
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                         w.write_all(

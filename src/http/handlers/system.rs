@@ -1,7 +1,5 @@
 //! Daemon-wide routes: health, overview, the island image.
 
-use std::sync::atomic::Ordering;
-
 use serde::Deserialize;
 use serde_json::json;
 
@@ -53,21 +51,28 @@ pub fn image_build(app: &App, req: &mut Request, _p: &Params) -> Result<Response
         } else {
             b.tag
         },
-        base: b.base,
+        base: if b.base.is_empty() {
+            app.islands.config.base_image.clone()
+        } else {
+            b.base
+        },
         force: b.force || req.query_bool("force")?,
         agent_clis: b.agent_clis,
     };
     image::validate_opts(&opts)?;
+    // Claimed before the 200 goes out, so a second build is a plain 409.
+    let slot = image::BuildSlot::try_claim()?;
     let islands = app.islands.clone();
-    let stopping = app.stopping.clone();
+    let shutdown = app.shutdown.clone();
     Ok(Response::stream(
         "text/plain; charset=utf-8",
         Box::new(move |w, _peer| {
             let mut alive = true;
-            let result = image::build(&islands.engine, &islands.work_dir(), &opts, &mut |chunk| {
-                alive = alive && !stopping.load(Ordering::SeqCst) && w.write_all(chunk).is_ok();
+            let result = image::build(&islands.engine, &islands.work_dir(), &opts, &slot, &mut |chunk| {
+                alive = alive && !shutdown.is_set() && w.write_all(chunk).is_ok();
                 alive
             });
+            drop(slot);
             islands.forget_image_cache();
             let last = match result {
                 Ok(true) => format!("ok: built {}\n", opts.tag),
