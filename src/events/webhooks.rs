@@ -119,6 +119,9 @@ pub struct Webhooks {
     max_backoff: Duration,
     /// Serialises writes of the subscription list.
     write: Mutex<()>,
+    /// Events on their way to the outbox thread, which persists their deliveries: the bus
+    /// hands an event over and returns, never waiting on a disk.
+    outbox: Mutex<std::sync::mpsc::Sender<Event>>,
 }
 
 fn now_ms() -> u64 {
@@ -186,6 +189,7 @@ impl Webhooks {
         if pending > 0 {
             log::info!("{pending} webhook deliveries pending from before the restart");
         }
+        let (outbox, rx) = std::sync::mpsc::channel::<Event>();
         let w = Arc::new(Webhooks {
             dir,
             state: Mutex::new(State {
@@ -205,7 +209,18 @@ impl Webhooks {
             give_up: policy.give_up,
             max_backoff: policy.max_backoff,
             write: Mutex::new(()),
+            outbox: Mutex::new(outbox),
         });
+        {
+            let w = w.clone();
+            thread::Builder::new()
+                .name("webhook-outbox".into())
+                .spawn(move || {
+                    for e in rx {
+                        w.persist(&e);
+                    }
+                })?;
+        }
         for s in subs {
             w.spawn_worker(&s.id)?;
         }
@@ -337,8 +352,15 @@ impl Webhooks {
         self.dir.join("pending").join(format!("{id}.json"))
     }
 
-    /// Called for every event (from the bus): persist a delivery per matching subscription.
+    /// Called for every event (from the bus): hand it to the outbox thread. Never blocks.
+    /// An event still in the hand-over when the process dies is lost; once the outbox has
+    /// written its delivery, nothing loses it.
     pub fn enqueue(&self, e: &Event) {
+        let _ = lock(&self.outbox).send(e.clone());
+    }
+
+    /// On the outbox thread: persist a delivery per matching subscription, then queue it.
+    fn persist(&self, e: &Event) {
         let matching: Vec<String> = {
             let st = lock(&self.state);
             st.subs
