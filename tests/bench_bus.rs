@@ -37,7 +37,7 @@ fn time_publishes(bus: &Bus, n: usize) -> Vec<Duration> {
         .map(|k| {
             let t = Instant::now();
             bus.publish(
-                "agent.task-complete",
+                dejima::events::EventType::AgentTaskComplete,
                 "bench",
                 "a1",
                 serde_json::json!({ "k": k }),

@@ -207,6 +207,25 @@ fn tree_mem(root: u32) -> (usize, u64, u64) {
     (pids.len(), rss, pss)
 }
 
+/// The descendants of `root` by command name: `2 docker, 1 sh`.
+fn kinds(root: u32) -> String {
+    let mut by: Vec<(String, usize)> = Vec::new();
+    for p in descendants(root) {
+        let c = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+        let c = c.trim().to_string();
+        match by.iter_mut().find(|(n, _)| *n == c) {
+            Some((_, k)) => *k += 1,
+            None => by.push((c, 1)),
+        }
+    }
+    let v: Vec<String> = by.iter().map(|(n, k)| format!("{k} {n}")).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
 fn mb(kb: u64) -> f64 {
     kb as f64 / 1024.0
 }
@@ -219,7 +238,8 @@ fn bench_sessions() {
     let idle = rss_kb(d.pid());
     let (idle_n, idle_tree, idle_pss) = tree_mem(d.pid());
     figure(format_args!(
-        "daemon idle: RSS {idle} kB; process tree {idle_n} processes, RSS {idle_tree} kB, PSS {idle_pss} kB"
+        "daemon idle: RSS {idle} kB; process tree {idle_n} processes, RSS {idle_tree} kB, PSS {idle_pss} kB (descendants: {})",
+        kinds(d.pid())
     ));
     goal(
         "daemon idle RSS",
@@ -415,8 +435,9 @@ fn bench_sessions() {
     let (procs, tree, pss) = tree_mem(d.pid());
     let per = |total: u64, base: u64| mb(total.saturating_sub(base)) / target.max(1) as f64;
     figure(format_args!(
-        "memory with {target} attached clients: daemon RSS {own} kB ({threads} threads); process tree (daemon + {} descendants) RSS {tree} kB = {:.1} MB, PSS {pss} kB = {:.1} MB; per client {:.2} MB RSS, {:.2} MB PSS",
+        "memory with {target} attached clients: daemon RSS {own} kB ({threads} threads); process tree (daemon + {} descendants: {}) RSS {tree} kB = {:.1} MB, PSS {pss} kB = {:.1} MB; per client {:.2} MB RSS, {:.2} MB PSS",
         procs - 1,
+        kinds(d.pid()),
         mb(tree),
         mb(pss),
         per(tree, idle_tree),

@@ -65,8 +65,8 @@ fn restart_adopts_islands_to_their_desired_state() {
         ]);
         (a == "true" && b == "false").then_some(())
     });
-    assert_eq!(d.island(&up.name).state, "running");
-    assert_eq!(d.island(&down.name).state, "hibernated");
+    assert_eq!(d.island(&up.name).state.as_str(), "running");
+    assert_eq!(d.island(&down.name).state.as_str(), "hibernated");
     // A container removed while the daemon was down is recreated against its volumes.
     d.exec(&up.name, &["sh", "-c", "echo survived > /workspace/s.txt"]);
     d.kill9();
@@ -82,7 +82,7 @@ fn restart_adopts_islands_to_their_desired_state() {
         (String::from_utf8_lossy(&o.stdout).trim() == "true").then_some(())
     });
     wait_for(Duration::from_secs(10), "the island to answer", || {
-        (d.island(&up.name).container == "running").then_some(())
+        (d.island(&up.name).container.as_str() == "running").then_some(())
     });
     assert_eq!(
         d.exec(&up.name, &["cat", "/workspace/s.txt"]).0,
@@ -151,7 +151,7 @@ fn killed_mid_create_then_restarted_finishes_the_island() {
             (s == 200 && v["ready"] == true).then_some(())
         },
     );
-    assert_eq!(d.island(&name).container, "running");
+    assert_eq!(d.island(&name).container.as_str(), "running");
     assert_eq!(
         d.exec(
             &name,

@@ -244,7 +244,7 @@ fn agents_report_from_inside_the_island_through_their_own_socket() {
     );
     let info = d.island(&n);
     assert_eq!(
-        info.agent_state.as_ref().unwrap().latest,
+        info.agent_state.as_ref().unwrap().latest.as_str(),
         "waiting-for-input"
     );
     assert_eq!(
@@ -258,7 +258,7 @@ fn agents_report_from_inside_the_island_through_their_own_socket() {
     assert_eq!(d.exec(&n, &["sh", "-c", script]).0, "202");
     let v = s.until("agent.task-complete", T);
     assert_eq!(v["island"], n.as_str());
-    assert_eq!(d.island(&n).agent_state.unwrap().latest, "task-complete");
+    assert_eq!(d.island(&n).agent_state.unwrap().latest.as_str(), "task-complete");
     // The env points agents at that socket; the operator socket is not in the island.
     assert_eq!(
         d.exec(&n, &["printenv", "DEJIMA_HOST"]).0,
@@ -390,7 +390,7 @@ fn an_island_token_reaches_only_its_own_autonomy_routes() {
         )
         .unwrap();
     assert_eq!(r.status, 202);
-    assert_eq!(d.island(&a.name).agent_state.unwrap().latest, "error");
+    assert_eq!(d.island(&a.name).agent_state.unwrap().latest.as_str(), "error");
     assert!(d.island(&b.name).agent_state.is_none());
     // A clone gets its own token.
     let c = unique("tok-c");

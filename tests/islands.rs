@@ -180,7 +180,7 @@ fn wake_recreates_a_container_removed_behind_our_back() {
     wait_for(
         Duration::from_secs(10),
         "the watcher to see the container gone",
-        || (d.island(n).container == "missing").then_some(()),
+        || (d.island(n).container.as_str() == "missing").then_some(()),
     );
     let v = d.ok("POST", &format!("/v1/islands/{n}/wake"), None);
     assert_eq!(v["container"], "running");
@@ -227,7 +227,7 @@ fn clone_copies_volumes_and_drops_the_title() {
         "code\ntok\n"
     );
     // The source keeps running and is unchanged.
-    assert_eq!(d.island(n).container, "running");
+    assert_eq!(d.island(n).container.as_str(), "running");
     assert_eq!(d.island(n).title, "Original");
     // The reference's `name` works too; a taken name is 409.
     let (s, _) = d.req(
@@ -263,7 +263,7 @@ fn purge_refuses_unsaved_work_unless_forced_and_removes_everything() {
     assert_eq!(s, 409);
     assert!(err_text(&v).contains("not pushed"), "{v}");
     // Still there, still running.
-    assert_eq!(d.island(&n).container, "running");
+    assert_eq!(d.island(&n).container.as_str(), "running");
     // Also refused while hibernated (checked on the volumes).
     d.ok("POST", &format!("/v1/islands/{n}/hibernate"), None);
     let (s, _) = d.req("DELETE", &format!("/v1/islands/{n}"), None);
@@ -301,7 +301,7 @@ fn a_purged_islands_state_never_reaches_the_next_island_of_that_name() {
             Some(serde_json::json!({"island": n, "agent": "a1", "type": "task-complete"})),
         );
         let info = d.island(&n);
-        assert_eq!(info.agent_state.unwrap().latest, "task-complete");
+        assert_eq!(info.agent_state.unwrap().latest.as_str(), "task-complete");
         assert!(info.agents[0].agent_state.is_some());
         d.ok("POST", &format!("/v1/islands/{n}/hibernate"), None);
         let (s, _) = d.req("DELETE", &format!("/v1/islands/{n}?force=true"), None);
@@ -804,7 +804,6 @@ fn forty_islands_each_on_a_network_of_its_own() {
 
 #[test]
 fn a_second_image_build_while_one_runs_is_409() {
-    use std::io::Read;
     let d = Daemon::start();
     let tag = format!("dejima/island:buildtest-{}", dejima::util::random_hex(4));
     let body = serde_json::to_vec(&serde_json::json!({"tag": tag, "force": true})).unwrap();

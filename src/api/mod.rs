@@ -4,6 +4,226 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// A closed set of wire words as an enum: one list gives the variants, their words (serde
+/// reads and writes exactly those), `ALL`, `as_str`, `Display` and `FromStr`. Outside
+/// (de)serialisation nothing compares these as strings.
+macro_rules! wire_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $wire:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vm])* $var),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$var => $wire),+
+                }
+            }
+
+            /// The words, for messages: `a, b, c`.
+            pub fn words() -> String {
+                [$($wire),+].join(", ")
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<$name, String> {
+                match s {
+                    $($wire => Ok($name::$var),)+
+                    _ => Err(format!("{s:?} is not one of {}", $name::words())),
+                }
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$name, D::Error> {
+                let w = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                w.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// What the daemon keeps an island at (`state`).
+    DesiredState {
+        Running = "running",
+        Hibernated = "hibernated",
+    }
+}
+
+impl Default for DesiredState {
+    fn default() -> Self {
+        DesiredState::Running
+    }
+}
+
+wire_enum! {
+    /// What the engine reports of an island's container (`container`).
+    ContainerState {
+        Running = "running",
+        Exited = "exited",
+        Missing = "missing",
+        Errored = "errored",
+    }
+}
+
+impl Default for ContainerState {
+    fn default() -> Self {
+        ContainerState::Missing
+    }
+}
+
+wire_enum! {
+    /// Whether an agent's program runs (`agents[].state`).
+    AgentRun {
+        /// Its program runs in its tmux session.
+        Running = "running",
+        /// The session is there, its program has ended.
+        Exited = "exited",
+        /// No session (the container is down, or it never started).
+        Stopped = "stopped",
+    }
+}
+
+impl Default for AgentRun {
+    fn default() -> Self {
+        AgentRun::Stopped
+    }
+}
+
+wire_enum! {
+    /// A host terminal: its program runs, or has ended.
+    TerminalStatus {
+        Running = "running",
+        Exited = "exited",
+    }
+}
+
+impl Default for TerminalStatus {
+    fn default() -> Self {
+        TerminalStatus::Running
+    }
+}
+
+wire_enum! {
+    /// Agent types.
+    AgentType {
+        ClaudeCode = "claude-code",
+        Codex = "codex",
+        Custom = "custom",
+        Headless = "headless",
+    }
+}
+
+impl Default for AgentType {
+    fn default() -> Self {
+        AgentType::ClaudeCode
+    }
+}
+
+wire_enum! {
+    /// The latest signal an agent emitted (`agent_state.latest`).
+    AgentSignal {
+        WaitingForInput = "waiting-for-input",
+        TaskComplete = "task-complete",
+        Error = "error",
+    }
+}
+
+wire_enum! {
+    /// Every event type the daemon emits or accepts.
+    EventType {
+        IslandCreated = "island.created",
+        IslandRunning = "island.running",
+        IslandHibernated = "island.hibernated",
+        IslandWoken = "island.woken",
+        IslandReset = "island.reset",
+        IslandPurged = "island.purged",
+        ContainerCrashed = "container.crashed",
+        ClientAttached = "client.attached",
+        ClientDetached = "client.detached",
+        LastClientDetached = "last-client.detached",
+        AgentWaitingForInput = "agent.waiting-for-input",
+        AgentTaskComplete = "agent.task-complete",
+        AgentError = "agent.error",
+    }
+}
+
+impl Default for EventType {
+    fn default() -> Self {
+        EventType::IslandCreated
+    }
+}
+
+impl EventType {
+    /// The agent signal an `agent.*` event carries.
+    pub fn signal(self) -> Option<AgentSignal> {
+        match self {
+            EventType::AgentWaitingForInput => Some(AgentSignal::WaitingForInput),
+            EventType::AgentTaskComplete => Some(AgentSignal::TaskComplete),
+            EventType::AgentError => Some(AgentSignal::Error),
+            _ => None,
+        }
+    }
+}
+
+/// A message a session client sends (`{"type": ...}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ClientFrame {
+    /// Keystrokes, base64.
+    Data { b64: String },
+    Resize { rows: u32, cols: u32 },
+    Ping,
+}
+
+/// A message the daemon sends a session client. (`data` frames are also written by hand on
+/// the pump's hot path, in exactly this shape.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerFrame {
+    /// First message: who is attached, this client included.
+    Hello {
+        #[serde(default)]
+        attached: Vec<PresenceEntry>,
+    },
+    /// Terminal output, base64.
+    Data { b64: String },
+    /// A message for the human, base64 text.
+    Error { b64: String },
+    Pong,
+    /// The terminal's program ended.
+    Exit,
+    /// A kind newer than the reader: ignored by clients (never sent).
+    #[serde(other, skip_serializing)]
+    Other,
+}
+
+impl ServerFrame {
+    /// The frame as websocket text.
+    pub fn text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct IslandStats {
     pub memory_usage_bytes: u64,
@@ -14,7 +234,7 @@ pub struct IslandStats {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AgentStateInfo {
-    pub latest: String,
+    pub latest: AgentSignal,
     pub updated_at: String,
 }
 
@@ -63,7 +283,7 @@ pub struct IslandDisk {
 pub struct AgentInfo {
     pub id: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: AgentType,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub label: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -75,7 +295,7 @@ pub struct AgentInfo {
     #[serde(default)]
     pub attachable: bool,
     #[serde(default)]
-    pub state: String,
+    pub state: AgentRun,
     #[serde(default)]
     pub restarts: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,12 +310,12 @@ pub struct AgentInfo {
 pub struct IslandInfo {
     pub name: String,
     pub repo: String,
-    pub agent: String,
+    pub agent: AgentType,
     pub image: String,
     /// Desired state from our record: `running` or `hibernated`.
-    pub state: String,
+    pub state: DesiredState,
     /// Observed state from the engine: `running`, `exited`, `missing`, `errored`.
-    pub container: String,
+    pub container: ContainerState,
     pub created_at: String,
     pub last_used_at: String,
     #[serde(default)]
@@ -317,9 +537,8 @@ pub struct TerminalInfo {
     pub cwd: String,
     #[serde(default)]
     pub created_at: String,
-    /// running, or exited once its program has ended.
     #[serde(default)]
-    pub status: String,
+    pub status: TerminalStatus,
     #[serde(default)]
     pub attached: Vec<PresenceEntry>,
 }

@@ -107,9 +107,9 @@ fn row(a: &AgentInfo) -> Vec<String> {
     let attached: Vec<&str> = a.attached.iter().map(|p| p.label.as_str()).collect();
     vec![
         a.id.clone(),
-        a.kind.clone(),
+        a.kind.to_string(),
         dash(&a.label),
-        dash(&a.state),
+        dash(a.state.as_str()),
         dash(&a.branch),
         dash(&attached.join(",")),
     ]
@@ -191,8 +191,8 @@ mod tests {
     fn rows_fill_blanks() {
         let a = AgentInfo {
             id: "a1".into(),
-            kind: "claude-code".into(),
-            state: "running".into(),
+            kind: crate::api::AgentType::ClaudeCode,
+            state: crate::api::AgentRun::Running,
             attached: vec![
                 PresenceEntry {
                     label: "laptop".into(),

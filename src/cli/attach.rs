@@ -17,7 +17,6 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
-use serde::{Deserialize, Serialize};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::client::ClientHandshake;
 use tungstenite::http::header::{HeaderValue, AUTHORIZATION, USER_AGENT};
@@ -25,7 +24,7 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::{HandshakeError, Message, WebSocket};
 
 use super::{fail, Failure, Out};
-use crate::api::PresenceEntry;
+use crate::api::{ClientFrame as ClientMsg, ServerFrame as ServerMsg};
 use crate::client::{seg, Client, ClientError, Target};
 
 /// Ctrl-]: detaches on the client side, as in telnet; never sent to the session.
@@ -169,40 +168,17 @@ enum End {
     Signal(Signal),
 }
 
-/// A frame from the daemon.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum ServerMsg {
-    Hello {
-        #[serde(default)]
-        attached: Vec<PresenceEntry>,
-    },
-    Data {
-        b64: String,
-    },
-    Error {
-        b64: String,
-    },
-    Exit,
-    /// Kinds newer than this client: ignored.
-    #[serde(other)]
-    Other,
+trait Frame {
+    fn frame(&self) -> Message;
 }
 
-/// A frame to the daemon.
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum ClientMsg {
-    Data { b64: String },
-    Resize { rows: u16, cols: u16 },
-}
-
-impl ClientMsg {
-    fn data(bytes: &[u8]) -> ClientMsg {
-        ClientMsg::Data {
-            b64: B64.encode(bytes),
-        }
+fn data_msg(bytes: &[u8]) -> ClientMsg {
+    ClientMsg::Data {
+        b64: B64.encode(bytes),
     }
+}
+
+impl Frame for ClientMsg {
     fn frame(&self) -> Message {
         // Serializing a string or two integers cannot fail.
         Message::Text(serde_json::to_string(self).unwrap_or_default())
@@ -238,7 +214,7 @@ fn decode(text: &str) -> Event {
             Err(_) => b64,
         }),
         Ok(ServerMsg::Exit) => Event::Exit,
-        Ok(ServerMsg::Other) => Event::Ignore,
+        Ok(ServerMsg::Other | ServerMsg::Pong) => Event::Ignore,
         Err(e) => {
             log::debug!("unparseable frame: {e}");
             Event::Ignore
@@ -674,7 +650,7 @@ impl Session {
             (input, false)
         };
         if !data.is_empty() {
-            if let Some(end) = self.send(&ClientMsg::data(data)) {
+            if let Some(end) = self.send(&data_msg(data)) {
                 return Some(end);
             }
         }
@@ -683,7 +659,10 @@ impl Session {
 
     fn send_resize(&mut self) -> Option<End> {
         let (rows, cols) = window_size()?;
-        self.send(&ClientMsg::Resize { rows, cols })
+        self.send(&ClientMsg::Resize {
+            rows: rows.into(),
+            cols: cols.into(),
+        })
     }
 
     /// Queue a frame; the loop flushes it when the socket can take it.
@@ -774,7 +753,7 @@ mod tests {
             _ => unreachable!(),
         };
         assert_eq!(
-            text(ClientMsg::data(b"ls\r")),
+            text(data_msg(b"ls\r")),
             serde_json::json!({"type": "data", "b64": "bHMN"})
         );
         assert_eq!(

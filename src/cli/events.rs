@@ -141,7 +141,11 @@ fn sub_row(s: &SubscriptionInfo) -> Vec<String> {
     let events = if s.events.is_empty() {
         "all".to_string()
     } else {
-        s.events.join(",")
+        s.events
+            .iter()
+            .map(|e| e.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     };
     vec![
         s.id.clone(),
@@ -249,7 +253,7 @@ fn clip_payload(v: &Value, max: usize) -> String {
 fn event_row(e: &EventInfo) -> Vec<String> {
     vec![
         or_dash(Some(&e.timestamp)),
-        or_dash(Some(&e.kind)),
+        or_dash(Some(e.kind.as_str())),
         or_dash(Some(&e.agent)),
         clip_payload(&e.payload, PAYLOAD_WIDTH),
     ]
@@ -261,7 +265,7 @@ fn follow_line(e: &EventInfo) -> String {
     format!(
         "{:<20}  {:<23}  {:<16}  {:<5}  {}",
         or_dash(Some(&e.timestamp)),
-        or_dash(Some(&e.kind)),
+        or_dash(Some(e.kind.as_str())),
         or_dash(Some(&e.island)),
         or_dash(Some(&e.agent)),
         clip_payload(&e.payload, PAYLOAD_WIDTH)
@@ -574,7 +578,7 @@ mod tests {
         assert!(clipped.ends_with('…'));
         assert_eq!(clip_payload(&Value::Null, 60), "-");
         // A sparse event still renders.
-        let bare: EventInfo = serde_json::from_str("{}").unwrap();
-        assert_eq!(event_row(&bare), ["-", "-", "-", "-"]);
+        let bare: EventInfo = serde_json::from_str(r#"{"type":"island.created"}"#).unwrap();
+        assert_eq!(event_row(&bare), ["-", "island.created", "-", "-"]);
     }
 }

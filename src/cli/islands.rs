@@ -180,9 +180,9 @@ fn rows(list: &[IslandInfo]) {
         .map(|i| {
             vec![
                 i.name.clone(),
-                i.state.clone(),
-                i.container.clone(),
-                i.agent.clone(),
+                i.state.to_string(),
+                i.container.to_string(),
+                i.agent.to_string(),
                 i.stats
                     .as_ref()
                     .map(|s| human(s.memory_usage_bytes))
@@ -269,10 +269,10 @@ pub fn status(c: &Client, a: Status) -> Out {
         ("name", i.name.clone()),
         ("title", i.title.clone()),
         ("repo", i.repo.clone()),
-        ("agent", i.agent.clone()),
+        ("agent", i.agent.to_string()),
         ("image", i.image.clone()),
-        ("state", i.state.clone()),
-        ("container", i.container.clone()),
+        ("state", i.state.to_string()),
+        ("container", i.container.to_string()),
         ("created", i.created_at.clone()),
         ("last used", i.last_used_at.clone()),
     ];

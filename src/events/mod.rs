@@ -4,7 +4,6 @@
 
 pub mod webhooks;
 
-use crate::util::lock;
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -12,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::util;
+pub use crate::api::EventType;
+use crate::util::{self, lock};
 
 /// Events kept per island for `GET /v1/islands/{name}/events`.
 pub const PER_ISLAND: usize = 50;
@@ -21,30 +21,13 @@ pub const RECENT: usize = 500;
 /// A live subscriber's queue; past it the subscriber is cut off.
 pub const STREAM_QUEUE: usize = 1024;
 
-/// Every type the daemon emits or accepts.
-pub const TYPES: &[&str] = &[
-    "island.created",
-    "island.running",
-    "island.hibernated",
-    "island.woken",
-    "island.reset",
-    "island.purged",
-    "container.crashed",
-    "client.attached",
-    "client.detached",
-    "last-client.detached",
-    "agent.waiting-for-input",
-    "agent.task-complete",
-    "agent.error",
-];
-
 /// The envelope: the reference's fields plus an `id` to dedupe redeliveries by.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Event {
     #[serde(default)]
     pub id: String,
     #[serde(rename = "type", default)]
-    pub kind: String,
+    pub kind: EventType,
     #[serde(default)]
     pub island: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -59,13 +42,13 @@ pub struct Event {
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub islands: Vec<String>,
-    pub types: Vec<String>,
+    pub types: Vec<EventType>,
 }
 
 impl Filter {
     pub fn matches(&self, e: &Event) -> bool {
         (self.islands.is_empty() || self.islands.iter().any(|i| *i == e.island))
-            && (self.types.is_empty() || self.types.iter().any(|t| *t == e.kind))
+            && (self.types.is_empty() || self.types.contains(&e.kind))
     }
 }
 
@@ -94,10 +77,10 @@ impl Bus {
         lock(&self.sinks).push(Arc::new(f));
     }
 
-    pub fn publish(&self, kind: &str, island: &str, agent: &str, payload: Value) -> Event {
+    pub fn publish(&self, kind: EventType, island: &str, agent: &str, payload: Value) -> Event {
         let e = Event {
             id: format!("ev_{}", util::random_hex(8)),
-            kind: kind.to_string(),
+            kind,
             island: island.to_string(),
             agent: agent.to_string(),
             timestamp: util::now_rfc3339(),
@@ -182,11 +165,6 @@ impl Bus {
     }
 }
 
-/// `agent.waiting-for-input` → `waiting-for-input`.
-pub fn agent_state_word(kind: &str) -> &str {
-    kind.strip_prefix("agent.").unwrap_or(kind)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,7 +173,7 @@ mod tests {
     fn rings_filters_and_slow_subscribers() {
         let bus = Bus::new();
         for k in 0..(PER_ISLAND + 5) {
-            bus.publish("island.running", "a", "", serde_json::json!({ "k": k }));
+            bus.publish(EventType::IslandRunning, "a", "", serde_json::json!({ "k": k }));
         }
         let ev = bus.island_events("a");
         assert_eq!(ev.len(), PER_ISLAND);
@@ -208,14 +186,14 @@ mod tests {
             10,
         );
         assert!(replay.is_empty());
-        bus.publish("island.created", "a", "", Value::Null);
-        bus.publish("island.created", "b", "", Value::Null);
+        bus.publish(EventType::IslandCreated, "a", "", Value::Null);
+        bus.publish(EventType::IslandCreated, "b", "", Value::Null);
         assert_eq!(rx.try_recv().unwrap().island, "b");
         assert!(rx.try_recv().is_err());
         // A subscriber that never reads is dropped once its queue is full; publish never blocks.
         let (_r, slow) = bus.subscribe(Filter::default(), 0);
         for _ in 0..(STREAM_QUEUE + 10) {
-            bus.publish("client.attached", "c", "", Value::Null);
+            bus.publish(EventType::ClientAttached, "c", "", Value::Null);
         }
         assert_eq!(
             bus.subscriber_count(),
@@ -223,11 +201,11 @@ mod tests {
             "only the reader of island b is left"
         );
         drop(slow);
-        bus.publish("island.created", "d", "", Value::Null);
+        bus.publish(EventType::IslandCreated, "d", "", Value::Null);
         let (replay, _rx) = bus.subscribe(
             Filter {
                 islands: vec![],
-                types: vec!["island.created".into()],
+                types: vec![EventType::IslandCreated],
             },
             1,
         );

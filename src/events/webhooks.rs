@@ -18,7 +18,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::{Event, TYPES};
+use super::{Event, EventType};
 use crate::error::{Error, Result};
 use crate::store::{self, Home};
 use crate::util;
@@ -48,7 +48,7 @@ struct SubRecord {
     #[serde(default)]
     secret: String,
     #[serde(default)]
-    events: Vec<String>,
+    events: Vec<EventType>,
     #[serde(default)]
     islands: Vec<String>,
     created_at: String,
@@ -60,7 +60,7 @@ struct SubRecord {
 pub struct SubscriptionInfo {
     pub id: String,
     pub url: String,
-    pub events: Vec<String>,
+    pub events: Vec<EventType>,
     pub islands: Vec<String>,
     pub created_at: String,
     pub has_secret: bool,
@@ -81,7 +81,7 @@ pub struct SubscriptionInfo {
 struct Delivery {
     id: String,
     sub: String,
-    event_type: String,
+    event_type: EventType,
     body: String,
     /// Unix milliseconds.
     created_ms: u64,
@@ -257,13 +257,14 @@ impl Webhooks {
         if url::parse_ok(url).is_err() {
             return Err(Error::bad(format!("url {url:?} is not a valid URL")));
         }
+        let mut events = Vec::new();
         for t in &req.events {
-            if !TYPES.contains(&t.as_str()) {
-                return Err(Error::bad(format!(
+            events.push(t.parse::<EventType>().map_err(|_| {
+                Error::bad(format!(
                     "unknown event type {t:?} (known: {})",
-                    TYPES.join(", ")
-                )));
-            }
+                    EventType::words()
+                ))
+            })?);
         }
         for i in &req.islands {
             crate::island::names::validate(i)?;
@@ -275,7 +276,7 @@ impl Webhooks {
             id: format!("wh_{}", util::random_hex(6)),
             url: url.to_string(),
             secret: req.secret,
-            events: req.events,
+            events,
             islands: req.islands,
             created_at: util::now_rfc3339(),
         };
@@ -381,7 +382,7 @@ impl Webhooks {
             let d = Delivery {
                 id: format!("dl_{}", util::random_hex(8)),
                 sub: sub.clone(),
-                event_type: e.kind.clone(),
+                event_type: e.kind,
                 body: body.clone(),
                 created_ms: now,
                 next_ms: now,
@@ -458,7 +459,7 @@ impl Webhooks {
             .agent
             .post(url)
             .set("Content-Type", "application/json")
-            .set("X-Dejima-Event", &d.event_type)
+            .set("X-Dejima-Event", d.event_type.as_str())
             .set("X-Dejima-Delivery", &d.id);
         if !secret.is_empty() {
             req = req.set("X-Dejima-Signature", &sign(secret, d.body.as_bytes()));

@@ -1,5 +1,5 @@
 //! The HTTP surface: a small HTTP/1.1 server of our own on owned sockets (so a websocket can
-//! later take the socket whole, see DESIGN.md), one route table, one error→status mapping.
+//! take the socket whole; docs/ARCHITECTURE.md), one route table, one error→status mapping.
 
 pub mod handlers;
 pub mod router;

@@ -9,7 +9,7 @@ use super::Islands;
 use crate::api::{ExecRequest, ExecResult, GitInfo, IslandDisk, IslandHealth, IslandInfo};
 use crate::error::{Error, Result};
 use crate::process::{Input, Stream};
-use crate::runtime::{ExecOpts, WORKSPACE};
+use crate::runtime::{ContainerState, ExecOpts, WORKSPACE};
 
 /// Longest an exec may be asked to run.
 pub const MAX_EXEC_SECS: u64 = 3600;
@@ -22,7 +22,7 @@ impl Islands {
         let rec = self.record(name)?;
         let obs = self.observed.container(name);
         // Until the engine's first listing is in, `missing` means unknown: let docker say.
-        if obs.state != "running" && self.observed.synced() {
+        if obs.state != ContainerState::Running && self.observed.synced() {
             return Err(Error::Conflict(format!(
                 "island {name:?} is not running (state {}, container {}); wake it first",
                 rec.state, obs.state
@@ -133,7 +133,7 @@ impl Islands {
         if tail != "all" && tail.parse::<u64>().is_err() {
             return Err(Error::bad("tail must be a number of lines or \"all\""));
         }
-        if self.observed.container(name).state == "missing" {
+        if self.observed.container(name).state == ContainerState::Missing {
             return Err(Error::Conflict(format!(
                 "island {name:?} has no container; wake it first"
             )));
@@ -147,12 +147,16 @@ impl Islands {
         let rec = self.record(name)?;
         let mut info = self.info(&rec);
         info.resources = Some(rec.resources.clone());
-        let running = info.container == "running";
+        let running = info.container == ContainerState::Running;
         let (git, inspect, disk) = std::thread::scope(|s| {
-            let g = s.spawn(|| running.then(|| self.git_info(name)).flatten());
-            let d = s.spawn(|| running.then(|| self.disk_usage(name)).flatten());
+            let call = || std::thread::Builder::new().name("engine-call".into());
+            let g = call().spawn_scoped(s, || running.then(|| self.git_info(name)).flatten());
+            let d = call().spawn_scoped(s, || running.then(|| self.disk_usage(name)).flatten());
             let i = self.engine.inspect(name).ok();
-            (g.join().ok().flatten(), i, d.join().ok().flatten())
+            // A thread that could not start or panicked leaves its part out.
+            let git = g.ok().and_then(|h| h.join().ok()).flatten();
+            let disk = d.ok().and_then(|h| h.join().ok()).flatten();
+            (git, i, disk)
         });
         info.git = git;
         info.disk = disk;

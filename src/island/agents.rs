@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::{names, Islands, Record};
-use crate::api::{AddAgent, AgentInfo};
+use crate::api::{AddAgent, AgentInfo, AgentRun, AgentType};
 use crate::error::{Error, Result};
 use crate::process::{Input, Stream};
 use crate::runtime::{self, ExecOpts, WORKSPACE};
@@ -20,15 +20,13 @@ use crate::store;
 use crate::util;
 
 pub const PRIMARY: &str = "a1";
-/// Agent types. Anything else is refused.
-pub const TYPES: [&str; 4] = ["claude-code", "codex", "custom", "headless"];
 const LOG_DIR: &str = "/home/agent/.dejima/logs";
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct AgentRecord {
     pub id: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: AgentType,
     #[serde(default)]
     pub label: String,
     #[serde(default)]
@@ -45,13 +43,13 @@ pub struct AgentRecord {
 
 impl AgentRecord {
     pub fn headless(&self) -> bool {
-        self.kind == "headless"
+        self.kind == AgentType::Headless
     }
 
-    pub fn primary(kind: &str, cmd: &str) -> AgentRecord {
+    pub fn primary(kind: AgentType, cmd: &str) -> AgentRecord {
         AgentRecord {
             id: PRIMARY.into(),
-            kind: kind.into(),
+            kind,
             cmd: cmd.into(),
             worktree: WORKSPACE.into(),
             created_at: util::now_rfc3339(),
@@ -61,10 +59,10 @@ impl AgentRecord {
 
     /// What the session runs.
     fn argv(&self) -> Vec<String> {
-        let v: Vec<&str> = match self.kind.as_str() {
-            "headless" => vec!["dejima-supervise", &self.id, &self.cmd],
-            "claude-code" if self.cmd.is_empty() => vec!["claude"],
-            "codex" if self.cmd.is_empty() => vec!["codex"],
+        let v: Vec<&str> = match self.kind {
+            AgentType::Headless => vec!["dejima-supervise", &self.id, &self.cmd],
+            AgentType::ClaudeCode if self.cmd.is_empty() => vec!["claude"],
+            AgentType::Codex if self.cmd.is_empty() => vec!["codex"],
             _ if self.cmd.is_empty() => vec!["bash", "-l"],
             _ => vec!["bash", "-lc", &self.cmd],
         };
@@ -75,8 +73,7 @@ impl AgentRecord {
 /// What the engine last showed of one agent.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AgentObs {
-    /// running, exited (tmux alive, program gone), stopped (no session)
-    pub state: String,
+    pub state: AgentRun,
     pub restarts: i64,
     pub exit_status: Option<i32>,
 }
@@ -99,9 +96,9 @@ pub fn parse_obs(out: &str, agents: &[AgentRecord]) -> HashMap<String, AgentObs>
             let pane = panes.iter().find(|p| p.session == s);
             let obs = AgentObs {
                 state: match pane {
-                    None => "stopped".into(),
-                    Some(p) if p.dead => "exited".into(),
-                    Some(_) => "running".into(),
+                    None => AgentRun::Stopped,
+                    Some(p) if p.dead => AgentRun::Exited,
+                    Some(_) => AgentRun::Running,
                 },
                 restarts: restarts.get(a.id.as_str()).copied().unwrap_or(0),
                 exit_status: pane.filter(|p| p.dead).and_then(|p| p.dead_status),
@@ -133,7 +130,7 @@ impl Islands {
             rec.token = util::random_hex(32);
         }
         if rec.agents.is_empty() {
-            rec.agents.push(AgentRecord::primary(&rec.agent, &rec.cmd));
+            rec.agents.push(AgentRecord::primary(rec.agent, &rec.cmd));
         }
         if rec.next_agent < 2 {
             rec.next_agent = 2;
@@ -184,7 +181,7 @@ impl Islands {
     /// Ask the island what runs, and cache it.
     pub fn observe_agents(&self, island: &str) -> Result<HashMap<String, AgentObs>> {
         let rec = self.record(island)?;
-        let obs = if self.observed.container(island).state == "running" {
+        let obs = if self.observed.running(island) {
             let out = self.exec_agent_script(island, OBSERVE, &[])?;
             parse_obs(&out.stdout_str(), &rec.agents)
         } else {
@@ -194,7 +191,7 @@ impl Islands {
                     (
                         a.id.clone(),
                         AgentObs {
-                            state: "stopped".into(),
+                            state: AgentRun::Stopped,
                             ..Default::default()
                         },
                     )
@@ -211,7 +208,7 @@ impl Islands {
     }
 
     fn cached_obs(&self, island: &str, agent: &str) -> AgentObs {
-        let running = self.observed.container(island).state == "running";
+        let running = self.observed.running(island);
         let cached = self
             .with_slot(island, |slot| {
                 slot.agent_obs.as_ref().and_then(|m| m.get(agent).cloned())
@@ -220,7 +217,7 @@ impl Islands {
         match cached {
             Some(o) if running => o,
             _ => AgentObs {
-                state: "stopped".into(),
+                state: AgentRun::Stopped,
                 ..Default::default()
             },
         }
@@ -229,7 +226,7 @@ impl Islands {
     pub(super) fn agent_info(&self, island: &str, a: &AgentRecord) -> AgentInfo {
         let obs = self.cached_obs(island, &a.id);
         let mut error = a.error.clone();
-        if error.is_empty() && obs.state == "exited" {
+        if error.is_empty() && obs.state == AgentRun::Exited {
             error = format!(
                 "agent program exited{}",
                 obs.exit_status
@@ -239,7 +236,7 @@ impl Islands {
         }
         AgentInfo {
             id: a.id.clone(),
-            kind: a.kind.clone(),
+            kind: a.kind,
             label: a.label.clone(),
             tmux: tmux::session_name(&a.id),
             branch: a.branch.clone(),
@@ -277,9 +274,9 @@ impl Islands {
 
     /// Start one agent's session if it is not there; restart its program if it exited.
     fn start_agent(&self, island: &str, a: &AgentRecord, obs: Option<&AgentObs>) -> Result<()> {
-        let out = match obs.map(|o| o.state.as_str()) {
-            Some("running") => return Ok(()),
-            Some("exited") => self.engine.exec(
+        let out = match obs.map(|o| o.state) {
+            Some(AgentRun::Running) => return Ok(()),
+            Some(AgentRun::Exited) => self.engine.exec(
                 island,
                 &ExecOpts::agent(&str_refs(&tmux::respawn(&tmux::session_name(&a.id)))),
                 Input::None,
@@ -327,7 +324,7 @@ impl Islands {
     /// failure is recorded on the agent, not returned: one broken agent must not fail a wake.
     pub fn reconcile_agents(&self, island: &str) {
         let Ok(rec) = self.record(island) else { return };
-        if self.observed.container(island).state != "running" {
+        if !self.observed.running(island) {
             return;
         }
         let obs = self.observe_agents(island).unwrap_or_default();
@@ -357,14 +354,11 @@ impl Islands {
         let _busy = self.begin(island, "adding an agent")?;
         let rec = self.record(island)?;
         let kind = if req.kind.is_empty() {
-            rec.agents
-                .first()
-                .map(|a| a.kind.clone())
-                .unwrap_or_else(|| rec.agent.clone())
+            let kind = rec.agents.first().map(|a| a.kind).unwrap_or(rec.agent);
+            check_type(kind.as_str(), &req.cmd)?
         } else {
-            req.kind.clone()
+            check_type(&req.kind, &req.cmd)?
         };
-        check_type(&kind, &req.cmd)?;
         let id = format!("a{}", rec.next_agent.max(2));
         let a = AgentRecord {
             id: id.clone(),
@@ -382,7 +376,7 @@ impl Islands {
             r.agents.push(a2);
         })?;
         self.prepare_run_dir(&rec)?;
-        if self.observed.container(island).state == "running" {
+        if self.observed.running(island) {
             if let Err(e) = self.start_agent(island, &a, None) {
                 let msg = e.to_string();
                 self.update(island, |r| {
@@ -416,7 +410,7 @@ impl Islands {
                 agent: id.into(),
             }
         });
-        if self.observed.container(island).state == "running" {
+        if self.observed.running(island) {
             let _ = self.engine.exec(
                 island,
                 &ExecOpts::agent(&str_refs(&tmux::kill_session(&tmux::session_name(id)))),
@@ -466,7 +460,7 @@ impl Islands {
         if tail != "all" && tail.parse::<u64>().is_err() {
             return Err(Error::bad("tail must be a number of lines or \"all\""));
         }
-        if self.observed.container(island).state != "running" {
+        if !self.observed.running(island) {
             return Err(Error::Conflict(format!(
                 "island {island:?} is not running; wake it first"
             )));
@@ -499,7 +493,7 @@ impl Islands {
                 "agent {id} is headless; read its log (logs?agent={id})"
             )));
         }
-        if self.observed.container(island).state != "running" {
+        if !self.observed.running(island) {
             return Err(Error::Conflict(format!(
                 "island {island:?} is not running; wake it first"
             )));
@@ -511,16 +505,16 @@ impl Islands {
                 slot.agent_obs
                     .as_ref()
                     .and_then(|m| m.get(id))
-                    .map(|o| o.state.clone())
+                    .map(|o| o.state)
             })
             .flatten();
-        if matches!(cached.as_deref(), None | Some("stopped")) {
+        if matches!(cached, None | Some(AgentRun::Stopped)) {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
             while self
                 .observe_agents(island)?
                 .get(id)
-                .map(|o| o.state.as_str())
-                == Some("stopped")
+                .map(|o| o.state)
+                == Some(AgentRun::Stopped)
             {
                 if std::time::Instant::now() >= deadline {
                     return Err(Error::Conflict(format!(
@@ -591,20 +585,20 @@ fn start_script(island: &str, a: &AgentRecord) -> String {
 }
 
 /// An agent type and its command, checked the same way for the primary and added agents.
-pub fn check_type(kind: &str, cmd: &str) -> Result<()> {
-    if !TYPES.contains(&kind) {
-        return Err(Error::bad(format!(
+pub fn check_type(kind: &str, cmd: &str) -> Result<AgentType> {
+    let kind: AgentType = kind.parse().map_err(|_| {
+        Error::bad(format!(
             "agent type {kind:?} must be one of {}",
-            TYPES.join(", ")
-        )));
-    }
-    if kind == "headless" && cmd.trim().is_empty() {
+            AgentType::words()
+        ))
+    })?;
+    if kind == AgentType::Headless && cmd.trim().is_empty() {
         return Err(Error::bad("a headless agent needs cmd"));
     }
     if cmd.contains('\0') {
         return Err(Error::bad("cmd must not contain NUL bytes"));
     }
-    Ok(())
+    Ok(kind)
 }
 
 fn find<'r>(rec: &'r Record, id: &str) -> Result<&'r AgentRecord> {
@@ -625,10 +619,10 @@ mod tests {
     #[test]
     fn observes_states() {
         let agents = vec![
-            AgentRecord::primary("custom", ""),
+            AgentRecord::primary(AgentType::Custom, ""),
             AgentRecord {
                 id: "a2".into(),
-                kind: "headless".into(),
+                kind: AgentType::Headless,
                 ..Default::default()
             },
             AgentRecord {
@@ -639,22 +633,22 @@ mod tests {
         let out = "agent-a1|1|3|80|24\nagent-a2|0||80|24\n---\na2|4\n";
         let o = parse_obs(out, &agents);
         assert_eq!(
-            (o["a1"].state.as_str(), o["a1"].exit_status),
-            ("exited", Some(3))
+            (o["a1"].state, o["a1"].exit_status),
+            (AgentRun::Exited, Some(3))
         );
-        assert_eq!((o["a2"].state.as_str(), o["a2"].restarts), ("running", 4));
-        assert_eq!(o["a3"].state, "stopped");
+        assert_eq!((o["a2"].state, o["a2"].restarts), (AgentRun::Running, 4));
+        assert_eq!(o["a3"].state, AgentRun::Stopped);
     }
 
     #[test]
     fn argv_per_type() {
-        let mut a = AgentRecord::primary("claude-code", "");
+        let mut a = AgentRecord::primary(AgentType::ClaudeCode, "");
         assert_eq!(a.argv(), vec!["claude"]);
-        a.kind = "custom".into();
+        a.kind = AgentType::Custom;
         assert_eq!(a.argv(), vec!["bash", "-l"]);
         a.cmd = "python x.py".into();
         assert_eq!(a.argv(), vec!["bash", "-lc", "python x.py"]);
-        a.kind = "headless".into();
+        a.kind = AgentType::Headless;
         assert_eq!(a.argv(), vec!["dejima-supervise", "a1", "python x.py"]);
     }
 }

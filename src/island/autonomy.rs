@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 use super::Islands;
 use crate::api::AgentStateInfo;
 use crate::error::{Error, Result};
-use crate::events::agent_state_word;
-use crate::runtime::ContainerObs;
+use crate::events::EventType;
+use crate::api::DesiredState;
+use crate::runtime::{ContainerEvent, ContainerObs, ContainerState};
 use crate::util::{self, lock};
 
 /// How long an announced stop of ours waits for its `die` event before it is forgotten.
@@ -45,7 +46,16 @@ impl Islands {
     }
 
     /// POST /v1/internal/agent-event: record the signal and publish it.
-    pub fn agent_event(&self, island: &str, agent: &str, kind: &str, payload: Value) -> Result<()> {
+    pub fn agent_event(
+        &self,
+        island: &str,
+        agent: &str,
+        kind: EventType,
+        payload: Value,
+    ) -> Result<()> {
+        let latest = kind
+            .signal()
+            .ok_or_else(|| Error::bad(format!("{kind} is not an agent event")))?;
         let rec = self.record(island)?;
         if !agent.is_empty() && !rec.agents.iter().any(|a| a.id == agent) {
             return Err(Error::NotFound(format!(
@@ -53,7 +63,7 @@ impl Islands {
             )));
         }
         let st = AgentStateInfo {
-            latest: agent_state_word(kind).to_string(),
+            latest,
             updated_at: util::now_rfc3339(),
         };
         self.with_slot(island, |slot| {
@@ -89,29 +99,29 @@ impl Islands {
     }
 
     /// The engine watcher saw a transition on an island's container.
-    pub fn on_container(&self, island: &str, obs: &ContainerObs, action: &str) {
+    pub fn on_container(&self, island: &str, obs: &ContainerObs, ev: ContainerEvent) {
         let Ok(rec) = self.record(island) else { return };
         // A die we announced is consumed by its event; any other die is the engine's doing.
-        let ours = action == "die"
+        let ours = ev == ContainerEvent::Died
             && self
                 .with_slot(island, |slot| slot.own_stop.take())
                 .flatten()
                 .is_some_and(|t| t.elapsed() < EXPECT_FOR);
-        match action {
-            "start" | "unpause" | "restart" if obs.state == "running" => {
+        match ev {
+            ContainerEvent::Started if obs.state == ContainerState::Running => {
                 self.events.publish(
-                    "island.running",
+                    EventType::IslandRunning,
                     island,
                     "",
                     json!({ "container": "running" }),
                 );
             }
-            "die" if !ours && rec.state == "running" => {
+            ContainerEvent::Died if !ours && rec.state == DesiredState::Running => {
                 self.events.publish(
-                    "container.crashed",
+                    EventType::ContainerCrashed,
                     island,
                     "",
-                    json!({ "exit_code": obs.exit_code, "oom_killed": obs.oom_killed || action == "oom" }),
+                    json!({ "exit_code": obs.exit_code, "oom_killed": obs.oom_killed }),
                 );
             }
             _ => {}

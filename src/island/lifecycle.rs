@@ -7,12 +7,15 @@ use std::time::Duration;
 use super::names::{self, Source};
 use super::{Islands, Record};
 use crate::api::{
-    CreateIsland, IslandInfo, PutResources, Resources, ResourcesResult, WorkspaceReady,
+    AgentType, CreateIsland, DesiredState, IslandInfo, PutResources, Resources, ResourcesResult, WorkspaceReady,
 };
 use crate::error::{Error, Result};
+use crate::events::EventType;
 use crate::image;
 use crate::process::Input;
-use crate::runtime::{self, ContainerSpec, EngineError, ExecOpts, AGENT_USER, WORKSPACE};
+use crate::runtime::{
+    self, ContainerSpec, ContainerState, EngineError, ExecOpts, AGENT_USER, WORKSPACE,
+};
 use crate::util;
 
 /// How long a repo clone may take.
@@ -164,12 +167,14 @@ impl Islands {
             req.name.clone()
         };
         names::validate(&name)?;
-        let agent = if req.agent.is_empty() {
-            "claude-code".to_string()
-        } else {
-            req.agent.clone()
-        };
-        super::agents::check_type(&agent, &req.cmd)?;
+        let agent = super::agents::check_type(
+            if req.agent.is_empty() {
+                AgentType::ClaudeCode.as_str()
+            } else {
+                &req.agent
+            },
+            &req.cmd,
+        )?;
         let resources = req.resources.clone().unwrap_or_default();
         validate_resources(&resources)?;
         for (k, v) in &req.tags {
@@ -194,7 +199,7 @@ impl Islands {
             agent,
             cmd: req.cmd.clone(),
             image,
-            state: "running".into(),
+            state: DesiredState::Running,
             created_at: now.clone(),
             last_used_at: now,
             title: req.title.clone(),
@@ -225,7 +230,7 @@ impl Islands {
         let rec = self.update(&name, |r| r.provisioned = true)?;
         log::info!("island {name} created");
         self.events.publish(
-            "island.created",
+            EventType::IslandCreated,
             &name,
             "",
             serde_json::json!({ "repo": rec.repo, "agent": rec.agent }),
@@ -265,14 +270,22 @@ impl Islands {
         let n = rec.name.as_str();
         // The three are independent; creating them side by side saves two round trips.
         let (net, ws, home) = thread::scope(|s| {
-            let a = s.spawn(|| self.ensure_network(n));
-            let b = s.spawn(|| e.create_volume(n, &runtime::workspace_volume(n)));
-            let c = s.spawn(|| e.create_volume(n, &runtime::home_volume(n)));
-            (a.join(), b.join(), c.join())
+            let call = || thread::Builder::new().name("engine-call".into());
+            let a = call().spawn_scoped(s, || self.ensure_network(n));
+            let b = call().spawn_scoped(s, || {
+                Ok(e.create_volume(n, &runtime::workspace_volume(n))?)
+            });
+            let c = call().spawn_scoped(s, || Ok(e.create_volume(n, &runtime::home_volume(n))?));
+            let join = |h: std::io::Result<thread::ScopedJoinHandle<'_, _>>| match h {
+                Ok(h) => h
+                    .join()
+                    .map_err(|_| Error::Internal("engine call panicked".into())),
+                Err(e) => Err(Error::Internal(format!("cannot start a thread: {e}"))),
+            };
+            (join(a), join(b), join(c))
         });
-        net.map_err(|_| Error::Internal("engine call panicked".into()))??;
-        for r in [ws, home] {
-            r.map_err(|_| Error::Internal("engine call panicked".into()))??;
+        for r in [net, ws, home] {
+            r??;
         }
         if !rec.cloned_from.is_empty() {
             self.copy_volumes(&rec.cloned_from, n, &rec.image)?;
@@ -284,14 +297,14 @@ impl Islands {
     fn start_or_run(&self, rec: &Record) -> Result<()> {
         let n = rec.name.as_str();
         let obs = self.observed.container(n);
-        if obs.state == "running" && self.observed.synced() {
+        if obs.state == ContainerState::Running && self.observed.synced() {
             return Ok(());
         }
-        let known_missing = self.observed.synced() && obs.state == "missing";
+        let known_missing = self.observed.synced() && obs.state == ContainerState::Missing;
         if !known_missing {
             match self.engine.start(n) {
                 Ok(()) => {
-                    self.observed.set_state(n, "running");
+                    self.observed.set_state(n, ContainerState::Running);
                     return Ok(());
                 }
                 Err(EngineError::NotFound(_)) => {}
@@ -312,7 +325,7 @@ impl Islands {
             }
             Err(e) => return Err(run_error(e, rec)),
         }
-        self.observed.set_state(n, "running");
+        self.observed.set_state(n, ContainerState::Running);
         Ok(())
     }
 
@@ -332,7 +345,7 @@ impl Islands {
         if let Err(err) = e.remove_network(name) {
             errors.push(err.to_string());
         }
-        self.observed.set_state(name, "missing");
+        self.observed.set_state(name, ContainerState::Missing);
         errors
     }
 
@@ -438,19 +451,19 @@ impl Islands {
     pub fn hibernate(&self, name: &str) -> Result<IslandInfo> {
         let _busy = self.begin(name, "hibernating")?;
         self.update(name, |r| {
-            r.state = "hibernated".into();
+            r.state = DesiredState::Hibernated;
             r.last_used_at = util::now_rfc3339();
         })?;
         {
             self.expect_stop(name);
             self.engine.stop(name, STOP_GRACE)?;
         }
-        if self.observed.container(name).state == "running" {
-            self.observed.set_state(name, "exited");
+        if self.observed.running(name) {
+            self.observed.set_state(name, ContainerState::Exited);
         }
         self.forget_agent_obs(name);
         self.events
-            .publish("island.hibernated", name, "", serde_json::json!({}));
+            .publish(EventType::IslandHibernated, name, "", serde_json::json!({}));
         self.get(name)
     }
 
@@ -458,7 +471,7 @@ impl Islands {
     pub fn wake(&self, name: &str) -> Result<IslandInfo> {
         let _busy = self.begin(name, "waking")?;
         let rec = self.update(name, |r| {
-            r.state = "running".into();
+            r.state = DesiredState::Running;
             r.last_used_at = util::now_rfc3339();
         })?;
         if !rec.provisioned {
@@ -469,7 +482,7 @@ impl Islands {
         }
         self.forget_agent_obs(name);
         self.events
-            .publish("island.woken", name, "", serde_json::json!({}));
+            .publish(EventType::IslandWoken, name, "", serde_json::json!({}));
         self.get(name)
     }
 
@@ -477,12 +490,12 @@ impl Islands {
     pub fn reset(&self, name: &str) -> Result<IslandInfo> {
         let _busy = self.begin(name, "resetting")?;
         let rec = self.update(name, |r| {
-            r.state = "running".into();
+            r.state = DesiredState::Running;
             r.last_used_at = util::now_rfc3339();
         })?;
         self.expect_stop(name);
         self.engine.remove_container(name)?;
-        self.observed.set_state(name, "missing");
+        self.observed.set_state(name, ContainerState::Missing);
         let home = runtime::home_volume(name);
         self.engine.remove_volume(&home)?;
         self.engine.create_volume(name, &home)?;
@@ -490,10 +503,10 @@ impl Islands {
         self.engine
             .run_container(&self.container_spec(&rec)?)
             .map_err(|e| run_error(e, &rec))?;
-        self.observed.set_state(name, "running");
+        self.observed.set_state(name, ContainerState::Running);
         self.forget_agent_obs(name);
         self.events
-            .publish("island.reset", name, "", serde_json::json!({}));
+            .publish(EventType::IslandReset, name, "", serde_json::json!({}));
         self.get(name)
     }
 
@@ -510,13 +523,13 @@ impl Islands {
         self.forget_image_cache();
         self.expect_stop(name);
         self.engine.remove_container(name)?;
-        self.observed.set_state(name, "missing");
-        if rec.state == "running" {
+        self.observed.set_state(name, ContainerState::Missing);
+        if rec.state == DesiredState::Running {
             self.ensure_network(name)?;
             self.engine
                 .run_container(&self.container_spec(&rec)?)
                 .map_err(|e| run_error(e, &rec))?;
-            self.observed.set_state(name, "running");
+            self.observed.set_state(name, ContainerState::Running);
         }
         self.forget_agent_obs(name);
         self.update(name, |r| r.last_used_at = util::now_rfc3339())?;
@@ -526,7 +539,7 @@ impl Islands {
     /// Copy both volumes of `from` into `to`'s, pausing `from` so the copy is consistent.
     fn copy_volumes(&self, from: &str, to: &str, image: &str) -> Result<()> {
         let paused =
-            self.observed.container(from).state == "running" && self.engine.pause(from).is_ok();
+            self.observed.running(from) && self.engine.pause(from).is_ok();
         let result = (|| -> Result<()> {
             self.engine.copy_volume(
                 to,
@@ -563,7 +576,7 @@ impl Islands {
         let now = util::now_rfc3339();
         let rec = Record {
             name: to.to_string(),
-            state: "running".into(),
+            state: DesiredState::Running,
             created_at: now.clone(),
             last_used_at: now,
             title: String::new(),
@@ -588,7 +601,7 @@ impl Islands {
         })?;
         drop(busy);
         self.events.publish(
-            "island.created",
+            EventType::IslandCreated,
             to,
             "",
             serde_json::json!({ "cloned_from": from }),
@@ -604,7 +617,7 @@ impl Islands {
             d=$(git status --porcelain 2>/dev/null | wc -l)\n\
             u=$(git log --branches --not --remotes --oneline 2>/dev/null | wc -l)\n\
             echo \"git $d $u\"";
-        let out = if self.observed.container(&rec.name).state == "running" {
+        let out = if self.observed.running(&rec.name) {
             self.engine.exec(
                 &rec.name,
                 &ExecOpts::agent(&["sh", "-c", script]),
@@ -661,7 +674,7 @@ impl Islands {
         log::info!("island {name} purged");
         self.hub.revoke_where(|t| t.island() == Some(name));
         self.events
-            .publish("island.purged", name, "", serde_json::json!({}));
+            .publish(EventType::IslandPurged, name, "", serde_json::json!({}));
         // The slot went with `forget`; the event ring is the last thing keyed by the name (a
         // webhook queue is its subscriber's and stays).
         self.events.forget_island(name);
@@ -741,19 +754,19 @@ impl Islands {
                 r.provisioned = true;
                 r.cloned_from.clear();
             })?;
-            if rec.state == "hibernated" {
+            if rec.state == DesiredState::Hibernated {
                 {
                     self.expect_stop(name);
                     self.engine.stop(name, STOP_GRACE)?;
                 }
             }
-        } else if rec.state == "running" {
+        } else if rec.state == DesiredState::Running {
             let was = self.engine.inspect(name).map(|i| i.status);
-            if !matches!(was.as_deref(), Ok("running")) {
+            if !matches!(was, Ok(ContainerState::Running)) {
                 log::info!("island {name}: starting (was {was:?})");
                 self.start_or_run(&rec)?;
             }
-        } else if self.observed.container(name).state == "running" {
+        } else if self.observed.running(name) {
             log::info!("island {name}: hibernated but running; stopping");
             {
                 self.expect_stop(name);
@@ -761,7 +774,8 @@ impl Islands {
             }
         }
         let rec = self.record(name)?;
-        if !rec.workspace.ready && !rec.workspace.clone_failed && rec.state == "running" {
+        if !rec.workspace.ready && !rec.workspace.clone_failed && rec.state == DesiredState::Running
+        {
             match names::classify_repo(&rec.repo) {
                 _ if rec.no_repo => self.populate_empty(name)?,
                 Ok(Source::Url(url)) => self.populate_from_url(name, &url),
@@ -777,7 +791,7 @@ impl Islands {
                 }
             }
         }
-        if rec.state == "running" {
+        if rec.state == DesiredState::Running {
             self.sweep_attaches(name);
             self.reconcile_agents(name);
         }

@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{IslandInfo, IslandStats, Overview, Resources, WorkspaceReady};
+use crate::api::{
+    AgentType, ContainerState, DesiredState, IslandInfo, IslandStats, Overview, Resources,
+    WorkspaceReady,
+};
 use crate::error::{Error, Result};
 use crate::events::Bus;
 use crate::runtime::{Engine, Observed};
@@ -30,12 +33,12 @@ use crate::util::{self, lock};
 pub struct Record {
     pub name: String,
     pub repo: String,
-    pub agent: String,
+    pub agent: AgentType,
     #[serde(default)]
     pub cmd: String,
     pub image: String,
     /// Desired state: running or hibernated.
-    pub state: String,
+    pub state: DesiredState,
     pub created_at: String,
     pub last_used_at: String,
     #[serde(default)]
@@ -382,7 +385,7 @@ impl Islands {
     /// The lightweight view: record plus cached observations, no engine call.
     pub fn info(&self, rec: &Record) -> IslandInfo {
         let obs = self.observed.container(&rec.name);
-        let stats = if obs.state == "running" {
+        let stats = if obs.state == ContainerState::Running {
             self.observed.stats(&rec.name).map(|s| IslandStats {
                 memory_usage_bytes: s.memory_usage,
                 memory_limit_bytes: if rec.resources.memory.is_empty() {
@@ -396,16 +399,16 @@ impl Islands {
             None
         };
         let container = if !self.observed.synced() && !self.observed.reachable() {
-            "errored".to_string()
+            ContainerState::Errored
         } else {
             obs.state
         };
         IslandInfo {
             name: rec.name.clone(),
             repo: rec.repo.clone(),
-            agent: rec.agent.clone(),
+            agent: rec.agent,
             image: rec.image.clone(),
-            state: rec.state.clone(),
+            state: rec.state,
             container,
             created_at: rec.created_at.clone(),
             last_used_at: rec.last_used_at.clone(),
@@ -470,12 +473,12 @@ impl Islands {
             ..Overview::default()
         };
         for i in &list {
-            match i.container.as_str() {
-                "running" => o.running += 1,
-                "errored" => o.errored += 1,
-                _ => {}
+            match i.container {
+                ContainerState::Running => o.running += 1,
+                ContainerState::Errored => o.errored += 1,
+                ContainerState::Exited | ContainerState::Missing => {}
             }
-            if i.state == "hibernated" {
+            if i.state == DesiredState::Hibernated {
                 o.hibernated += 1;
             }
             if let Some(s) = &i.stats {
@@ -583,7 +586,7 @@ mod tests {
         i.with_slot("b", |s| {
             s.agent_obs = Some(HashMap::new());
             s.agent_states.rollup = Some(crate::api::AgentStateInfo {
-                latest: "task-complete".into(),
+                latest: crate::api::AgentSignal::TaskComplete,
                 updated_at: String::new(),
             });
         });

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::process::{self, Input, Output, Run};
 
-pub use watch::{ContainerObs, Observed};
+pub use watch::{ContainerEvent, ContainerObs, ContainerState, Observed};
 
 /// Why an engine call failed.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,7 +178,7 @@ pub struct ContainerSpec {
 /// Facts from `docker inspect` (the slow path).
 #[derive(Debug, Clone, Default)]
 pub struct Inspect {
-    pub status: String,
+    pub status: ContainerState,
     pub exit_code: i64,
     pub oom_killed: bool,
     pub restart_count: i64,
@@ -467,7 +467,7 @@ impl Engine {
             });
         }
         Ok(Inspect {
-            status: f[0].into(),
+            status: watch::map_status(f[0]),
             exit_code: f[1].parse().unwrap_or(0),
             oom_killed: f[2] == "true",
             restart_count: f[3].parse().unwrap_or(0),

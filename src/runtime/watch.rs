@@ -16,11 +16,40 @@ use super::{container_name, Engine, ISLAND_LABEL};
 use crate::process;
 use crate::util::parse_size;
 
+pub use crate::api::ContainerState;
+
+/// A container transition the engine reported, parsed from `docker events` at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerEvent {
+    /// `start`, `unpause`, `restart`
+    Started,
+    /// `die`
+    Died,
+    /// `oom`
+    OomKilled,
+    /// `create`
+    Created,
+    /// `destroy`
+    Destroyed,
+}
+
+impl ContainerEvent {
+    fn parse(action: &str) -> Option<ContainerEvent> {
+        Some(match action {
+            "start" | "unpause" | "restart" => ContainerEvent::Started,
+            "die" => ContainerEvent::Died,
+            "oom" => ContainerEvent::OomKilled,
+            "create" => ContainerEvent::Created,
+            "destroy" => ContainerEvent::Destroyed,
+            _ => return None,
+        })
+    }
+}
+
 /// Observed state of one island's container.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerObs {
-    /// running, exited, missing, errored
-    pub state: String,
+    pub state: ContainerState,
     pub exit_code: i64,
     pub oom_killed: bool,
 }
@@ -34,8 +63,9 @@ pub struct StatsSample {
     pub cpu_percent: f64,
 }
 
-/// A container transition we did not ask for is reported through this hook (island, obs).
-pub type TransitionHook = Box<dyn Fn(&str, &ContainerObs, &str) + Send + Sync>;
+/// A container transition is reported through this hook (island, what it is now, what
+/// happened).
+pub type TransitionHook = Box<dyn Fn(&str, &ContainerObs, ContainerEvent) + Send + Sync>;
 
 /// The cache. `containers` has an entry for every island container the engine knows.
 #[derive(Default)]
@@ -56,7 +86,7 @@ impl Observed {
     pub fn container(&self, island: &str) -> ContainerObs {
         let map = lock(&self.containers);
         map.get(island).cloned().unwrap_or(ContainerObs {
-            state: "missing".into(),
+            state: ContainerState::Missing,
             exit_code: 0,
             oom_killed: false,
         })
@@ -81,73 +111,77 @@ impl Observed {
     }
 
     /// Record a state we caused (so the answer to our own request is already current).
-    pub fn set_state(&self, island: &str, state: &str) {
+    pub fn set_state(&self, island: &str, state: ContainerState) {
         let mut map = lock(&self.containers);
-        if state == "missing" {
+        if state == ContainerState::Missing {
             map.remove(island);
         } else {
             let e = map.entry(island.to_string()).or_insert(ContainerObs {
-                state: String::new(),
+                state,
                 exit_code: 0,
                 oom_killed: false,
             });
-            e.state = state.into();
-            if state == "running" {
+            e.state = state;
+            if state == ContainerState::Running {
                 e.exit_code = 0;
                 e.oom_killed = false;
             }
         }
         drop(map);
-        if state != "running" {
+        if state != ContainerState::Running {
             lock(&self.stats).remove(island);
         }
+    }
+
+    /// Whether the island's container is running, as last seen.
+    pub fn running(&self, island: &str) -> bool {
+        self.container(island).state == ContainerState::Running
     }
 
     pub fn set_hook(&self, hook: TransitionHook) {
         *lock(&self.hook) = Some(Arc::new(hook));
     }
 
-    fn apply_event(&self, island: &str, action: &str, exit_code: Option<i64>) {
+    fn apply_event(&self, island: &str, ev: ContainerEvent, exit_code: Option<i64>) {
         let prev = self.container(island);
         let mut map = lock(&self.containers);
         let entry = map
             .entry(island.to_string())
             .or_insert_with(|| prev.clone());
-        match action {
-            "start" | "unpause" | "restart" => {
-                entry.state = "running".into();
+        match ev {
+            ContainerEvent::Started => {
+                entry.state = ContainerState::Running;
                 entry.exit_code = 0;
                 entry.oom_killed = false;
             }
-            "die" => {
-                entry.state = "exited".into();
+            ContainerEvent::Died => {
+                entry.state = ContainerState::Exited;
                 entry.exit_code = exit_code.unwrap_or(entry.exit_code);
             }
-            "oom" => entry.oom_killed = true,
-            "create" => {
-                if entry.state.is_empty() || entry.state == "missing" {
-                    entry.state = "exited".into();
+            ContainerEvent::OomKilled => entry.oom_killed = true,
+            ContainerEvent::Created => {
+                if entry.state == ContainerState::Missing {
+                    entry.state = ContainerState::Exited;
                 }
             }
-            "destroy" => {
+            ContainerEvent::Destroyed => {
                 map.remove(island);
             }
-            _ => return,
         }
         let now = map.get(island).cloned().unwrap_or(ContainerObs {
-            state: "missing".into(),
+            state: ContainerState::Missing,
             exit_code: 0,
             oom_killed: false,
         });
         drop(map);
-        if now.state != "running" {
+        if now.state != ContainerState::Running {
             lock(&self.stats).remove(island);
         }
         let hook = lock(&self.hook).clone();
         if let Some(h) = hook {
             // A start is reported even when we already recorded the state ourselves.
-            if now != prev || action == "oom" || action == "start" {
-                h(island, &now, action);
+            if now != prev || matches!(ev, ContainerEvent::OomKilled | ContainerEvent::Started) {
+                h(island, &now, ev);
             }
         }
     }
@@ -160,7 +194,7 @@ impl Observed {
             map.insert(
                 island,
                 ContainerObs {
-                    state: map_status(&status).into(),
+                    state: map_status(&status),
                     exit_code: prev.map(|p| p.exit_code).unwrap_or(0),
                     oom_killed: prev.map(|p| p.oom_killed).unwrap_or(false),
                 },
@@ -170,12 +204,11 @@ impl Observed {
 }
 
 /// Engine status words to ours.
-pub fn map_status(status: &str) -> &'static str {
+pub fn map_status(status: &str) -> ContainerState {
     match status {
-        "running" | "restarting" | "paused" => "running",
-        "created" | "exited" => "exited",
-        "dead" | "removing" => "errored",
-        _ => "errored",
+        "running" | "restarting" | "paused" => ContainerState::Running,
+        "created" | "exited" => ContainerState::Exited,
+        _ => ContainerState::Errored,
     }
 }
 
@@ -278,12 +311,14 @@ fn handle_event_line(observed: &Observed, line: &str) {
     } else {
         &ev.action
     };
-    let action = action.split(':').next().unwrap_or("").trim();
+    let Some(ev) = ContainerEvent::parse(action.split(':').next().unwrap_or("").trim()) else {
+        return;
+    };
     let exit_code = actor
         .attributes
         .get("exitCode")
         .and_then(|c| c.parse().ok());
-    observed.apply_event(island, action, exit_code);
+    observed.apply_event(island, ev, exit_code);
 }
 
 #[derive(Deserialize)]
@@ -312,7 +347,7 @@ fn stats_loop(engine: &Engine, observed: &Observed) {
                 for line in BufReader::new(out).lines() {
                     let Ok(line) = line else { break };
                     if let Some((island, s)) = parse_stats_line(&line) {
-                        if observed.container(&island).state == "running" {
+                        if observed.running(&island) {
                             lock(&observed.stats).insert(island, s);
                         }
                     }
@@ -369,16 +404,16 @@ mod tests {
     #[test]
     fn events_update_state() {
         let o = Observed::default();
-        o.set_state("foo", "running");
+        o.set_state("foo", ContainerState::Running);
         let line = r#"{"status":"die","id":"x","Type":"container","Action":"die","Actor":{"ID":"x","Attributes":{"dejima.island":"foo","exitCode":"137","name":"dejima-foo"}}}"#;
         handle_event_line(&o, line);
         let c = o.container("foo");
-        assert_eq!((c.state.as_str(), c.exit_code), ("exited", 137));
+        assert_eq!((c.state, c.exit_code), (ContainerState::Exited, 137));
         let helper = r#"{"Action":"start","Actor":{"Attributes":{"dejima.island":"foo","name":"eager_turing"}}}"#;
         handle_event_line(&o, helper);
-        assert_eq!(o.container("foo").state, "exited");
+        assert_eq!(o.container("foo").state, ContainerState::Exited);
         let destroy = r#"{"Action":"destroy","Actor":{"Attributes":{"dejima.island":"foo","name":"dejima-foo"}}}"#;
         handle_event_line(&o, destroy);
-        assert_eq!(o.container("foo").state, "missing");
+        assert_eq!(o.container("foo").state, ContainerState::Missing);
     }
 }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::api::{ClientRecord, PresenceEntry};
-use crate::events::Bus;
+use crate::events::{Bus, EventType};
 use crate::util;
 
 /// How many attach/detach records `/v1/clients` keeps.
@@ -106,7 +106,7 @@ impl Hub {
         })
     }
 
-    fn publish(&self, kind: &str, target: &Target, label: &str) {
+    fn publish(&self, kind: EventType, target: &Target, label: &str) {
         if let (Some(bus), Target::Agent { island, agent }) = (&self.events, target) {
             bus.publish(kind, island, agent, serde_json::json!({ "label": label }));
         }
@@ -137,7 +137,7 @@ impl Hub {
                 ring.pop_front();
             }
         }
-        self.publish("client.attached", &target, label);
+        self.publish(EventType::ClientAttached, &target, label);
         lock(&self.clients).insert(
             id,
             Client {
@@ -172,9 +172,9 @@ impl Hub {
                 r.detached_at = Some(now);
             }
         }
-        self.publish("client.detached", &c.target, &c.label);
+        self.publish(EventType::ClientDetached, &c.target, &c.label);
         if island_empty {
-            self.publish("last-client.detached", &c.target, &c.label);
+            self.publish(EventType::LastClientDetached, &c.target, &c.label);
         }
     }
 

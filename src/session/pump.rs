@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use serde::Deserialize;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use super::{Hub, Target};
+use crate::api::{ClientFrame, ServerFrame};
 use crate::latch::Latch;
 
 /// Largest inbound websocket message (and frame).
@@ -50,18 +50,6 @@ pub struct Spec {
     pub on_end: Option<Box<dyn FnOnce() + Send>>,
 }
 
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    b64: Option<String>,
-    #[serde(default)]
-    rows: Option<u32>,
-    #[serde(default)]
-    cols: Option<u32>,
-}
-
 /// A client message, decoded.
 #[derive(Debug, PartialEq)]
 pub enum Inbound {
@@ -72,26 +60,24 @@ pub enum Inbound {
 
 /// Decode one text frame; the error is what to tell the client.
 pub fn decode(text: &str) -> Result<Inbound, String> {
-    let e: Envelope = serde_json::from_str(text).map_err(|e| format!("bad envelope: {e}"))?;
-    match e.kind.as_str() {
-        "data" => {
-            let b = e.b64.ok_or("data needs b64")?;
-            base64::engine::general_purpose::STANDARD
-                .decode(b.as_bytes())
-                .map(Inbound::Data)
-                .map_err(|e| format!("bad base64: {e}"))
+    let f: ClientFrame =
+        serde_json::from_str(text).map_err(|e| format!("bad envelope: {e}"))?;
+    match f {
+        ClientFrame::Data { b64 } => base64::engine::general_purpose::STANDARD
+            .decode(b64.as_bytes())
+            .map(Inbound::Data)
+            .map_err(|e| format!("bad base64: {e}")),
+        ClientFrame::Resize { rows, cols }
+            if (1..=1000).contains(&rows) && (1..=1000).contains(&cols) =>
+        {
+            Ok(Inbound::Resize(rows as u16, cols as u16))
         }
-        "resize" => match (e.rows, e.cols) {
-            (Some(r), Some(c)) if (1..=1000).contains(&r) && (1..=1000).contains(&c) => {
-                Ok(Inbound::Resize(r as u16, c as u16))
-            }
-            _ => Err("resize needs rows and cols in 1..=1000".into()),
-        },
-        "ping" => Ok(Inbound::Ping),
-        other => Err(format!("unknown message type {other:?}")),
+        ClientFrame::Resize { .. } => Err("resize needs rows and cols in 1..=1000".into()),
+        ClientFrame::Ping => Ok(Inbound::Ping),
     }
 }
 
+/// `ServerFrame::Data`, written by hand: this is every byte of terminal output.
 pub fn data_frame(bytes: &[u8]) -> String {
     let b = base64::engine::general_purpose::STANDARD.encode(bytes);
     let mut s = String::with_capacity(b.len() + 24);
@@ -102,7 +88,10 @@ pub fn data_frame(bytes: &[u8]) -> String {
 }
 
 fn error_frame(msg: &str) -> String {
-    serde_json::json!({"type": "error", "b64": base64::engine::general_purpose::STANDARD.encode(msg.as_bytes())}).to_string()
+    ServerFrame::Error {
+        b64: base64::engine::general_purpose::STANDARD.encode(msg.as_bytes()),
+    }
+    .text()
 }
 
 /// Serve one client until it leaves, is revoked, the terminal ends, or the daemon stops.
@@ -140,7 +129,10 @@ pub fn serve<S: Read + Write + AsRawFd>(
         drawn: false,
     };
     let hello =
-        serde_json::json!({"type": "hello", "attached": hub.attached(&spec.target)}).to_string();
+        ServerFrame::Hello {
+            attached: hub.attached(&spec.target),
+        }
+        .text();
     p.send(Message::Text(hello));
 
     // The first resize, if it comes promptly, sizes the PTY; otherwise the largest client
@@ -201,7 +193,7 @@ pub fn serve<S: Read + Write + AsRawFd>(
     log::debug!("session {label} on {:?} ended: {why:?}", spec.target);
     match why {
         End::Exited => {
-            p.send(Message::Text("{\"type\":\"exit\"}".into()));
+            p.send(Message::Text(ServerFrame::Exit.text()));
             p.close(CloseCode::Normal, "terminal ended");
         }
         End::Revoked => p.close(CloseCode::Policy, "revoked"),
@@ -323,7 +315,7 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                 hub.set_size(id, r, c);
             }
             Inbound::Ping => {
-                self.send(Message::Text("{\"type\":\"pong\"}".into()));
+                self.send(Message::Text(ServerFrame::Pong.text()));
             }
         }
     }

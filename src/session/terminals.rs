@@ -3,6 +3,7 @@
 //! `dejimad --host-terminals`. Records (label, command) persist in `terminals.json`; whether a
 //! terminal still runs is tmux's answer.
 
+use crate::api::TerminalStatus;
 use crate::util::lock;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -100,9 +101,9 @@ impl Terminals {
             cwd: r.cwd.clone(),
             created_at: r.created_at.clone(),
             status: if live.contains(&session(&r.id)) {
-                "running".into()
+                TerminalStatus::Running
             } else {
-                "exited".into()
+                TerminalStatus::Exited
             },
             attached: self.hub.attached(&Target::Terminal { id: r.id.clone() }),
         }

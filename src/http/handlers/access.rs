@@ -87,7 +87,8 @@ fn stream_child(content_type: &str, mut child: Stream, app: &App) -> Response {
             let fd = peer.fd;
             let result = std::thread::scope(|s| {
                 let (d, st) = (&done, &shutdown);
-                s.spawn(move || {
+                let watch = std::thread::Builder::new().name("stream-watch".into());
+                watch.spawn_scoped(s, move || {
                     if hung_up(fd, &[d, st]) || st.is_set() {
                         log::debug!("stream peer gone or daemon stopping; ending child {pid}");
                         let _ = nix::sys::signal::killpg(
@@ -95,7 +96,7 @@ fn stream_child(content_type: &str, mut child: Stream, app: &App) -> Response {
                             nix::sys::signal::Signal::SIGTERM,
                         );
                     }
-                });
+                })?;
                 let mut buf = vec![0u8; 32 << 10];
                 let r = loop {
                     match out.read(&mut buf) {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::islands::name;
 use crate::error::{Error, Result};
 use crate::events::webhooks::Subscribe;
-use crate::events::{Filter, TYPES};
+use crate::events::{EventType, Filter};
 use crate::http::router::Params;
 use crate::http::wire::Caller;
 use crate::http::{App, Request, Response};
@@ -56,12 +56,13 @@ pub fn stream(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
     for i in &islands {
         crate::island::names::validate(i)?;
     }
-    let types = list_param(req, "type");
-    for t in &types {
-        if !TYPES.contains(&t.as_str()) {
-            return Err(Error::bad(format!("unknown event type {t:?}")));
-        }
-    }
+    let types = list_param(req, "type")
+        .iter()
+        .map(|t| {
+            t.parse::<EventType>()
+                .map_err(|_| Error::bad(format!("unknown event type {t:?}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let replay = match req.query("replay") {
         None => 0,
         Some(v) => v
@@ -133,20 +134,21 @@ pub fn agent_event(app: &App, req: &mut Request, _p: &Params) -> Result<Response
             body.island.clone()
         }
     };
-    let kind = if body.kind.starts_with("agent.") {
+    let word = if body.kind.starts_with("agent.") {
         body.kind.clone()
     } else {
         format!("agent.{}", body.kind)
     };
-    if !matches!(
-        kind.as_str(),
-        "agent.waiting-for-input" | "agent.task-complete" | "agent.error"
-    ) {
-        return Err(Error::bad(format!(
-            "type {:?} must be agent.waiting-for-input, agent.task-complete or agent.error",
-            body.kind
-        )));
-    }
+    let kind = word
+        .parse::<EventType>()
+        .ok()
+        .filter(|k| k.signal().is_some())
+        .ok_or_else(|| {
+            Error::bad(format!(
+                "type {:?} must be agent.waiting-for-input, agent.task-complete or agent.error",
+                body.kind
+            ))
+        })?;
     let payload = if body.payload.is_null() {
         json!({})
     } else {
@@ -156,6 +158,6 @@ pub fn agent_event(app: &App, req: &mut Request, _p: &Params) -> Result<Response
         return Err(Error::TooLarge("payload is over 64 KiB".into()));
     }
     app.islands
-        .agent_event(&island, &body.agent, &kind, payload)?;
+        .agent_event(&island, &body.agent, kind, payload)?;
     Ok(Response::json(202, &json!({ "accepted": true })))
 }
