@@ -254,8 +254,9 @@ impl Webhooks {
         {
             return Err(Error::bad("url must be an http:// or https:// URL"));
         }
-        if url::parse_ok(url).is_err() {
-            return Err(Error::bad(format!("url {url:?} is not a valid URL")));
+        match url::Url::parse(url) {
+            Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => {}
+            _ => return Err(Error::bad(format!("url {url:?} is not a valid URL"))),
         }
         let mut events = Vec::new();
         for t in &req.events {
@@ -523,19 +524,6 @@ impl Webhooks {
     }
 }
 
-/// URL checks without a URL crate: scheme, a host, no spaces.
-mod url {
-    pub fn parse_ok(u: &str) -> Result<(), ()> {
-        let rest = u.split_once("://").map(|(_, r)| r).ok_or(())?;
-        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let host = host.rsplit_once('@').map(|(_, h)| h).unwrap_or(host);
-        if host.is_empty() || host.starts_with(':') {
-            return Err(());
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,7 +535,28 @@ mod tests {
             sign("key", b"The quick brown fox jumps over the lazy dog"),
             "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
         );
-        assert!(url::parse_ok("http://127.0.0.1:9/x").is_ok());
-        assert!(url::parse_ok("http:///x").is_err());
+
+    }
+
+    #[test]
+    fn subscriptions_need_a_real_http_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Webhooks::start(&Home::new(dir.path()), Policy::default()).unwrap();
+        for bad in ["ftp://h/x", "http://", "https://exa mple.com/", "h://x", "http://:80/"] {
+            let r = w.subscribe(Subscribe {
+                url: bad.into(),
+                ..Subscribe::default()
+            });
+            assert!(matches!(r, Err(Error::BadRequest(_))), "{bad}");
+        }
+        let ok = w
+            .subscribe(Subscribe {
+                url: "http://127.0.0.1:9/x".into(),
+                events: vec!["island.created".into()],
+                ..Subscribe::default()
+            })
+            .unwrap();
+        assert_eq!(ok.events, vec![EventType::IslandCreated]);
+        assert_eq!(w.count(), 1);
     }
 }
