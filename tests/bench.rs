@@ -7,22 +7,15 @@
 
 mod support;
 
-use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dejima::client::Body;
 use serde_json::json;
+use support::bench::*;
 use support::*;
 
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 fn time(f: impl FnOnce()) -> Duration {
     let t = Instant::now();
@@ -30,37 +23,8 @@ fn time(f: impl FnOnce()) -> Duration {
     t.elapsed()
 }
 
-/// One measured figure.
-fn figure(line: impl std::fmt::Display) {
-    println!("bench: {line}");
-}
 
-/// One goal verdict: printed, and appended to `$BENCH_GOALS` for the closing summary.
-fn goal(name: &str, met: bool, measured: impl std::fmt::Display, target: impl std::fmt::Display) {
-    let line = format!(
-        "goal: {name}: {} ({measured} vs {target})",
-        if met { "met" } else { "missed" }
-    );
-    println!("{line}");
-    if let Some(p) = std::env::var_os("BENCH_GOALS").filter(|p| !p.is_empty()) {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-        {
-            let _ = writeln!(f, "{line}");
-        }
-    }
-}
 
-fn rss_kb(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 #[test]
 #[ignore]
@@ -267,4 +231,84 @@ fn bench() {
         "daemon RSS after 1000 lists of 100 islands: {} kB",
         rss_kb(d.pid())
     ));
+}
+
+
+/// Thousands of TCP connections that send half a request line and stop (a slowloris, or
+/// phones on a bad network): the daemon holds at most `--max-connections` of them, refuses the
+/// rest with a 503 at once, keeps the Unix socket answering, and frees everything at the head
+/// deadline.
+#[test]
+#[ignore]
+fn bench_connections() {
+    use std::io::{Read, Write};
+    println!();
+    let n: usize = std::env::var("BENCH_CONNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3000);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tcp = format!("127.0.0.1:{port}");
+    // The defaults: 512 connections a listener, a 10 s head deadline.
+    let d = Daemon::start_with(&["--tcp", &tcp], &[]);
+    let pid = d.pid();
+    let (t0, r0) = (proc_status(pid, "Threads"), rss_kb(pid));
+    let started = Instant::now();
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = std::net::TcpStream::connect(&tcp).unwrap();
+        let _ = s.write_all(b"GET /v1/heal");
+        conns.push(s);
+    }
+    // Every connection past the cap is answered at once.
+    let mut refused = 0;
+    let mut held = Vec::new();
+    for mut s in conns {
+        s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        let mut b = [0u8; 16];
+        match s.read(&mut b) {
+            Ok(k) if k > 0 && b.starts_with(b"HTTP/1.1 503") => refused += 1,
+            _ => held.push(s),
+        }
+    }
+    let (tp, rp) = (proc_status(pid, "Threads"), rss_kb(pid));
+    let mut lat = Vec::new();
+    for _ in 0..20 {
+        lat.push(time(|| assert_eq!(d.req("GET", "/v1/healthz", None).0, 200)));
+    }
+    let healthz = pct(&mut lat, 0.5);
+    figure(format!(
+        "{n} half-sent TCP connections: {} held, {refused} answered 503; daemon threads {t0} -> {tp}, RSS {:.1} -> {:.1} MB; Unix-socket healthz p50 {:.2} ms meanwhile",
+        held.len(),
+        r0 as f64 / 1024.0,
+        rp as f64 / 1024.0,
+        ms(healthz)
+    ));
+    // The head deadline answers the held ones (408) and frees their threads.
+    for s in &mut held {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut b = Vec::new();
+        let _ = s.read_to_end(&mut b);
+    }
+    let freed_after = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proc_status(pid, "Threads") > t0 + 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (t1, r1) = (proc_status(pid, "Threads"), rss_kb(pid));
+    figure(format!(
+        "all closed by the server {:.1} s after the first connect; threads back to {t1}, RSS {:.1} MB",
+        freed_after.as_secs_f64(),
+        r1 as f64 / 1024.0
+    ));
+    goal(
+        &format!("{n} half-sent connections"),
+        tp <= t0 + 512 + 8 && refused + held.len() == n && t1 <= t0 + 2,
+        format!("peak {} threads, {refused} refused, {t1} threads after", tp),
+        format!("<= {} threads at peak, back to {t0}", t0 + 520),
+    );
 }

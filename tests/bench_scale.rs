@@ -11,13 +11,13 @@
 mod support;
 
 use std::collections::VecDeque;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dejima::client::{Body, Client};
 use serde_json::{json, Value};
+use support::bench::*;
 use support::*;
 
 /// Islands left running; older ones are hibernated as the run goes.
@@ -29,38 +29,9 @@ const PROBE: usize = 20;
 /// Stop issuing creates after this many failures in a row (e.g. the engine out of subnets).
 const MAX_FAILS_IN_A_ROW: usize = 5;
 
-fn pct(v: &[Duration], p: f64) -> Duration {
-    let mut v = v.to_vec();
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
-/// One measured figure.
-fn figure(line: impl std::fmt::Display) {
-    println!("bench: {line}");
-}
 
-/// One goal verdict: printed, and appended to `$BENCH_GOALS` for the closing summary.
-fn goal(name: &str, met: bool, measured: impl std::fmt::Display, target: impl std::fmt::Display) {
-    let line = format!(
-        "goal: {name}: {} ({measured} vs {target})",
-        if met { "met" } else { "missed" }
-    );
-    println!("{line}");
-    if let Some(p) = std::env::var_os("BENCH_GOALS").filter(|p| !p.is_empty()) {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-        {
-            let _ = writeln!(f, "{line}");
-        }
-    }
-}
 
 /// `p50 x ms, p99 y ms (n)` or `none`.
 fn summary(v: &[Duration]) -> String {

@@ -12,39 +12,12 @@ use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::bench::*;
 use support::*;
 
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
-/// One measured figure.
-fn figure(line: impl std::fmt::Display) {
-    println!("bench: {line}");
-}
 
-/// One goal verdict: printed, and appended to `$BENCH_GOALS` for the closing summary.
-fn goal(name: &str, met: bool, measured: impl std::fmt::Display, target: impl std::fmt::Display) {
-    let line = format!(
-        "goal: {name}: {} ({measured} vs {target})",
-        if met { "met" } else { "missed" }
-    );
-    println!("{line}");
-    if let Some(p) = std::env::var_os("BENCH_GOALS").filter(|p| !p.is_empty()) {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-        {
-            let _ = writeln!(f, "{line}");
-        }
-    }
-}
 
 /// A raw attach: docker exec -it on a PTY of our own.
 struct Raw {
@@ -158,9 +131,6 @@ fn proc_kb(pid: u32, file: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    proc_kb(pid, "status", "VmRSS:")
-}
 
 /// Every live descendant of `root` (children, their children, ...), from the ppid field of
 /// each /proc/<pid>/stat.

@@ -8,6 +8,15 @@ use serde::{Deserialize, Serialize};
 /// reads and writes exactly those), `ALL`, `as_str`, `Display` and `FromStr`. Outside
 /// (de)serialisation nothing compares these as strings.
 macro_rules! wire_enum {
+    ($(#[$m:meta])* $name:ident default $def:ident { $($body:tt)* }) => {
+        wire_enum! { $(#[$m])* $name { $($body)* } }
+
+        impl Default for $name {
+            fn default() -> $name {
+                $name::$def
+            }
+        }
+    };
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $wire:literal),+ $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,21 +72,15 @@ macro_rules! wire_enum {
 
 wire_enum! {
     /// What the daemon keeps an island at (`state`).
-    DesiredState {
+    DesiredState default Running {
         Running = "running",
         Hibernated = "hibernated",
     }
 }
 
-impl Default for DesiredState {
-    fn default() -> Self {
-        DesiredState::Running
-    }
-}
-
 wire_enum! {
     /// What the engine reports of an island's container (`container`).
-    ContainerState {
+    ContainerState default Missing {
         Running = "running",
         Exited = "exited",
         Missing = "missing",
@@ -85,15 +88,9 @@ wire_enum! {
     }
 }
 
-impl Default for ContainerState {
-    fn default() -> Self {
-        ContainerState::Missing
-    }
-}
-
 wire_enum! {
     /// Whether an agent's program runs (`agents[].state`).
-    AgentRun {
+    AgentRun default Stopped {
         /// Its program runs in its tmux session.
         Running = "running",
         /// The session is there, its program has ended.
@@ -103,39 +100,21 @@ wire_enum! {
     }
 }
 
-impl Default for AgentRun {
-    fn default() -> Self {
-        AgentRun::Stopped
-    }
-}
-
 wire_enum! {
     /// A host terminal: its program runs, or has ended.
-    TerminalStatus {
+    TerminalStatus default Running {
         Running = "running",
         Exited = "exited",
     }
 }
 
-impl Default for TerminalStatus {
-    fn default() -> Self {
-        TerminalStatus::Running
-    }
-}
-
 wire_enum! {
     /// Agent types.
-    AgentType {
+    AgentType default ClaudeCode {
         ClaudeCode = "claude-code",
         Codex = "codex",
         Custom = "custom",
         Headless = "headless",
-    }
-}
-
-impl Default for AgentType {
-    fn default() -> Self {
-        AgentType::ClaudeCode
     }
 }
 
@@ -150,7 +129,7 @@ wire_enum! {
 
 wire_enum! {
     /// Every event type the daemon emits or accepts.
-    EventType {
+    EventType default IslandCreated {
         IslandCreated = "island.created",
         IslandRunning = "island.running",
         IslandHibernated = "island.hibernated",
@@ -164,12 +143,6 @@ wire_enum! {
         AgentWaitingForInput = "agent.waiting-for-input",
         AgentTaskComplete = "agent.task-complete",
         AgentError = "agent.error",
-    }
-}
-
-impl Default for EventType {
-    fn default() -> Self {
-        EventType::IslandCreated
     }
 }
 

@@ -12,6 +12,8 @@ use dejima::api::IslandInfo;
 use dejima::client::{Body, Client, ClientError, Response};
 use serde_json::{json, Value};
 
+pub mod bench;
+
 pub const RUN_LABEL: &str = "dejima.test";
 
 /// Poll `f` until it returns Some, or panic with `what` after `limit`.
@@ -305,6 +307,16 @@ impl Drop for Sweep {
     fn drop(&mut self) {
         remove_engine_objects(&self.0);
     }
+}
+
+/// The types of an island's recent events, newest first.
+pub fn event_kinds(d: &Daemon, island: &str) -> Vec<String> {
+    let ev = d.ok("GET", &format!("/v1/islands/{island}/events"), None);
+    ev.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect()
 }
 
 pub fn err_text(v: &Value) -> String {
