@@ -145,7 +145,7 @@ impl Islands {
     /// calls run side by side.
     pub fn detail(&self, name: &str) -> Result<IslandInfo> {
         let rec = self.record(name)?;
-        let mut info = self.info(&rec);
+        let mut info = self.info(name)?;
         info.resources = Some(rec.resources.clone());
         let running = info.container == ContainerState::Running;
         let (git, inspect, disk) = std::thread::scope(|s| {

@@ -207,69 +207,32 @@ impl Islands {
         self.with_slot(island, |slot| slot.agent_obs = None);
     }
 
-    fn cached_obs(&self, island: &str, agent: &str) -> AgentObs {
-        let running = self.observed.running(island);
-        let cached = self
-            .with_slot(island, |slot| {
-                slot.agent_obs.as_ref().and_then(|m| m.get(agent).cloned())
-            })
-            .flatten();
-        match cached {
-            Some(o) if running => o,
-            _ => AgentObs {
-                state: AgentRun::Stopped,
-                ..Default::default()
-            },
-        }
-    }
-
-    pub(super) fn agent_info(&self, island: &str, a: &AgentRecord) -> AgentInfo {
-        let obs = self.cached_obs(island, &a.id);
-        let mut error = a.error.clone();
-        if error.is_empty() && obs.state == AgentRun::Exited {
-            error = format!(
-                "agent program exited{}",
-                obs.exit_status
-                    .map(|s| format!(" with status {s}"))
-                    .unwrap_or_default()
-            );
-        }
-        AgentInfo {
-            id: a.id.clone(),
-            kind: a.kind,
-            label: a.label.clone(),
-            tmux: tmux::session_name(&a.id),
-            branch: a.branch.clone(),
-            worktree: a.worktree.clone(),
-            attachable: !a.headless(),
-            state: obs.state,
-            restarts: obs.restarts,
-            agent_state: self.agent_state_of(island, Some(&a.id)),
-            attached: self.hub.attached(&Target::Agent {
-                island: island.into(),
-                agent: a.id.clone(),
-            }),
-            error,
-        }
+    /// One agent's view (the island's `View` taken once).
+    pub(super) fn agent_info(&self, island: &str, id: &str) -> Result<AgentInfo> {
+        let view = self.view();
+        self.with_slot(island, |slot| {
+            let running = view
+                .containers
+                .get(island)
+                .is_some_and(|o| o.state == crate::runtime::ContainerState::Running);
+            let a = find(&slot.rec, id)?;
+            Ok(info_from(slot, a, running, view.presence.get(island)))
+        })
+        .ok_or_else(|| Error::island_not_found(island))?
     }
 
     /// GET /v1/islands/{name}/agents
     pub fn list_agents(&self, island: &str) -> Result<Vec<AgentInfo>> {
-        let rec = self.record(island)?;
+        self.record(island)?;
         self.observe_agents(island)?;
-        Ok(rec
-            .agents
-            .iter()
-            .map(|a| self.agent_info(island, a))
-            .collect())
+        Ok(self.info(island)?.agents)
     }
 
     /// GET /v1/islands/{name}/agents/{id}
     pub fn get_agent(&self, island: &str, id: &str) -> Result<AgentInfo> {
-        let rec = self.record(island)?;
-        let a = find(&rec, id)?;
+        find(&self.record(island)?, id)?;
         self.observe_agents(island)?;
-        Ok(self.agent_info(island, a))
+        self.agent_info(island, id)
     }
 
     /// Start one agent's session if it is not there; restart its program if it exited.
@@ -387,8 +350,7 @@ impl Islands {
             }
             self.observe_agents(island)?;
         }
-        let rec = self.record(island)?;
-        Ok(self.agent_info(island, find(&rec, &id)?))
+        self.agent_info(island, &id)
     }
 
     /// DELETE /v1/islands/{name}/agents/{id}: session killed, worktree pruned, branch kept.
@@ -440,12 +402,12 @@ impl Islands {
     pub fn relabel_agent(&self, island: &str, id: &str, label: &str) -> Result<AgentInfo> {
         names::check_label(label)?;
         find(&self.record(island)?, id)?;
-        let rec = self.update(island, |r| {
+        self.update(island, |r| {
             if let Some(a) = r.agents.iter_mut().find(|a| a.id == id) {
                 a.label = label.to_string();
             }
         })?;
-        Ok(self.agent_info(island, find(&rec, id)?))
+        self.agent_info(island, id)
     }
 
     /// GET /v1/islands/{name}/logs?agent=<id>: a headless agent's log.
@@ -559,6 +521,57 @@ impl Islands {
             label: label.to_string(),
             on_end: Some(Box::new(on_end)),
         })
+    }
+}
+
+/// An agent's view from its island's slot: `running` is the container's state, `presence` the
+/// island's attached clients (no lock, no engine call).
+pub(super) fn info_from(
+    slot: &super::Slot,
+    a: &AgentRecord,
+    running: bool,
+    presence: Option<&Vec<(Target, crate::api::PresenceEntry)>>,
+) -> AgentInfo {
+    let obs = slot
+        .agent_obs
+        .as_ref()
+        .and_then(|m| m.get(&a.id))
+        .filter(|_| running)
+        .cloned()
+        .unwrap_or_default();
+    let mut error = a.error.clone();
+    if error.is_empty() && obs.state == AgentRun::Exited {
+        error = format!(
+            "agent program exited{}",
+            obs.exit_status
+                .map(|s| format!(" with status {s}"))
+                .unwrap_or_default()
+        );
+    }
+    let target = Target::Agent {
+        island: slot.rec.name.clone(),
+        agent: a.id.clone(),
+    };
+    AgentInfo {
+        id: a.id.clone(),
+        kind: a.kind,
+        label: a.label.clone(),
+        tmux: tmux::session_name(&a.id),
+        branch: a.branch.clone(),
+        worktree: a.worktree.clone(),
+        attachable: !a.headless(),
+        state: obs.state,
+        restarts: obs.restarts,
+        agent_state: slot.agent_states.agents.get(&a.id).cloned(),
+        attached: presence
+            .map(|p| {
+                p.iter()
+                    .filter(|(t, _)| *t == target)
+                    .map(|(_, e)| e.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        error,
     }
 }
 

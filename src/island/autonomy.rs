@@ -78,21 +78,6 @@ impl Islands {
         Ok(())
     }
 
-    pub(super) fn agent_state_of(
-        &self,
-        island: &str,
-        agent: Option<&str>,
-    ) -> Option<AgentStateInfo> {
-        self.with_slot(island, |slot| {
-            let e = &slot.agent_states;
-            match agent {
-                None => e.rollup.clone(),
-                Some(a) => e.agents.get(a).cloned(),
-            }
-        })
-        .flatten()
-    }
-
     /// We are about to stop or remove the island's container: its `die` is not a crash.
     pub(super) fn expect_stop(&self, island: &str) {
         self.with_slot(island, |slot| slot.own_stop = Some(Instant::now()));

@@ -688,8 +688,8 @@ impl Islands {
                 "title must be at most 256 bytes with no control characters",
             ));
         }
-        let rec = self.update(name, |r| r.title = title.to_string())?;
-        Ok(self.info(&rec))
+        self.update(name, |r| r.title = title.to_string())?;
+        self.info(name)
     }
 
     /// PUT /v1/islands/{name}/resources

@@ -382,63 +382,35 @@ impl Islands {
         }
     }
 
-    /// The lightweight view: record plus cached observations, no engine call.
-    pub fn info(&self, rec: &Record) -> IslandInfo {
-        let obs = self.observed.container(&rec.name);
-        let stats = if obs.state == ContainerState::Running {
-            self.observed.stats(&rec.name).map(|s| IslandStats {
-                memory_usage_bytes: s.memory_usage,
-                memory_limit_bytes: if rec.resources.memory.is_empty() {
-                    0
-                } else {
-                    s.memory_limit
-                },
-                cpu_percent: s.cpu_percent,
-            })
-        } else {
-            None
-        };
-        let container = if !self.observed.synced() && !self.observed.reachable() {
-            ContainerState::Errored
-        } else {
-            obs.state
-        };
-        IslandInfo {
-            name: rec.name.clone(),
-            repo: rec.repo.clone(),
-            agent: rec.agent,
-            image: rec.image.clone(),
-            state: rec.state,
-            container,
-            created_at: rec.created_at.clone(),
-            last_used_at: rec.last_used_at.clone(),
-            attached: self.hub.attached_island(&rec.name),
+    /// What the lightweight view reads besides the registry, taken once per response (one
+    /// lock each), so a list of hundreds of islands locks nothing per island.
+    fn view(&self) -> View {
+        let (containers, stats) = self.observed.snapshot();
+        View {
+            containers,
             stats,
-            agent_state: self.agent_state_of(&rec.name, None),
-            agents: rec
-                .agents
-                .iter()
-                .map(|a| self.agent_info(&rec.name, a))
-                .collect(),
-            git: None,
-            title: rec.title.clone(),
-            role: rec.role.clone(),
-            owner: rec.owner.clone(),
-            tags: rec.tags.clone(),
-            github_identity: rec.github_identity.clone(),
-            resources: None,
-            health: None,
-            disk: None,
+            presence: self.hub.presence_by_island(),
+            unknown: !self.observed.synced() && !self.observed.reachable(),
         }
     }
 
+    /// The lightweight view of one island: record plus cached observations, no engine call.
+    pub fn info(&self, name: &str) -> Result<IslandInfo> {
+        let view = self.view();
+        self.with_slot(name, |slot| info_from(slot, &view))
+            .ok_or_else(|| Error::island_not_found(name))
+    }
+
     pub fn list(&self) -> Vec<IslandInfo> {
-        let recs: Vec<Record> = lock(&self.slots).values().map(|s| s.rec.clone()).collect();
-        recs.iter().map(|r| self.info(r)).collect()
+        let view = self.view();
+        lock(&self.slots)
+            .values()
+            .map(|slot| info_from(slot, &view))
+            .collect()
     }
 
     pub fn get(&self, name: &str) -> Result<IslandInfo> {
-        Ok(self.info(&self.record(name)?))
+        self.info(name)
     }
 
     /// Whether the default island image exists (cached for a few seconds: the overview is
@@ -513,6 +485,70 @@ impl Islands {
     /// Scratch space for builds and helpers.
     pub fn work_dir(&self) -> PathBuf {
         self.home.image_dir()
+    }
+}
+
+/// Engine observations and presence, copied once for a whole response.
+struct View {
+    containers: HashMap<String, crate::runtime::ContainerObs>,
+    stats: HashMap<String, crate::runtime::watch::StatsSample>,
+    presence: HashMap<String, Vec<(crate::session::Target, crate::api::PresenceEntry)>>,
+    /// The engine has never been listed and is not reachable: states are unknown.
+    unknown: bool,
+}
+
+/// An island's lightweight view from its slot and a `View` (no lock, no engine call).
+fn info_from(slot: &Slot, view: &View) -> IslandInfo {
+    let rec = &slot.rec;
+    let obs = view.containers.get(&rec.name);
+    let state = obs.map(|o| o.state).unwrap_or(ContainerState::Missing);
+    let running = state == ContainerState::Running;
+    let stats = if running {
+        view.stats.get(&rec.name).map(|s| IslandStats {
+            memory_usage_bytes: s.memory_usage,
+            memory_limit_bytes: if rec.resources.memory.is_empty() {
+                0
+            } else {
+                s.memory_limit
+            },
+            cpu_percent: s.cpu_percent,
+        })
+    } else {
+        None
+    };
+    let presence = view.presence.get(&rec.name);
+    IslandInfo {
+        name: rec.name.clone(),
+        repo: rec.repo.clone(),
+        agent: rec.agent,
+        image: rec.image.clone(),
+        state: rec.state,
+        container: if view.unknown {
+            ContainerState::Errored
+        } else {
+            state
+        },
+        created_at: rec.created_at.clone(),
+        last_used_at: rec.last_used_at.clone(),
+        attached: presence
+            .map(|p| p.iter().map(|(_, e)| e.clone()).collect())
+            .unwrap_or_default(),
+        stats,
+        agent_state: slot.agent_states.rollup.clone(),
+        agents: rec
+            .agents
+            .iter()
+            .map(|a| agents::info_from(slot, a, running, presence))
+            .collect(),
+        git: None,
+        title: rec.title.clone(),
+        role: rec.role.clone(),
+        owner: rec.owner.clone(),
+        tags: rec.tags.clone(),
+        github_identity: rec.github_identity.clone(),
+        resources: None,
+        health: None,
+        disk: None,
     }
 }
 
@@ -597,7 +633,7 @@ mod tests {
             ..Record::default()
         };
         drop(i.reserve(rec, "creating").unwrap());
-        assert!(i.agent_state_of("b", None).is_none());
+        assert!(i.info("b").unwrap().agent_state.is_none());
         assert!(i.with_slot("b", |s| s.own_stop.is_none() && s.agent_obs.is_none()).unwrap());
     }
 }

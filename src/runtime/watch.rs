@@ -96,6 +96,13 @@ impl Observed {
         lock(&self.stats).get(island).cloned()
     }
 
+    /// Every container observation and stats sample, each map copied under one lock.
+    pub fn snapshot(&self) -> (HashMap<String, ContainerObs>, HashMap<String, StatsSample>) {
+        let c = lock(&self.containers).clone();
+        let s = lock(&self.stats).clone();
+        (c, s)
+    }
+
     pub fn all_stats(&self) -> Vec<(String, StatsSample)> {
         let map = lock(&self.stats);
         map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()

@@ -193,6 +193,26 @@ impl Hub {
             .max_by_key(|(r, c)| u32::from(*r) * u32::from(*c))
     }
 
+    /// Every client on an agent, grouped by island, oldest first (one lock for a whole view).
+    pub fn presence_by_island(&self) -> HashMap<String, Vec<(Target, PresenceEntry)>> {
+        let map = lock(&self.clients);
+        let mut all: Vec<(&u64, &Client)> = map.iter().collect();
+        all.sort_by_key(|(k, _)| **k);
+        let mut out: HashMap<String, Vec<(Target, PresenceEntry)>> = HashMap::new();
+        for (_, c) in all {
+            if let Some(i) = c.target.island() {
+                out.entry(i.to_string()).or_default().push((
+                    c.target.clone(),
+                    PresenceEntry {
+                        label: c.label.clone(),
+                        joined_at: c.joined_at.clone(),
+                    },
+                ));
+            }
+        }
+        out
+    }
+
     /// Clients on one target, oldest first.
     pub fn attached(&self, target: &Target) -> Vec<PresenceEntry> {
         self.filtered(|t| t == target)
