@@ -196,6 +196,17 @@ fn idle_and_half_sent_connections_are_cut_and_a_full_listener_answers_503() {
     let island_sock = d.home.join("islands").join(&i.name).join("run/dejimad.sock");
     let pid = d.pid();
     let base = threads_of(pid);
+    // Its open-file limit was raised to the hard ceiling at start.
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect();
+    assert_eq!(files[0], files[1], "soft open-file limit = hard: {files:?}");
 
     // A listener full of connections that sent half a request line and stopped.
     let mut held = Vec::new();
