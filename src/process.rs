@@ -101,7 +101,10 @@ impl<'a> Run<'a> {
         // Its own process group, so a timeout kills whatever it started too (a grandchild
         // holding our pipes would otherwise keep the capture threads waiting).
         cmd.process_group(0);
-        die_with_parent(&mut cmd);
+        // No parent-death signal here: it needs a pre_exec hook, which makes every spawn a
+        // full fork of the daemon instead of a posix_spawn, on the hot path of every exec. A
+        // one-shot child is bounded by its timeout; should the daemon die first, its pipes'
+        // readers are gone and it ends on its next write. Long-lived streams keep the signal.
         let mut child = cmd
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("cannot run {}: {e}", self.argv[0])))?;
