@@ -253,6 +253,16 @@ fn bench_sessions() {
             w.pump_once();
         }
         ws_fb.push(t.elapsed());
+        // The daemon ends each attach inside the island after the client leaves (a docker
+        // exec of its own); let that finish outside the timed windows.
+        drop(w);
+        wait_for(Duration::from_secs(20), "the attach to end in the island", || {
+            let (n, _) = d.exec(
+                &i.name,
+                &["sh", "-c", "grep -lzs '^DEJIMA_ATTACH=' /proc/[0-9]*/environ | wc -l"],
+            );
+            (n.trim() == "0").then_some(())
+        });
     }
     let (r, w) = (pct(&mut raw_fb, 0.5), pct(&mut ws_fb, 0.5));
     let fb = ms(w) - ms(r);
