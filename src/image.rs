@@ -111,13 +111,12 @@ pub fn resolve_base(engine: &Engine, requested: &str, configured: &str) -> Resul
 /// locks for nothing. Held by its owner (a streaming response carries it) until dropped.
 pub struct BuildSlot(());
 
-static BUILDING: (std::sync::Mutex<bool>, std::sync::Condvar) =
-    (std::sync::Mutex::new(false), std::sync::Condvar::new());
+static BUILDING: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
 
 impl BuildSlot {
     /// The build slot, or a 409 while another build runs.
     pub fn try_claim() -> Result<BuildSlot> {
-        let mut b = crate::util::lock(&BUILDING.0);
+        let mut b = crate::util::lock(&BUILDING);
         if *b {
             return Err(Error::Conflict(
                 "an image build is already running; wait for it to finish, then build again"
@@ -128,24 +127,11 @@ impl BuildSlot {
         Ok(BuildSlot(()))
     }
 
-    /// The build slot, waiting for a running build to end first.
-    pub fn claim() -> BuildSlot {
-        let mut b = crate::util::lock(&BUILDING.0);
-        while *b {
-            b = BUILDING
-                .1
-                .wait(b)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        *b = true;
-        BuildSlot(())
-    }
 }
 
 impl Drop for BuildSlot {
     fn drop(&mut self) {
-        *crate::util::lock(&BUILDING.0) = false;
-        BUILDING.1.notify_all();
+        *crate::util::lock(&BUILDING) = false;
     }
 }
 
@@ -250,10 +236,9 @@ pub fn ensure(engine: &Engine, work_dir: &Path, image: &str, base: &str) -> Resu
         base: base.to_string(),
         ..BuildOpts::default()
     };
-    let slot = BuildSlot::claim();
-    if engine.image_present(image)? {
-        return Ok(()); // built by the build we waited for
-    }
+    // Never waits behind another build (which may run for many minutes while this caller
+    // holds an island's busy mark): try again when it is done.
+    let slot = BuildSlot::try_claim()?;
     build(engine, work_dir, &opts, &slot, &mut |chunk| {
         log::debug!("build: {}", String::from_utf8_lossy(chunk).trim_end());
         true

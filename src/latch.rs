@@ -33,11 +33,17 @@ impl Latch {
 
     /// Set it: wake every waiter (once; later calls do nothing).
     pub fn trigger(&self) {
-        if self.set.swap(true, Ordering::SeqCst) {
-            return;
-        }
+        // The flag is set under the hooks' lock, so a hook is either registered before (and
+        // run here) or sees the flag (and runs at once): never neither.
+        let hooks = {
+            let mut h = lock(&self.hooks);
+            if self.set.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            std::mem::take(&mut *h)
+        };
         let _ = nix::unistd::write(self.wr.as_fd(), b"x");
-        for h in lock(&self.hooks).iter() {
+        for h in &hooks {
             h();
         }
     }
@@ -53,11 +59,13 @@ impl Latch {
 
     /// Run `f` when set (at once if it already is). `f` must not block.
     pub fn on_trigger(&self, f: impl Fn() + Send + Sync + 'static) {
+        let mut h = lock(&self.hooks);
         if self.is_set() {
+            drop(h);
             f();
             return;
         }
-        lock(&self.hooks).push(Box::new(f));
+        h.push(Box::new(f));
     }
 }
 

@@ -308,15 +308,6 @@ impl Drop for Stream {
 
 /// Start a long-lived child with stdout piped for streaming; stderr is collected up to 64 KiB.
 pub fn spawn_stream<S: AsRef<str>>(argv: &[S], stdin_null: bool) -> io::Result<Stream> {
-    spawn_stream_env(argv, stdin_null, &[])
-}
-
-/// `spawn_stream` with extra environment for the child (values kept out of its argv).
-pub fn spawn_stream_env<S: AsRef<str>>(
-    argv: &[S],
-    stdin_null: bool,
-    env: &[(&str, &str)],
-) -> io::Result<Stream> {
     let argv: Vec<String> = argv.iter().map(|s| s.as_ref().to_string()).collect();
     log::debug!("spawn {}", shell_words(&argv));
     let mut cmd = Command::new(&argv[0]);
@@ -329,9 +320,6 @@ pub fn spawn_stream_env<S: AsRef<str>>(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
     die_with_parent(&mut cmd);
     let mut child = cmd
         .spawn()

@@ -86,6 +86,21 @@ fn exec_returns_output_code_and_honours_options() {
     );
     assert_eq!(v["stdout"], "hunter2-xyzzy\n");
     assert!(!d.log().contains("hunter2-xyzzy"), "an env value reached the log");
+    let scratch: Vec<_> = std::fs::read_dir(d.home.join("tmp"))
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(scratch.is_empty(), "env files are removed after the call: {scratch:?}");
+    // Names the daemon reserves, or that docker's env file cannot carry, are refused.
+    for (env, why) in [
+        (json!({"DEJIMA_EXEC": "x"}), "reserved"),
+        (json!({"1X": "x"}), "invalid"),
+        (json!({"A B": "x"}), "invalid"),
+        (json!({"MULTI": "a\nb"}), "one line"),
+    ] {
+        let (s, v) = d.req("POST", &p, Some(json!({"cmd": ["true"], "env": env})));
+        assert_eq!(s, 400, "{v}");
+        assert!(err_text(&v).contains(why), "{v}");
+    }
 
     for bad in [
         json!({"cmd": []}),

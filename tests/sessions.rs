@@ -554,14 +554,32 @@ fn a_restarted_daemon_sweeps_the_attaches_a_killed_one_left() {
         ws.push(w);
     }
     assert_eq!(in_island_clients(&d, &i.name), (3, 3));
-    // SIGKILL: no pump gets to end its attach.
+    // And a long exec whose caller (and deadline keeper) dies with the daemon.
+    let client = d.client.clone();
+    let path = format!("/v1/islands/{}/exec", i.name);
+    std::thread::spawn(move || {
+        let b = serde_json::to_vec(&json!({"cmd": ["sh", "-c", "sleep 3033 & exec sleep 3034"], "timeout_secs": 3600})).unwrap();
+        let _ = client.send("POST", &path, dejima::client::Body::Bytes(&b, "application/json"));
+    });
+    let sleeps = |d: &Daemon| {
+        let (n, _) = d.exec(&i.name, &["sh", "-c", "pgrep -f 'sleep 303[34]' | wc -l"]);
+        n.trim().parse::<usize>().unwrap()
+    };
+    wait_for(T, "the long exec to run", || (sleeps(&d) == 2).then_some(()));
+    // SIGKILL: no pump gets to end its attach, no deadline will be kept.
     d.kill9();
     drop(ws);
     d.spawn();
     wait_for(T, "the restarted daemon to sweep the strays", || {
-        (in_island_clients(&d, &i.name) == (0, 0)).then_some(())
+        (in_island_clients(&d, &i.name) == (0, 0) && sleeps(&d) == 0).then_some(())
     });
     wait_for(T, "the sweep to be logged", || {
-        d.log().contains("ended 3 stray attach(es)").then_some(())
+        d.log().contains("ended 5 stray attach(es) and exec(s)").then_some(())
     });
+    // The agents are not strays: the terminal still works, and a new attach is kept.
+    let mut w = d.attach(&session(&i));
+    w.hello();
+    w.send_data(b"echo swept-$((9*9))\r");
+    w.expect("swept-81", T);
+    assert_eq!(in_island_clients(&d, &i.name), (1, 1));
 }

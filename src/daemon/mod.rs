@@ -142,7 +142,12 @@ pub fn run(opts: Options) -> Result<(), String> {
     log::info!("listening on {}", home.socket().display());
 
     let shutdown = Arc::new(Latch::new().map_err(|e| format!("cannot make a pipe: {e}"))?);
-    let engine = Engine::new(&opts.docker, opts.labels.clone(), opts.engine_timeout);
+    let engine = Engine::new(
+        &opts.docker,
+        opts.labels.clone(),
+        opts.engine_timeout,
+        &home.root.join("tmp"),
+    );
     let observed = Observed::new();
     runtime::watch::start(engine.clone(), observed.clone())
         .map_err(|e| format!("cannot start engine watchers: {e}"))?;
@@ -258,6 +263,10 @@ pub fn run(opts: Options) -> Result<(), String> {
             inflight.count()
         );
     }
+    // Events published up to here (the last detaches among them) reach their webhooks.
+    if !app.webhooks.close(Duration::from_secs(5)) {
+        log::warn!("webhook deliveries still being written after 5 s; exiting anyway");
+    }
     log::info!("stopped; islands keep running");
     Ok(())
 }
@@ -272,9 +281,22 @@ fn island_sockets(app: &Arc<App>, inflight: &Arc<InFlight>, limits: &Limits) {
         max_connections: ISLAND_SOCKET_CONNECTIONS,
         ..limits.clone()
     };
-    let mut live: HashMap<String, Arc<Latch>> = HashMap::new();
+    use std::os::unix::fs::MetadataExt;
+    // Each live listener with the inode of the socket file it serves: a purged and recreated
+    // island of the same name has a new file (its directory was removed), so a new listener.
+    let mut live: HashMap<String, (Arc<Latch>, u64)> = HashMap::new();
     while !app.shutdown.is_set() {
+        let seen = app.islands.generation();
         let names = app.islands.names();
+        let socket = |n: &str| app.islands.home.island_dir(n).join("run/dejimad.sock");
+        live.retain(|n, (stop, ino)| {
+            let current = std::fs::metadata(socket(n)).map(|m| m.ino()).ok();
+            let keep = names.contains(n) && current == Some(*ino);
+            if !keep {
+                stop.trigger();
+            }
+            keep
+        });
         for n in &names {
             if live.contains_key(n) {
                 continue;
@@ -330,18 +352,17 @@ fn island_sockets(app: &Arc<App>, inflight: &Arc<InFlight>, limits: &Limits) {
                 }
             };
             if let Some(stop) = stop {
-                live.insert(n.clone(), stop);
+                match std::fs::metadata(&path) {
+                    Ok(m) => {
+                        live.insert(n.clone(), (stop, m.ino()));
+                    }
+                    // Removed already (a purge in between): stop it; the next round sees.
+                    Err(_) => stop.trigger(),
+                }
             }
         }
-        live.retain(|n, stop| {
-            let keep = names.contains(n);
-            if !keep {
-                stop.trigger();
-            }
-            keep
-        });
         // Woken by an island added or removed, or by shutdown; the timeout retries binds
         // that failed.
-        app.islands.wait_for_change(Duration::from_secs(30));
+        app.islands.wait_for_change(seen, Duration::from_secs(30));
     }
 }

@@ -1,5 +1,6 @@
-//! Webhooks that lose nothing. Each matching event becomes a delivery written to
-//! `$DEJIMA_HOME/webhooks/pending/` before anything is sent; each subscription has its own
+//! Durable webhooks. Each matching event becomes a delivery written to
+//! `$DEJIMA_HOME/webhooks/pending/` (by the outbox thread, so publishing never waits on a
+//! disk; a graceful shutdown waits for it) before anything is sent; each subscription has its own
 //! named thread that delivers its queue in order, retrying with backoff until a 2xx or the
 //! give-up age. A daemon restart picks the pending files up again, so delivery is
 //! at-least-once: receivers dedupe on the event's `id` (also sent as `X-Dejima-Delivery`).
@@ -119,9 +120,12 @@ pub struct Webhooks {
     max_backoff: Duration,
     /// Serialises writes of the subscription list.
     write: Mutex<()>,
-    /// Events on their way to the outbox thread, which persists their deliveries: the bus
-    /// hands an event over and returns, never waiting on a disk.
-    outbox: Mutex<std::sync::mpsc::Sender<Event>>,
+    /// Events (with the subscriptions they matched when published) on their way to the
+    /// outbox thread, which persists their deliveries: the bus hands an event over and
+    /// returns, never waiting on a disk. None once closed for shutdown.
+    outbox: Mutex<Option<std::sync::mpsc::Sender<(Event, Vec<String>)>>>,
+    /// Set by the outbox thread when it has written everything handed to it and ended.
+    outbox_done: (Mutex<bool>, Condvar),
 }
 
 fn now_ms() -> u64 {
@@ -189,7 +193,7 @@ impl Webhooks {
         if pending > 0 {
             log::info!("{pending} webhook deliveries pending from before the restart");
         }
-        let (outbox, rx) = std::sync::mpsc::channel::<Event>();
+        let (outbox, rx) = std::sync::mpsc::channel::<(Event, Vec<String>)>();
         let w = Arc::new(Webhooks {
             dir,
             state: Mutex::new(State {
@@ -209,16 +213,19 @@ impl Webhooks {
             give_up: policy.give_up,
             max_backoff: policy.max_backoff,
             write: Mutex::new(()),
-            outbox: Mutex::new(outbox),
+            outbox: Mutex::new(Some(outbox)),
+            outbox_done: (Mutex::new(false), Condvar::new()),
         });
         {
             let w = w.clone();
             thread::Builder::new()
                 .name("webhook-outbox".into())
                 .spawn(move || {
-                    for e in rx {
-                        w.persist(&e);
+                    for (e, subs) in rx {
+                        w.persist(&e, subs);
                     }
+                    *lock(&w.outbox_done.0) = true;
+                    w.outbox_done.1.notify_all();
                 })?;
         }
         for s in subs {
@@ -354,15 +361,9 @@ impl Webhooks {
         self.dir.join("pending").join(format!("{id}.json"))
     }
 
-    /// Called for every event (from the bus): hand it to the outbox thread. Never blocks.
-    /// An event still in the hand-over when the process dies is lost; once the outbox has
-    /// written its delivery, nothing loses it.
+    /// Called for every event (from the bus): match it against the subscriptions (in
+    /// memory) and hand it to the outbox thread. Never waits on a disk or a receiver.
     pub fn enqueue(&self, e: &Event) {
-        let _ = lock(&self.outbox).send(e.clone());
-    }
-
-    /// On the outbox thread: persist a delivery per matching subscription, then queue it.
-    fn persist(&self, e: &Event) {
         let matching: Vec<String> = {
             let st = lock(&self.state);
             st.subs
@@ -377,9 +378,32 @@ impl Webhooks {
         if matching.is_empty() {
             return;
         }
+        if let Some(tx) = lock(&self.outbox).as_ref() {
+            let _ = tx.send((e.clone(), matching));
+        }
+    }
+
+    /// Shutdown: stop taking events and wait (up to `limit`) until the outbox has written
+    /// every delivery handed to it. True when it has.
+    pub fn close(&self, limit: Duration) -> bool {
+        drop(lock(&self.outbox).take());
+        let done = lock(&self.outbox_done.0);
+        let (done, _) = self
+            .outbox_done
+            .1
+            .wait_timeout_while(done, limit, |d| !*d)
+            .unwrap_or_else(PoisonError::into_inner);
+        *done
+    }
+
+    /// On the outbox thread: persist a delivery per matching subscription, then queue it.
+    fn persist(&self, e: &Event, matching: Vec<String>) {
         let body = serde_json::to_string(e).unwrap_or_default();
         let now = now_ms();
         for sub in matching {
+            if !lock(&self.state).subs.iter().any(|s| s.id == sub) {
+                continue; // unsubscribed since
+            }
             let d = Delivery {
                 id: format!("dl_{}", util::random_hex(8)),
                 sub: sub.clone(),

@@ -61,6 +61,18 @@ impl Conn {
             Conn::Tcp(s) => s.set_read_timeout(t),
         }
     }
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Conn::Unix(s) => s.set_write_timeout(t),
+            Conn::Tcp(s) => s.set_write_timeout(t),
+        }
+    }
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Conn::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+            Conn::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+        }
+    }
     pub fn raw_fd(&self) -> RawFd {
         match self {
             Conn::Unix(s) => s.as_raw_fd(),
@@ -357,7 +369,11 @@ pub fn serve(
             },
         };
         if open.load(Ordering::SeqCst) >= limits.max_connections {
-            refuse(conn, limits.max_connections);
+            let hint = match caller {
+                Caller::IslandSocket(_) => "close idle connections to this island's socket",
+                _ => "close idle clients or raise dejimad --max-connections",
+            };
+            refuse(conn, limits.max_connections, hint);
             continue;
         }
         open.fetch_add(1, Ordering::SeqCst);
@@ -385,13 +401,13 @@ pub fn serve(
 
 /// Answer a connection over the listener's cap with a 503 and close it, without ever
 /// waiting on the peer (the listener thread must not block).
-fn refuse(conn: Conn, max: usize) {
+fn refuse(conn: Conn, max: usize, hint: &str) {
     let _ = match &conn {
         Conn::Unix(s) => s.set_nonblocking(true),
         Conn::Tcp(s) => s.set_nonblocking(true),
     };
     let body = format!(
-        "{{\"error\":\"too many connections: this listener already holds {max}; close idle clients or raise dejimad --max-connections\"}}\n"
+        "{{\"error\":\"too many connections: this listener already holds {max}; {hint}\"}}\n"
     );
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: {}\r\n\r\n",
@@ -399,6 +415,11 @@ fn refuse(conn: Conn, max: usize) {
     );
     let mut conn = conn;
     let _ = conn.write_all(format!("{head}{body}").as_bytes());
+    // Done writing; drop what the client already sent, so closing is less likely to reset
+    // the connection before the answer is read (best effort: this thread never waits).
+    let _ = conn.shutdown_write();
+    let mut sink = [0u8; 4096];
+    let _ = conn.read(&mut sink);
     log::warn!("refused a connection: {max} already open on this listener");
 }
 
@@ -407,12 +428,16 @@ fn handle_conn(conn: Conn, app: &App, inflight: &InFlight, caller: Caller, limit
     let Ok(mut writer) = conn.try_clone() else {
         return;
     };
+    // A client that stops reading cannot hold this thread (and its connection slot) for
+    // ever: a write that stalls this long ends the connection. (Websocket pumps make the
+    // socket non-blocking and keep their own stall limit.)
+    let _ = writer.set_write_timeout(Some(limits.body_timeout));
     let peer = Peer { fd: conn.raw_fd() };
     let reader = Deadlined::new(conn, limits.body_timeout);
     let deadline = reader.handle();
     let mut reader = BufReader::with_capacity(16 << 10, reader);
     let mut first = true;
-    loop {
+    let linger = loop {
         // The next request's first byte: within the head deadline on a new connection (one
         // that never speaks holds nothing for long), within the idle deadline on a kept one.
         deadline.within(if first {
@@ -424,8 +449,12 @@ fn handle_conn(conn: Conn, app: &App, inflight: &InFlight, caller: Caller, limit
             Ok([]) | Err(_) => return,
             Ok(_) => {}
         }
+        // A new connection's head deadline runs from the accept; a kept one's from the first
+        // byte of its next request.
+        if !first {
+            deadline.within(limits.head_timeout);
+        }
         first = false;
-        deadline.within(limits.head_timeout);
         let mut req = match wire::read_request(&mut reader, caller.clone()) {
             Ok(r) => r,
             Err(HeadError::Closed) => return,
@@ -437,7 +466,7 @@ fn handle_conn(conn: Conn, app: &App, inflight: &InFlight, caller: Caller, limit
                 };
                 let resp = Response::json(status, &crate::api::ErrorBody { error: msg });
                 let _ = wire::write_response(&mut writer, resp, false, false, &peer);
-                return;
+                break true;
             }
         };
         deadline.clear();
@@ -455,7 +484,7 @@ fn handle_conn(conn: Conn, app: &App, inflight: &InFlight, caller: Caller, limit
                 let msg = format!("Expect: {e:?} is not supported (only 100-continue)");
                 let resp = Response::json(417, &crate::api::ErrorBody { error: msg });
                 let _ = wire::write_response(&mut writer, resp, false, false, &peer);
-                return;
+                break true;
             }
         }
         let guard = inflight.enter();
@@ -501,8 +530,26 @@ fn handle_conn(conn: Conn, app: &App, inflight: &InFlight, caller: Caller, limit
         let wrote = wire::write_response(&mut writer, resp, keep, head_only, &peer);
         log::debug!("{method} {path} -> {status} in {:?}", started.elapsed());
         drop(guard);
-        if wrote.is_err() || !keep {
+        if wrote.is_err() {
             return;
+        }
+        if !keep {
+            break true;
+        }
+    };
+    if linger {
+        // Closing with unread request bytes (a refused upload, a half-sent head) makes the
+        // kernel reset the connection, and a reset can destroy the answer before the client
+        // reads it: say we are done writing, then read and drop what is left, briefly.
+        let _ = writer.shutdown_write();
+        deadline.within(Duration::from_secs(1));
+        let mut sink = [0u8; 16 << 10];
+        let mut left = 1usize << 20;
+        while left > 0 {
+            match reader.read(&mut sink) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
         }
     }
 }

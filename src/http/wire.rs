@@ -226,6 +226,9 @@ impl<R: BufRead> Read for Chunked<R> {
         if self.left == 0 {
             let line = self.line()?;
             let size = line.split(';').next().unwrap_or("").trim();
+            if size.is_empty() || size.len() > 16 || !size.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"));
+            }
             self.left = u64::from_str_radix(size, 16)
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
             if self.left == 0 {

@@ -54,9 +54,25 @@ impl Islands {
         if !workdir.starts_with('/') || workdir.contains('\0') {
             return Err(Error::bad("workdir must be an absolute path"));
         }
-        for k in req.env.keys() {
-            if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Err(Error::bad(format!("env name {k:?} is invalid")));
+        for (k, v) in &req.env {
+            let b = k.as_bytes();
+            let name_ok = !b.is_empty()
+                && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
+            if !name_ok {
+                return Err(Error::bad(format!(
+                    "env name {k:?} is invalid: letters, digits and _ only, not starting with a digit"
+                )));
+            }
+            if k.starts_with("DEJIMA_") {
+                return Err(Error::bad(format!(
+                    "env name {k:?} is reserved (DEJIMA_* is the daemon's)"
+                )));
+            }
+            if v.contains('\n') || v.contains('\0') {
+                return Err(Error::bad(format!(
+                    "env {k}: values must be one line (no newline or NUL); pass longer text on stdin or in a file"
+                )));
             }
         }
         self.require_running(name)?;

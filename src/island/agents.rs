@@ -261,25 +261,21 @@ impl Islands {
         Ok(())
     }
 
-    /// End every tmux client an earlier daemon's attaches left in the island (at start no
-    /// client of ours is attached yet).
-    pub(super) fn sweep_attaches(&self, island: &str) {
-        // As the agent user: the attaches run as that user, and root in a container lacks
-        // the ptrace right that reading another user's /proc/<pid>/environ needs.
-        let opts = ExecOpts::agent(&["sh", "-c", tmux::DETACH_ALL]);
-        match self.engine.exec(island, &opts, Input::None) {
-            Ok(out) if out.ok() => {
-                let n = out.stdout_str();
-                if !n.trim().is_empty() {
-                    log::info!("island {island}: ended {} stray attach(es)", n.trim());
-                }
+    /// End what earlier daemon runs left running in the island: tmux clients of attaches
+    /// whose websocket is gone, execs whose deadline nobody keeps any more. Marks of this run
+    /// are left alone, so a client that attached in the meantime keeps its screen.
+    pub(super) fn sweep_strays(&self, island: &str) {
+        // Attaches run as the agent user; execs as the agent or root. Each user can only
+        // see its own processes' environments.
+        let mut ended = 0;
+        for user in [runtime::AGENT_USER, "root"] {
+            match self.engine.sweep_strays(island, user) {
+                Ok(n) => ended += n,
+                Err(e) => log::warn!("island {island}: sweeping strays as {user}: {e}"),
             }
-            Ok(out) => log::warn!(
-                "island {island}: sweeping attaches exited {:?}: {}",
-                out.status,
-                out.stderr_str()
-            ),
-            Err(e) => log::warn!("island {island}: sweeping attaches: {e}"),
+        }
+        if ended > 0 {
+            log::info!("island {island}: ended {ended} stray attach(es) and exec(s)");
         }
     }
 
@@ -486,7 +482,7 @@ impl Islands {
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
         }
-        let mark = util::random_hex(8);
+        let mark = self.engine.mark();
         let argv = self.engine.tty_exec_argv(
             island,
             runtime::AGENT_USER,
@@ -589,6 +585,9 @@ fn start_script(island: &str, a: &AgentRecord) -> String {
         a.id
     );
     s.push_str("export HOME=/home/agent USER=agent LOGNAME=agent SHELL=/bin/bash\n");
+    // Started by a marked exec, the tmux server must not carry that one-shot's mark: an
+    // orphan sweep would take every agent with it.
+    s.push_str("unset DEJIMA_EXEC DEJIMA_ATTACH\n");
     if a.id != PRIMARY {
         s.push_str(&format!("set -- {} {wt}\n", tmux::sh_quote(&a.branch)));
         s.push_str(WORKTREE);

@@ -93,7 +93,9 @@ impl Islands {
                 .flatten()
                 .is_some_and(|t| t.elapsed() < EXPECT_FOR);
         match ev {
-            ContainerEvent::Started if obs.state == ContainerState::Running => {
+            ContainerEvent::Started | ContainerEvent::Resumed
+                if obs.state == ContainerState::Running =>
+            {
                 self.events.publish(
                     EventType::IslandRunning,
                     island,

@@ -223,8 +223,9 @@ impl Islands {
         if let Err(e) = self.provision(&rec) {
             log::warn!("create {name}: {e}; rolling back");
             self.teardown(&name);
-            drop(busy);
+            // Forgotten while still busy, so nothing can start on a half-removed island.
             let _ = self.forget(&name);
+            drop(busy);
             return Err(e);
         }
         let rec = self.update(&name, |r| r.provisioned = true)?;
@@ -591,8 +592,8 @@ impl Islands {
         if let Err(e) = self.provision(&rec) {
             log::warn!("clone {from} -> {to}: {e}; rolling back");
             self.teardown(to);
-            drop(busy);
             let _ = self.forget(to);
+            drop(busy);
             return Err(e);
         }
         self.update(to, |r| {
@@ -792,7 +793,7 @@ impl Islands {
             }
         }
         if rec.state == DesiredState::Running {
-            self.sweep_attaches(name);
+            self.sweep_strays(name);
             self.reconcile_agents(name);
         }
         Ok(())

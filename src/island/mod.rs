@@ -80,6 +80,9 @@ pub struct Record {
 /// Everything the daemon keeps about one island, in one place: create fills one entry and
 /// purge removes it, so nothing keyed by the name outlives the island.
 struct Slot {
+    /// Unique to this slot: a busy mark clears only the slot it was taken on, never a later
+    /// island of the same name.
+    id: u64,
     rec: Record,
     /// The lifecycle operation under way, if any.
     busy: Option<&'static str>,
@@ -94,7 +97,9 @@ struct Slot {
 
 impl Slot {
     fn new(rec: Record, busy: Option<&'static str>) -> Slot {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Slot {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             rec,
             busy,
             agent_obs: None,
@@ -143,12 +148,15 @@ pub struct Islands {
 pub struct Busy {
     slots: Arc<Registry>,
     name: String,
+    slot: u64,
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
         if let Some(slot) = lock(&self.slots).get_mut(&self.name) {
-            slot.busy = None;
+            if slot.id == self.slot {
+                slot.busy = None;
+            }
         }
     }
 }
@@ -237,22 +245,27 @@ impl Islands {
         Ok(Busy {
             slots: self.slots.clone(),
             name: name.to_string(),
+            slot: slot.id,
         })
     }
 
     /// Add a new record, already busy with `op`; 409 when the name is taken.
     fn reserve(&self, rec: Record, op: &'static str) -> Result<Busy> {
         let name = rec.name.clone();
-        {
+        let id = {
             let mut map = lock(&self.slots);
             if map.contains_key(&name) {
                 return Err(Error::Conflict(format!("island {name:?} already exists")));
             }
-            map.insert(name.clone(), Slot::new(rec, Some(op)));
-        }
+            let slot = Slot::new(rec, Some(op));
+            let id = slot.id;
+            map.insert(name.clone(), slot);
+            id
+        };
         let busy = Busy {
             slots: self.slots.clone(),
             name: name.clone(),
+            slot: id,
         };
         self.bump();
         if let Err(e) = self.persist(&name) {
@@ -326,11 +339,16 @@ impl Islands {
         self.bump();
     }
 
-    /// Wait until an island is added or removed, or `limit` passes.
-    pub fn wait_for_change(&self, limit: Duration) {
+    /// The registry's generation: bumped whenever an island is added or removed.
+    pub fn generation(&self) -> u64 {
+        *lock(&self.generation)
+    }
+
+    /// Wait until the generation moves past `seen` (read before the caller looked at the
+    /// registry, so a change in between is never missed), or `limit` passes.
+    pub fn wait_for_change(&self, seen: u64, limit: Duration) {
         let g = lock(&self.generation);
-        let start = *g;
-        let _ = self.changed.wait_timeout_while(g, limit, |g| *g == start);
+        let _ = self.changed.wait_timeout_while(g, limit, |g| *g == seen);
     }
 
     /// Change a record in memory, then write it.
@@ -569,7 +587,7 @@ mod tests {
         home.ensure().unwrap();
         Islands::new(
             home,
-            Engine::new("docker", Vec::new(), Duration::from_secs(5)),
+            Engine::new("docker", Vec::new(), Duration::from_secs(5), dir),
             Observed::new(),
             Config {
                 default_image: "x".into(),

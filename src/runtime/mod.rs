@@ -190,17 +190,57 @@ pub struct Engine {
     docker: String,
     extra_labels: Vec<(String, String)>,
     timeout: Duration,
+    /// This daemon run's id: the prefix of every mark it puts on what it starts in an island
+    /// (`DEJIMA_EXEC`, `DEJIMA_ATTACH`), so a later run can tell an orphan from its own.
+    boot: String,
+    /// Where exec environment files are written (private; one per call, removed after).
+    scratch: std::path::PathBuf,
 }
 
 impl Engine {
     /// Drive the engine through the `docker` CLI at `docker`; `labels` go on every object
     /// created (tests tag theirs so a sweeper can find leftovers); `timeout` bounds each call.
-    pub fn new(docker: &str, labels: Vec<(String, String)>, timeout: Duration) -> Engine {
+    pub fn new(
+        docker: &str,
+        labels: Vec<(String, String)>,
+        timeout: Duration,
+        scratch: &Path,
+    ) -> Engine {
         Engine {
             docker: docker.to_string(),
             extra_labels: labels,
             timeout,
+            boot: crate::util::random_hex(4),
+            scratch: scratch.to_path_buf(),
         }
+    }
+
+    /// A fresh mark for something this run starts in an island: `<boot>.<random>`.
+    pub fn mark(&self) -> String {
+        format!("{}.{}", self.boot, crate::util::random_hex(6))
+    }
+
+    /// End, inside the island, everything an earlier daemon run left marked: attaches whose
+    /// client is gone, execs whose caller (and deadline keeper) is gone. Marks of this run are
+    /// left alone. Run as `user`: root in a container may not read another user's
+    /// /proc/<pid>/environ. Returns how many were ended.
+    pub fn sweep_strays(&self, island: &str, user: &str) -> Result<usize> {
+        let args = strings(&[
+            "exec",
+            "-u",
+            user,
+            &container_name(island),
+            "sh",
+            "-c",
+            SWEEP_STRAYS,
+            "sh",
+            &self.boot,
+        ]);
+        let out = self.call(&args, Input::None, Duration::from_secs(30))?;
+        if !out.ok() {
+            return Err(self.refused(&args, &out));
+        }
+        Ok(out.stdout_str().trim().parse().unwrap_or(0))
     }
 
     /// Parse `k=v,k2=v2` (as `DEJIMA_LABELS` gives it).
@@ -475,9 +515,16 @@ impl Engine {
         })
     }
 
-    /// `docker exec` arguments. Environment values travel in the docker CLI's own
-    /// environment (only names on the command line), so they never show in `ps` or logs.
-    fn exec_args(&self, island: &str, opts: &ExecOpts, stdin: bool, mark: &str) -> Vec<String> {
+    /// `docker exec` arguments. Environment values travel in `env_file` (a private file the
+    /// CLI reads), never on the command line, in logs, or in the CLI's own environment.
+    fn exec_args(
+        &self,
+        island: &str,
+        opts: &ExecOpts,
+        stdin: bool,
+        mark: &str,
+        env_file: Option<&Path>,
+    ) -> Vec<String> {
         let mut args = strings(&["exec"]);
         if stdin {
             args.push("-i".into());
@@ -486,34 +533,69 @@ impl Engine {
         if !opts.workdir.is_empty() {
             args.extend(["-w".into(), opts.workdir.clone()]);
         }
+        if let Some(f) = env_file {
+            args.extend(["--env-file".into(), f.display().to_string()]);
+        }
+        // After the file, so a caller's variable of the same name cannot replace it.
         if !mark.is_empty() {
             args.extend(["-e".into(), format!("{EXEC_MARK}={mark}")]);
-        }
-        for (k, _) in &opts.env {
-            args.extend(["-e".into(), k.clone()]);
         }
         args.push(container_name(island));
         args.extend(opts.argv.iter().cloned());
         args
     }
 
+    /// The exec's environment as a docker env file (0600, in the daemon's private scratch
+    /// directory), or None when there is none. Removed when the guard drops.
+    fn env_file(&self, env: &[(String, String)]) -> Result<Option<EnvFile>> {
+        if env.is_empty() {
+            return Ok(None);
+        }
+        let mut text = String::new();
+        for (k, v) in env {
+            text.push_str(&format!("{k}={v}\n"));
+        }
+        let path = self
+            .scratch
+            .join(format!(".env-{}", crate::util::random_hex(8)));
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::create_dir_all(&self.scratch)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            f.write_all(text.as_bytes())
+        };
+        write().map_err(|e| EngineError::Unavailable(format!("cannot write an env file: {e}")))?;
+        Ok(Some(EnvFile(path)))
+    }
+
     /// Run a command in the island's container and collect its output. A command still
     /// running at `opts.timeout` is killed inside the island too (ending the host's
     /// `docker exec` alone would leave it running there): each exec carries a mark, and only
     /// when the deadline passes is its process (and its process group) found by that mark and
-    /// killed. Until then the timeout costs nothing.
+    /// killed. Until then the timeout costs nothing. Should the daemon itself stop first, the
+    /// next run ends the orphan (`sweep_strays`).
     pub fn exec(&self, island: &str, opts: &ExecOpts, input: Input<'_>) -> Result<Output> {
-        let mark = crate::util::random_hex(8);
-        let args = self.exec_args(island, opts, !matches!(input, Input::None), &mark);
+        let mark = self.mark();
+        let env_file = self.env_file(&opts.env)?;
+        let args = self.exec_args(
+            island,
+            opts,
+            !matches!(input, Input::None),
+            &mark,
+            env_file.as_ref().map(|f| f.0.as_path()),
+        );
         let mut argv = vec![self.docker.clone()];
         argv.extend(args);
-        let mut run = Run::new(&argv).input(input).timeout(opts.timeout).cap(opts.cap);
-        for (k, v) in &opts.env {
-            run = run.env(k, v);
-        }
+        let run = Run::new(&argv).input(input).timeout(opts.timeout).cap(opts.cap);
         let mut out = run
             .run()
             .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        drop(env_file);
         // A program the runtime could not start: this engine prints why on stdout with 126;
         // the command's streams must not carry that, and a missing program is 127 as a shell
         // (and newer engines) say.
@@ -588,9 +670,10 @@ impl Engine {
     /// Start a command in the container whose stdout is read as a stream.
     pub fn exec_stream(&self, island: &str, opts: &ExecOpts) -> Result<process::Stream> {
         let mut argv = vec![self.docker.clone()];
-        argv.extend(self.exec_args(island, opts, false, ""));
-        let env: Vec<(&str, &str)> = opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        process::spawn_stream_env(&argv, true, &env).map_err(|e| EngineError::Unavailable(e.to_string()))
+        // Streams are the daemon's own helpers (file reads, log follows): no caller env.
+        debug_assert!(opts.env.is_empty());
+        argv.extend(self.exec_args(island, opts, false, "", None));
+        process::spawn_stream(&argv, true).map_err(|e| EngineError::Unavailable(e.to_string()))
     }
 
     /// Copy a host directory's contents into a container path (`docker cp SRC/. C:DST`).
@@ -839,6 +922,37 @@ pub fn classify(argv: Vec<String>, status: Option<i32>, err: &str) -> EngineErro
 
 /// The environment mark of a one-shot exec, found only if its deadline passes.
 pub const EXEC_MARK: &str = "DEJIMA_EXEC";
+
+/// A private env file, removed when dropped.
+struct EnvFile(std::path::PathBuf);
+
+impl Drop for EnvFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// End marked processes of other daemon runs (`$1` is this run's id): attaches get SIGHUP
+/// (as a closed terminal would) then SIGKILL if they linger; execs and the process groups
+/// they lead get SIGKILL. Prints how many processes it ended.
+const SWEEP_STRAYS: &str = r#"n=0; hup=
+for f in $(grep -lzsE '^DEJIMA_(EXEC|ATTACH)=' /proc/[0-9]*/environ); do
+  grep -qzsE "^DEJIMA_(EXEC|ATTACH)=$1\." "$f" && continue
+  p=${f#/proc/}; p=${p%/environ}
+  if grep -qzsE '^DEJIMA_EXEC=' "$f"; then kill -KILL -- -"$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null
+  else kill -HUP "$p" 2>/dev/null; hup="$hup $p"; fi
+  n=$((n+1))
+done
+if [ -n "$hup" ]; then
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    left=; for x in $hup; do kill -0 $x 2>/dev/null && left="$left $x"; done
+    [ -n "$left" ] || break
+    sleep 0.05
+  done
+  [ -z "$left" ] || kill -KILL $left 2>/dev/null
+fi
+echo $n
+"#;
 
 /// Kill the processes marked `DEJIMA_EXEC=$1` and the process groups they lead.
 const KILL_MARKED: &str = r#"p=$(grep -lzxsF "DEJIMA_EXEC=$1" /proc/[0-9]*/environ | cut -d/ -f3)

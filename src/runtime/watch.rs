@@ -21,8 +21,10 @@ pub use crate::api::ContainerState;
 /// A container transition the engine reported, parsed from `docker events` at the edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContainerEvent {
-    /// `start`, `unpause`, `restart`
+    /// `start`
     Started,
+    /// `unpause`, `restart`: running again, reported only when that is news
+    Resumed,
     /// `die`
     Died,
     /// `oom`
@@ -36,7 +38,8 @@ pub enum ContainerEvent {
 impl ContainerEvent {
     fn parse(action: &str) -> Option<ContainerEvent> {
         Some(match action {
-            "start" | "unpause" | "restart" => ContainerEvent::Started,
+            "start" => ContainerEvent::Started,
+            "unpause" | "restart" => ContainerEvent::Resumed,
             "die" => ContainerEvent::Died,
             "oom" => ContainerEvent::OomKilled,
             "create" => ContainerEvent::Created,
@@ -156,7 +159,7 @@ impl Observed {
             .entry(island.to_string())
             .or_insert_with(|| prev.clone());
         match ev {
-            ContainerEvent::Started => {
+            ContainerEvent::Started | ContainerEvent::Resumed => {
                 entry.state = ContainerState::Running;
                 entry.exit_code = 0;
                 entry.oom_killed = false;

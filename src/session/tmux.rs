@@ -88,20 +88,6 @@ kill -KILL $p 2>/dev/null
 exit 0
 "#;
 
-/// End every marked attach in an island: at daemon start none of them has a client any more.
-pub const DETACH_ALL: &str = r#"p=$(grep -lzsE "^DEJIMA_ATTACH=" /proc/[0-9]*/environ | cut -d/ -f3)
-[ -n "$p" ] || exit 0
-echo $p | wc -w
-kill -HUP $p 2>/dev/null
-for _ in 1 2 3 4 5 6 7 8 9 10; do
-  left=; for x in $p; do kill -0 $x 2>/dev/null && left="$left $x"; done
-  [ -n "$left" ] || exit 0
-  sleep 0.05
-done
-kill -KILL $left 2>/dev/null
-exit 0
-"#;
-
 /// Attach inside an island through `docker exec -it`: the exec's terminal is sized first
 /// (`{rows}`/`{cols}` are filled in by the pump), so tmux never sees docker's 80x24 default.
 pub fn attach_sized(session: &str) -> Vec<String> {
