@@ -467,3 +467,36 @@ fn a_slow_receiver_never_delays_another() {
         t.elapsed()
     );
 }
+
+#[test]
+fn a_recreated_island_gets_its_own_socket_at_once() {
+    // Purge and create the same name straight away: the new island must not be left with
+    // the old island's listener (on a file that was removed) or none at all.
+    let d = Daemon::start();
+    let i = d.create("again");
+    let n = i.name.clone();
+    let notify = |d: &Daemon| {
+        d.exec(
+            &n,
+            &["sh", "-c", "DEJIMA_AGENT=a1 dejima-notify task-complete 2>&1"],
+        )
+    };
+    wait_for(T, "the first island's socket", || (notify(&d).1 == 0).then_some(()));
+    for _ in 0..3 {
+        let (s, _) = d.req("DELETE", &format!("/v1/islands/{n}?force=true"), None);
+        assert_eq!(s, 204);
+        let (s, v) = d.req(
+            "POST",
+            "/v1/islands",
+            Some(json!({"name": n, "no_repo": true, "agent": "custom", "cmd": "bash"})),
+        );
+        assert_eq!(s, 201, "{v}");
+        wait_for(Duration::from_secs(5), "the new island's socket", || {
+            (notify(&d).1 == 0).then_some(())
+        });
+        assert_eq!(
+            d.island(&n).agent_state.unwrap().latest.as_str(),
+            "task-complete"
+        );
+    }
+}
