@@ -225,17 +225,7 @@ impl Engine {
     /// left alone. Run as `user`: root in a container may not read another user's
     /// /proc/<pid>/environ. Returns how many were ended.
     pub fn sweep_strays(&self, island: &str, user: &str) -> Result<usize> {
-        let args = strings(&[
-            "exec",
-            "-u",
-            user,
-            &container_name(island),
-            "sh",
-            "-c",
-            SWEEP_STRAYS,
-            "sh",
-            &self.boot,
-        ]);
+        let args = housekeeping(island, user, SWEEP_STRAYS, &self.boot);
         let out = self.call(&args, Input::None, Duration::from_secs(30))?;
         if !out.ok() {
             return Err(self.refused(&args, &out));
@@ -622,17 +612,7 @@ impl Engine {
     /// Kill, inside the island, the exec marked `mark` and its process group. As the exec's
     /// own user: root in a container may not read another user's /proc/<pid>/environ.
     fn kill_marked(&self, island: &str, user: &str, mark: &str) {
-        let args = strings(&[
-            "exec",
-            "-u",
-            user,
-            &container_name(island),
-            "sh",
-            "-c",
-            KILL_MARKED,
-            "sh",
-            mark,
-        ]);
+        let args = housekeeping(island, user, KILL_MARKED, mark);
         match self.call(&args, Input::None, Duration::from_secs(15)) {
             Ok(out) if out.ok() => log::debug!("timed-out exec {mark} killed in {island}"),
             Ok(out) => log::warn!(
@@ -870,6 +850,12 @@ impl ExecOpts {
             ..ExecOpts::agent(argv)
         }
     }
+}
+
+/// `docker exec` of one of the daemon's own scripts (unmarked: it is not a caller's command).
+fn housekeeping(island: &str, user: &str, script: &str, arg: &str) -> Vec<String> {
+    let c = container_name(island);
+    strings(&["exec", "-u", user, &c, "sh", "-c", script, "sh", arg])
 }
 
 fn strings(a: &[&str]) -> Vec<String> {
