@@ -23,6 +23,8 @@ pub enum Error {
     Conflict(String),
     /// A body over its documented cap (413).
     TooLarge(String),
+    /// Too many failed attempts from this address lately (429).
+    TooManyRequests(String),
     /// Well-formed, but the engine cannot do what was asked (422).
     Unprocessable(String),
     /// The engine is unreachable or timed out (503).
@@ -45,6 +47,7 @@ impl Error {
             | Error::LengthRequired(m)
             | Error::Conflict(m)
             | Error::TooLarge(m)
+            | Error::TooManyRequests(m)
             | Error::Unprocessable(m)
             | Error::Unavailable(m)
             | Error::Exhausted(m)

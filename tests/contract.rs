@@ -34,6 +34,50 @@ fn spec_routes() -> BTreeSet<(String, String)> {
     out
 }
 
+/// `x-dejima-role` of each operation in openapi.yaml.
+fn spec_roles() -> std::collections::BTreeMap<(String, String), String> {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    let (mut in_paths, mut path, mut method) = (false, String::new(), String::new());
+    for line in text.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            in_paths = line.trim_end() == "paths:";
+            continue;
+        }
+        if !in_paths {
+            continue;
+        }
+        if let Some(p) = line.strip_prefix("  /") {
+            path = format!("/{}", p.trim_end().trim_end_matches(':'));
+        } else if let Some(m) = line.strip_prefix("    ").filter(|l| !l.starts_with(' ')) {
+            method = m.trim_end().trim_end_matches(':').to_uppercase();
+        } else if let Some(r) = line.trim().strip_prefix("x-dejima-role:") {
+            out.insert((method.clone(), path.clone()), r.trim().to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn openapi_names_the_role_each_route_needs() {
+    let spec = spec_roles();
+    for r in ROUTES {
+        let key = (r.method.to_string(), r.pattern.replace("...}", "}"));
+        let want = match r.access {
+            dejima::http::router::Access::Any => "any".to_string(),
+            _ => r.role.to_string(),
+        };
+        assert_eq!(
+            spec.get(&key).map(String::as_str),
+            Some(want.as_str()),
+            "x-dejima-role of {} {}",
+            key.0,
+            key.1
+        );
+    }
+}
+
 #[test]
 fn openapi_lists_exactly_the_routes() {
     let code: BTreeSet<(String, String)> = ROUTES

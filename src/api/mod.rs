@@ -101,6 +101,56 @@ wire_enum! {
 }
 
 wire_enum! {
+    /// What an operator token may do, least to most: `viewer` reads, `operator` also runs
+    /// islands, agents, sessions, exec and files, `owner` also holds tokens, host terminals
+    /// and the image. Ordered, so a route's required role compares with `<`.
+    Role default Viewer {
+        Viewer = "viewer",
+        Operator = "operator",
+        Owner = "owner",
+    }
+}
+
+/// POST /v1/tokens
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub role: String,
+    #[serde(default)]
+    pub label: String,
+    /// Island scope (not supported yet: refused with 422).
+    #[serde(default)]
+    pub islands: Vec<String>,
+}
+
+/// A token as listed: never its secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TokenInfo {
+    pub id: String,
+    pub role: Role,
+    #[serde(default)]
+    pub label: String,
+    #[serde(default)]
+    pub islands: Vec<String>,
+    pub created_at: String,
+    #[serde(default)]
+    pub last_used_at: Option<String>,
+}
+
+/// A token just created: the only time its secret is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TokenCreated {
+    pub id: String,
+    pub secret: String,
+    pub role: Role,
+    #[serde(default)]
+    pub label: String,
+    #[serde(default)]
+    pub islands: Vec<String>,
+    pub created_at: String,
+}
+
+wire_enum! {
     /// A host terminal: its program runs, or has ended.
     TerminalStatus default Running {
         Running = "running",

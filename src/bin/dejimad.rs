@@ -24,6 +24,9 @@ struct Args {
     /// serve host terminals (operator shells in tmux on this host) under /v1/terminals
     #[argh(switch)]
     host_terminals: bool,
+    /// refuse TCP requests (HTTP, websockets, event streams) without an operator token
+    #[argh(switch)]
+    require_token: bool,
     /// connections each listener (the socket, TCP) holds at once; more get 503 (default 512)
     #[argh(option, default = "512")]
     max_connections: usize,
@@ -98,6 +101,7 @@ fn options(args: Args) -> Result<dejima::daemon::Options, String> {
             give_up: env_secs("DEJIMA_WEBHOOK_GIVE_UP_SECS", 24 * 3600)?,
             max_backoff: env_secs("DEJIMA_WEBHOOK_MAX_BACKOFF_SECS", 300)?,
         },
+        require_token: args.require_token,
     })
 }
 

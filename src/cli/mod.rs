@@ -10,6 +10,7 @@ mod islands;
 mod overview;
 mod sessions;
 pub mod terms;
+mod tokens;
 
 use argh::FromArgs;
 use serde::Serialize;
@@ -54,6 +55,7 @@ pub enum Command {
     LogoutAll(sessions::LogoutAll),
     Events(events::Events),
     Webhook(events::WebhookCmd),
+    Token(tokens::TokenCmd),
 }
 
 /// What a command failed with.
@@ -125,6 +127,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::LogoutAll(a) => sessions::logout_all(&c, a),
         Command::Events(a) => events::events(&c, a),
         Command::Webhook(a) => events::webhook(&c, a),
+        Command::Token(a) => tokens::token(&c, a),
     };
     match r {
         Ok(()) => 0,

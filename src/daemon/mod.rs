@@ -51,6 +51,8 @@ pub struct Options {
     pub subnets: crate::runtime::SubnetPool,
     /// Webhook retry policy (`$DEJIMA_WEBHOOK_GIVE_UP_SECS`, `$DEJIMA_WEBHOOK_MAX_BACKOFF_SECS`).
     pub webhooks: crate::events::webhooks::Policy,
+    /// TCP requests need an operator token (`--require-token`).
+    pub require_token: bool,
 }
 
 /// Connections one island's own socket may hold (its agents' hooks and CLIs).
@@ -135,6 +137,14 @@ pub fn run(opts: Options) -> Result<(), String> {
                     format!(", {}", opts.allow_cidr.join(", "))
                 }
             );
+            if opts.require_token {
+                log::info!("TCP requires an operator token (--require-token)");
+            } else {
+                log::warn!(
+                    "TCP trusts every loopback/tailnet peer as the owner, without a token; \
+                     start with --require-token and create tokens (dejima token create) to change that"
+                );
+            }
             Some(l)
         }
         None => None,
@@ -218,12 +228,17 @@ pub fn run(opts: Options) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
 
+    let tokens = Arc::new(
+        crate::auth::Tokens::load(&home).map_err(|e| format!("cannot read tokens: {e}"))?,
+    );
     let app = Arc::new(App {
         islands,
         terminals,
         events,
         webhooks,
         shutdown: shutdown.clone(),
+        tokens,
+        require_token: opts.require_token,
     });
     let inflight = Arc::new(InFlight::default());
     let mut listeners = Vec::new();

@@ -56,6 +56,8 @@ type Sink = Box<dyn Fn(&Event) + Send + Sync>;
 
 struct Sub {
     filter: Filter,
+    /// The operator token the stream came with (revoking it closes the stream).
+    owner: Option<String>,
     tx: SyncSender<Arc<Event>>,
 }
 
@@ -138,7 +140,12 @@ impl Bus {
     }
 
     /// Subscribe to live events; `replay` recent matching ones come first (oldest first).
-    pub fn subscribe(&self, filter: Filter, replay: usize) -> (Vec<Event>, Receiver<Arc<Event>>) {
+    pub fn subscribe(
+        &self,
+        filter: Filter,
+        replay: usize,
+        owner: Option<String>,
+    ) -> (Vec<Event>, Receiver<Arc<Event>>) {
         let (tx, rx) = sync_channel(STREAM_QUEUE);
         // Take the replay and register under the same lock order as publish, so nothing
         // falls between them.
@@ -151,8 +158,13 @@ impl Bus {
                 .map(|e| (*e).clone())
                 .collect()
         };
-        subs.push(Sub { filter, tx });
+        subs.push(Sub { filter, owner, tx });
         (recent, rx)
+    }
+
+    /// End the live streams opened with token `id` (revoked).
+    pub fn close_owner(&self, id: &str) {
+        lock(&self.subs).retain(|s| s.owner.as_deref() != Some(id));
     }
 
     /// End every live stream (shutdown): their receivers see the queue close at once.
@@ -184,6 +196,7 @@ mod tests {
                 types: vec![],
             },
             10,
+            None,
         );
         assert!(replay.is_empty());
         bus.publish(EventType::IslandCreated, "a", "", Value::Null);
@@ -191,7 +204,7 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap().island, "b");
         assert!(rx.try_recv().is_err());
         // A subscriber that never reads is dropped once its queue is full; publish never blocks.
-        let (_r, slow) = bus.subscribe(Filter::default(), 0);
+        let (_r, slow) = bus.subscribe(Filter::default(), 0, Some("tok_x".into()));
         for _ in 0..(STREAM_QUEUE + 10) {
             bus.publish(EventType::ClientAttached, "c", "", Value::Null);
         }
@@ -201,6 +214,9 @@ mod tests {
             "only the reader of island b is left"
         );
         drop(slow);
+        let (_r, revoked) = bus.subscribe(Filter::default(), 0, Some("tok_y".into()));
+        bus.close_owner("tok_y");
+        assert!(revoked.recv().is_err(), "a revoked token's stream ends at once");
         bus.publish(EventType::IslandCreated, "d", "", Value::Null);
         let (replay, _rx) = bus.subscribe(
             Filter {
@@ -208,6 +224,7 @@ mod tests {
                 types: vec![EventType::IslandCreated],
             },
             1,
+            None,
         );
         assert_eq!(replay.len(), 1);
         assert_eq!(replay[0].island, "d");

@@ -24,6 +24,10 @@ pub struct App {
     pub webhooks: Arc<Webhooks>,
     /// Set when the daemon shuts down: listeners, streams and pumps wait on it.
     pub shutdown: Arc<crate::latch::Latch>,
+    /// Operator tokens.
+    pub tokens: Arc<crate::auth::Tokens>,
+    /// TCP refuses requests without a token (`--require-token`).
+    pub require_token: bool,
 }
 
 /// The one place an error becomes a status code.
@@ -37,6 +41,7 @@ pub fn status_of(e: &Error) -> u16 {
         Error::Conflict(_) => 409,
         Error::LengthRequired(_) => 411,
         Error::TooLarge(_) => 413,
+        Error::TooManyRequests(_) => 429,
         Error::Unprocessable(_) => 422,
         Error::Internal(_) => 500,
         Error::Unavailable(_) => 503,

@@ -2,7 +2,8 @@
 //! segment, `{x...}` the rest of the path), and a handler. `openapi.yaml` is kept equal to this
 //! table by a test.
 
-use super::handlers::{access, agents, events, islands, sessions, system};
+use super::handlers::{access, agents, events, islands, sessions, system, tokens};
+use crate::api::Role;
 use super::wire::Caller;
 use super::wire::{Request, Response};
 use super::{error_response, App};
@@ -23,10 +24,10 @@ impl Params {
 
 pub type Handler = fn(&App, &mut Request, &Params) -> Result<Response>;
 
-/// Who may call a route.
+/// Who may call a route, besides an operator token's role.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Access {
-    /// The operator only (the default: island tokens are refused).
+    /// Operators only (island tokens are refused).
     Operator,
     /// Also an island token, for its own island only (autonomy routes).
     Island,
@@ -39,100 +40,119 @@ pub struct Route {
     pub pattern: &'static str,
     pub handler: Handler,
     pub access: Access,
+    /// The least operator role that may call it (the socket is the owner).
+    pub role: Role,
 }
 
-const fn r(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+const fn route(
+    method: &'static str,
+    pattern: &'static str,
+    handler: Handler,
+    access: Access,
+    role: Role,
+) -> Route {
     Route {
         method,
         pattern,
         handler,
-        access: Access::Operator,
+        access,
+        role,
     }
+}
+
+/// Reading: any operator token.
+const fn view(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+    route(method, pattern, handler, Access::Operator, Role::Viewer)
+}
+
+/// Running islands, agents, sessions, exec, files, events, webhooks.
+const fn op(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+    route(method, pattern, handler, Access::Operator, Role::Operator)
+}
+
+/// Tokens, host terminals, the image: the owner only.
+const fn own(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+    route(method, pattern, handler, Access::Operator, Role::Owner)
 }
 
 /// An autonomy route: an island's token may call it for its own island.
 const fn autonomy(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
-    Route {
-        method,
-        pattern,
-        handler,
-        access: Access::Island,
-    }
+    route(method, pattern, handler, Access::Island, Role::Operator)
 }
 
 const fn open(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
-    Route {
-        method,
-        pattern,
-        handler,
-        access: Access::Any,
-    }
+    route(method, pattern, handler, Access::Any, Role::Viewer)
 }
 
+/// The one route table: method, pattern, handler, who may call it.
 pub static ROUTES: &[Route] = &[
     open("GET", "/v1/healthz", system::healthz),
-    r("GET", "/v1/overview", system::overview),
-    r("POST", "/v1/image/build", system::image_build),
-    r("GET", "/v1/islands", islands::list),
-    r("POST", "/v1/islands", islands::create),
-    r("GET", "/v1/islands/{name}", islands::get),
-    r("PATCH", "/v1/islands/{name}", islands::patch),
-    r("DELETE", "/v1/islands/{name}", islands::purge),
-    r("POST", "/v1/islands/{name}/hibernate", islands::hibernate),
-    r("POST", "/v1/islands/{name}/wake", islands::wake),
-    r("POST", "/v1/islands/{name}/reset", islands::reset),
-    r("POST", "/v1/islands/{name}/upgrade", islands::upgrade),
-    r("POST", "/v1/islands/{name}/clone", islands::clone),
-    r("PUT", "/v1/islands/{name}/resources", islands::resources),
-    r(
+    view("GET", "/v1/overview", system::overview),
+    own("POST", "/v1/image/build", system::image_build),
+    view("GET", "/v1/islands", islands::list),
+    op("POST", "/v1/islands", islands::create),
+    view("GET", "/v1/islands/{name}", islands::get),
+    op("PATCH", "/v1/islands/{name}", islands::patch),
+    op("DELETE", "/v1/islands/{name}", islands::purge),
+    op("POST", "/v1/islands/{name}/hibernate", islands::hibernate),
+    op("POST", "/v1/islands/{name}/wake", islands::wake),
+    op("POST", "/v1/islands/{name}/reset", islands::reset),
+    op("POST", "/v1/islands/{name}/upgrade", islands::upgrade),
+    op("POST", "/v1/islands/{name}/clone", islands::clone),
+    op("PUT", "/v1/islands/{name}/resources", islands::resources),
+    view(
         "GET",
         "/v1/islands/{name}/workspace-ready",
         islands::workspace_ready,
     ),
-    r("POST", "/v1/islands/{name}/exec", access::exec),
-    r(
+    op("POST", "/v1/islands/{name}/exec", access::exec),
+    view(
         "GET",
         "/v1/islands/{name}/files/{path...}",
         access::read_file,
     ),
-    r(
+    op(
         "PUT",
         "/v1/islands/{name}/files/{path...}",
         access::write_file,
     ),
-    r("GET", "/v1/islands/{name}/logs", access::logs),
-    r("GET", "/v1/islands/{name}/session", agents::island_session),
-    r("GET", "/v1/islands/{name}/agents", agents::list),
-    r("POST", "/v1/islands/{name}/agents", agents::add),
-    r("GET", "/v1/islands/{name}/agents/{id}", agents::get),
-    r("PATCH", "/v1/islands/{name}/agents/{id}", agents::patch),
-    r("DELETE", "/v1/islands/{name}/agents/{id}", agents::remove),
-    r(
+    view("GET", "/v1/islands/{name}/logs", access::logs),
+    // Sessions carry keystrokes: operators (a read-only observer for viewers comes later).
+    op("GET", "/v1/islands/{name}/session", agents::island_session),
+    view("GET", "/v1/islands/{name}/agents", agents::list),
+    op("POST", "/v1/islands/{name}/agents", agents::add),
+    view("GET", "/v1/islands/{name}/agents/{id}", agents::get),
+    op("PATCH", "/v1/islands/{name}/agents/{id}", agents::patch),
+    op("DELETE", "/v1/islands/{name}/agents/{id}", agents::remove),
+    op(
         "GET",
         "/v1/islands/{name}/agents/{id}/session",
         agents::agent_session,
     ),
-    r("GET", "/v1/clients", sessions::clients),
-    r("POST", "/v1/sessions/revoke", sessions::revoke),
-    r("GET", "/v1/terminals", sessions::terminals),
-    r("POST", "/v1/terminals", sessions::create_terminal),
-    r("PATCH", "/v1/terminals/{id}", sessions::patch_terminal),
-    r("DELETE", "/v1/terminals/{id}", sessions::delete_terminal),
-    r(
+    view("GET", "/v1/clients", sessions::clients),
+    op("POST", "/v1/sessions/revoke", sessions::revoke),
+    own("GET", "/v1/terminals", sessions::terminals),
+    own("POST", "/v1/terminals", sessions::create_terminal),
+    own("PATCH", "/v1/terminals/{id}", sessions::patch_terminal),
+    own("DELETE", "/v1/terminals/{id}", sessions::delete_terminal),
+    own(
         "GET",
         "/v1/terminals/{id}/session",
         sessions::terminal_session,
     ),
-    r("GET", "/v1/islands/{name}/events", events::island_events),
-    r("POST", "/v1/events/subscribe", events::subscribe),
-    r("GET", "/v1/events/subscriptions", events::subscriptions),
-    r(
+    view("GET", "/v1/islands/{name}/events", events::island_events),
+    op("POST", "/v1/events/subscribe", events::subscribe),
+    view("GET", "/v1/events/subscriptions", events::subscriptions),
+    op(
         "DELETE",
         "/v1/events/subscriptions/{id}",
         events::unsubscribe,
     ),
-    r("GET", "/v1/events/stream", events::stream),
+    view("GET", "/v1/events/stream", events::stream),
     autonomy("POST", "/v1/internal/agent-event", events::agent_event),
+    own("GET", "/v1/tokens", tokens::list),
+    own("POST", "/v1/tokens", tokens::create),
+    own("DELETE", "/v1/tokens/{id}", tokens::revoke),
 ];
 
 /// Match `path` against `pattern`; the parameters when it fits.
@@ -214,6 +234,24 @@ fn authenticate(app: &App, req: &Request) -> Result<Caller> {
             }
         },
     };
+    let peer = match &req.caller {
+        Caller::Tcp(ip) => Some(*ip),
+        _ => None,
+    };
+    // An address that keeps failing is refused before its next guess is even looked at.
+    if let (Some(ip), Some(_)) = (peer, &bearer) {
+        if app.tokens.blocked(ip) {
+            return Err(Error::TooManyRequests(
+                "too many failed token attempts from this address; wait a minute".into(),
+            ));
+        }
+    }
+    let failed = |msg: &str| {
+        if let Some(ip) = peer {
+            app.tokens.failed(ip);
+        }
+        Error::Unauthorized(msg.into())
+    };
     match (&req.caller, bearer) {
         (Caller::IslandSocket(island), Some(t)) => {
             if app.islands.token_matches(island, &t) {
@@ -225,31 +263,63 @@ fn authenticate(app: &App, req: &Request) -> Result<Caller> {
         (Caller::IslandSocket(_), None) => Err(Error::Unauthorized(
             "this socket needs the island's token (Authorization: Bearer $DEJIMA_TOKEN)".into(),
         )),
+        (_, Some(t)) if t.starts_with(crate::auth::SECRET_PREFIX) => {
+            match app.tokens.verify(&t) {
+                Some(v) => Ok(Caller::Token {
+                    id: v.id,
+                    role: v.role,
+                }),
+                None => Err(failed("unknown or revoked token")),
+            }
+        }
         (_, Some(t)) => app
             .islands
             .island_of_token(&t)
             .map(Caller::Island)
-            .ok_or_else(|| Error::Unauthorized("unknown token".into())),
+            .ok_or_else(|| failed("unknown token")),
+        (Caller::Tcp(_), None) if app.require_token => Err(Error::Unauthorized(
+            "this daemon requires a token on TCP (Authorization: Bearer djo_...; see dejima token create)"
+                .into(),
+        )),
+        (Caller::Tcp(ip), None) => Ok(Caller::Trusted(*ip)),
         (c, None) => Ok(c.clone()),
     }
 }
 
 /// Whether `caller` may call `route` with these parameters.
 fn authorize(caller: &Caller, route: &Route, params: &Params) -> Result<()> {
-    let Caller::Island(island) = caller else {
-        return Ok(());
-    };
-    let denied =
-        || Error::Forbidden("an island token reaches only its own island's autonomy routes".into());
-    match route.access {
-        Access::Any => Ok(()),
-        Access::Operator => Err(denied()),
-        // The name was decoded from the escaped path by the matcher, so an encoded slash
-        // cannot make another island's name look like this one's.
-        Access::Island if params.0.iter().any(|(k, v)| *k == "name" && v != island) => {
-            Err(denied())
+    let role = match caller {
+        Caller::Island(island) => {
+            let denied = || {
+                Error::Forbidden(
+                    "an island token reaches only its own island's autonomy routes".into(),
+                )
+            };
+            return match route.access {
+                Access::Any => Ok(()),
+                Access::Operator => Err(denied()),
+                // The name was decoded from the escaped path by the matcher, so an encoded
+                // slash cannot make another island's name look like this one's.
+                Access::Island if params.0.iter().any(|(k, v)| *k == "name" && v != island) => {
+                    Err(denied())
+                }
+                Access::Island => Ok(()),
+            };
         }
-        Access::Island => Ok(()),
+        Caller::Token { role, .. } => *role,
+        Caller::Socket | Caller::Trusted(_) => Role::Owner,
+        // Authentication resolves these first.
+        Caller::Tcp(_) | Caller::IslandSocket(_) => {
+            return Err(Error::Unauthorized("not authenticated".into()))
+        }
+    };
+    if route.access == Access::Any || role >= route.role {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!(
+            "this route needs the {} role; this token has {role}",
+            route.role
+        )))
     }
 }
 
@@ -336,7 +406,8 @@ mod tests {
             let sample = a
                 .pattern
                 .replace("{path...}", "workspace/x")
-                .replace("{name}", "n");
+                .replace("{name}", "n")
+                .replace("{id}", "i");
             assert!(matches(a.pattern, &sample).is_some(), "{}", a.pattern);
         }
     }

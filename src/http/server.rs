@@ -318,9 +318,9 @@ pub fn serve(
         Listener::Tcp(l, _) => l.as_fd().try_clone_to_owned(),
     };
     let Ok(fd) = fd else { return };
-    let caller = match &listener {
-        Listener::Island(_, name) => Caller::IslandSocket(name.clone()),
-        _ => Caller::Operator,
+    let island = match &listener {
+        Listener::Island(_, name) => Some(name.clone()),
+        _ => None,
     };
     let open = Arc::new(AtomicUsize::new(0));
     let limits = Arc::new(limits);
@@ -344,9 +344,15 @@ pub fn serve(
         if fds[1..].iter().any(|p| p.any() == Some(true)) {
             return;
         }
-        let conn = match &listener {
+        let (conn, caller) = match &listener {
             Listener::Unix(l) | Listener::Island(l, _) => match l.accept() {
-                Ok((s, _)) => Conn::Unix(s),
+                Ok((s, _)) => (
+                    Conn::Unix(s),
+                    match &island {
+                        Some(n) => Caller::IslandSocket(n.clone()),
+                        None => Caller::Socket,
+                    },
+                ),
                 Err(e) => {
                     log::debug!("accept: {e}");
                     continue;
@@ -360,7 +366,7 @@ pub fn serve(
                         continue;
                     }
                     let _ = s.set_nodelay(true);
-                    Conn::Tcp(s)
+                    (Conn::Tcp(s), Caller::Tcp(addr.ip()))
                 }
                 Err(e) => {
                     log::debug!("accept: {e}");
@@ -380,7 +386,6 @@ pub fn serve(
         let counted = Open(open.clone());
         let (app, inflight, limits) = (app.clone(), inflight.clone(), limits.clone());
         let spawned = thread::Builder::new().name("http-conn".into()).spawn({
-            let caller = caller.clone();
             move || {
                 let _counted = counted;
                 // A panic past the handler (a stream, a websocket pump) ends this connection

@@ -14,11 +14,18 @@ pub const MAX_HEAD: usize = 32 << 10;
 pub const MAX_JSON: u64 = 1 << 20;
 const MAX_HEADERS: usize = 64;
 
-/// Who is calling; the router resolves `IslandSocket` and bearer tokens into `Island`.
+/// Who is calling. A listener says where a request came from; the router resolves bearer
+/// tokens into `Token` or `Island`, and an untokened TCP peer into `Trusted` (or refuses it).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Caller {
-    /// The operator socket or an allowed TCP peer, no token: reaches everything.
-    Operator,
+    /// The operator socket: the owner (the socket's file permissions are the credential).
+    Socket,
+    /// A TCP peer, not yet authenticated.
+    Tcp(std::net::IpAddr),
+    /// A TCP peer trusted without a token (loopback/tailnet, when --require-token is off).
+    Trusted(std::net::IpAddr),
+    /// Holds an operator token.
+    Token { id: String, role: crate::api::Role },
     /// Arrived on island `name`'s own socket; not yet authenticated.
     IslandSocket(String),
     /// Holds island `name`'s token: reaches only that island's autonomy routes.
@@ -514,6 +521,7 @@ pub fn reason(status: u16) -> &'static str {
         413 => "Content Too Large",
         417 => "Expectation Failed",
         422 => "Unprocessable Content",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
@@ -608,7 +616,7 @@ mod tests {
     #[test]
     fn parses_head_query_and_sized_body() {
         let mut s = src("POST /v1/x?follow=true&a=b%20c HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloNEXT");
-        let mut r = read_request(&mut s, Caller::Operator).ok().unwrap();
+        let mut r = read_request(&mut s, Caller::Socket).ok().unwrap();
         assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/v1/x"));
         assert_eq!(r.query("a"), Some("b c"));
         assert!(r.query_bool("follow").unwrap());
@@ -618,19 +626,19 @@ mod tests {
     #[test]
     fn decodes_chunked_bodies() {
         let mut s = src("PUT /f HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n");
-        let mut r = read_request(&mut s, Caller::Operator).ok().unwrap();
+        let mut r = read_request(&mut s, Caller::Socket).ok().unwrap();
         assert_eq!(r.bytes(100).unwrap(), b"abcde");
     }
 
     #[test]
     fn caps_bodies() {
         let mut s = src("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789");
-        let mut r = read_request(&mut s, Caller::Operator).ok().unwrap();
+        let mut r = read_request(&mut s, Caller::Socket).ok().unwrap();
         assert!(matches!(r.bytes(5), Err(Error::TooLarge(_))));
         let mut s = src(
             "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n0\r\n\r\n",
         );
-        let mut r = read_request(&mut s, Caller::Operator).ok().unwrap();
+        let mut r = read_request(&mut s, Caller::Socket).ok().unwrap();
         assert!(matches!(r.bytes(5), Err(Error::TooLarge(_))));
     }
 
@@ -638,17 +646,17 @@ mod tests {
     fn refuses_bad_heads() {
         let mut s = src("GARBAGE\r\n\r\n");
         assert!(matches!(
-            read_request(&mut s, Caller::Operator),
+            read_request(&mut s, Caller::Socket),
             Err(HeadError::Bad(400, _))
         ));
         let mut s = src("POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n");
         assert!(matches!(
-            read_request(&mut s, Caller::Operator),
+            read_request(&mut s, Caller::Socket),
             Err(HeadError::Bad(400, _))
         ));
         let mut s = src("");
         assert!(matches!(
-            read_request(&mut s, Caller::Operator),
+            read_request(&mut s, Caller::Socket),
             Err(HeadError::Closed)
         ));
     }
@@ -665,12 +673,12 @@ mod tests {
         ] {
             let mut s = BufReader::new(head.as_bytes());
             assert!(
-                matches!(read_request(&mut s, Caller::Operator), Err(HeadError::Bad(400, _))),
+                matches!(read_request(&mut s, Caller::Socket), Err(HeadError::Bad(400, _))),
                 "{head:?}"
             );
         }
         let mut s = src("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc");
-        let mut r = read_request(&mut s, Caller::Operator).ok().unwrap();
+        let mut r = read_request(&mut s, Caller::Socket).ok().unwrap();
         assert_eq!(r.bytes(10).unwrap(), b"abc");
     }
 
@@ -689,7 +697,7 @@ mod tests {
         }
         let sink = Sink::default();
         let mut s = src("PUT /f HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nhi");
-        let mut r = read_request(&mut s, Caller::Operator).ok().unwrap();
+        let mut r = read_request(&mut s, Caller::Socket).ok().unwrap();
         r.expect_continue(Box::new(sink.clone()));
         assert!(sink.0.lock().unwrap().is_empty(), "nothing before the body is wanted");
         assert_eq!(r.bytes(10).unwrap(), b"hi");
@@ -697,7 +705,7 @@ mod tests {
         // Refused before the body was read: no 100, and the connection is not reused.
         let sink = Sink::default();
         let mut s = src("PUT /f HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n");
-        let mut r = read_request(&mut s, Caller::Operator).ok().unwrap();
+        let mut r = read_request(&mut s, Caller::Socket).ok().unwrap();
         r.expect_continue(Box::new(sink.clone()));
         assert!(!r.drain());
         assert!(sink.0.lock().unwrap().is_empty());
@@ -706,7 +714,7 @@ mod tests {
     #[test]
     fn bad_json_is_400() {
         let mut s = src("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n{nope");
-        let mut r = read_request(&mut s, Caller::Operator).ok().unwrap();
+        let mut r = read_request(&mut s, Caller::Socket).ok().unwrap();
         assert!(matches!(
             r.json::<serde_json::Value>(),
             Err(Error::BadRequest(_))

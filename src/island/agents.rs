@@ -515,6 +515,7 @@ impl Islands {
                 agent: id.into(),
             },
             label: label.to_string(),
+            owner: None,
             on_end: Some(Box::new(on_end)),
         })
     }

@@ -67,6 +67,8 @@ impl Waker {
 
 struct Client {
     target: Target,
+    /// The operator token it came with, if any (revoking the token closes it).
+    owner: Option<String>,
     label: String,
     joined_at: String,
     /// (rows, cols) of its terminal, once known.
@@ -112,7 +114,12 @@ impl Hub {
         }
     }
 
-    pub fn join(self: &Arc<Self>, target: Target, label: &str) -> std::io::Result<Registration> {
+    pub fn join(
+        self: &Arc<Self>,
+        target: Target,
+        label: &str,
+        owner: Option<String>,
+    ) -> std::io::Result<Registration> {
         let waker = Arc::new(Waker::new()?);
         let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
         let now = util::now_rfc3339();
@@ -142,6 +149,7 @@ impl Hub {
             id,
             Client {
                 target,
+                owner,
                 label: label.to_string(),
                 joined_at: now,
                 size: None,
@@ -255,6 +263,19 @@ impl Hub {
             .collect()
     }
 
+    /// Close every client that came with token `id`.
+    pub fn revoke_owner(&self, id: &str) -> usize {
+        let wakers: Vec<Arc<Waker>> = lock(&self.clients)
+            .values()
+            .filter(|c| c.owner.as_deref() == Some(id))
+            .map(|c| c.waker.clone())
+            .collect();
+        for w in &wakers {
+            w.revoke();
+        }
+        wakers.len()
+    }
+
     /// Close every client matching `f`; returns how many were told to go.
     pub fn revoke_where(&self, f: impl Fn(&Target) -> bool) -> usize {
         let wakers: Vec<Arc<Waker>> = lock(&self.clients)
@@ -284,8 +305,8 @@ mod tests {
             island: "a".into(),
             agent: "a2".into(),
         };
-        let r1 = hub.join(t1.clone(), "laptop").unwrap();
-        let r2 = hub.join(t2.clone(), "phone").unwrap();
+        let r1 = hub.join(t1.clone(), "laptop", None).unwrap();
+        let r2 = hub.join(t2.clone(), "phone", None).unwrap();
         assert_eq!(hub.attached(&t1).len(), 1);
         assert_eq!(hub.attached_island("a").len(), 2);
         hub.set_size(r1.id, 40, 100);
@@ -299,7 +320,7 @@ mod tests {
         assert!(h[0].detached_at.is_none());
         assert!(h[1].detached_at.is_some());
         for _ in 0..(RING + 5) {
-            drop(hub.join(t1.clone(), "x").unwrap());
+            drop(hub.join(t1.clone(), "x", None).unwrap());
         }
         assert_eq!(hub.history().len(), RING);
     }

@@ -45,6 +45,8 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     pub target: Target,
     pub label: String,
+    /// The operator token the client came with (revoking it closes the session).
+    pub owner: Option<String>,
     /// Run once the attach command is gone, whatever ended the session: ends what the
     /// attach left running out of this host's reach (the in-island tmux client).
     pub on_end: Option<Box<dyn FnOnce() + Send>>,
@@ -114,7 +116,7 @@ pub fn serve<S: Read + Write + AsRawFd>(
     cfg.write_buffer_size = 0;
     cfg.max_write_buffer_size = OUT_CAP * 4;
     let ws = WebSocket::from_partially_read(stream, leftover, Role::Server, Some(cfg));
-    let reg = match hub.join(spec.target.clone(), &label) {
+    let reg = match hub.join(spec.target.clone(), &label, spec.owner.clone()) {
         Ok(r) => r,
         Err(e) => {
             log::warn!("session {label}: cannot register: {e}");

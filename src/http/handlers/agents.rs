@@ -41,6 +41,14 @@ pub fn remove(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
     Ok(Response::no_content())
 }
 
+/// The operator token a request came with.
+pub fn token_of(req: &Request) -> Option<String> {
+    match &req.caller {
+        crate::http::wire::Caller::Token { id, .. } => Some(id.clone()),
+        _ => None,
+    }
+}
+
 /// `?label=` names the client in presence; `anonymous` when absent.
 pub fn label(req: &Request) -> Result<String> {
     let l = req
@@ -64,7 +72,8 @@ pub fn agent_session(app: &App, req: &mut Request, p: &Params) -> Result<Respons
 }
 
 /// Accept the websocket; the connection's thread then runs the client's pump.
-pub fn upgrade(app: &App, req: &Request, spec: pump::Spec) -> Result<Response> {
+pub fn upgrade(app: &App, req: &Request, mut spec: pump::Spec) -> Result<Response> {
+    spec.owner = token_of(req);
     let hub = app.islands.hub.clone();
     let shutdown = app.shutdown.clone();
     Response::websocket(

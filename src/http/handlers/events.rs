@@ -70,7 +70,11 @@ pub fn stream(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
             .map_err(|_| Error::bad("replay must be a number of events"))?
             .min(crate::events::RECENT),
     };
-    let (past, rx) = app.events.subscribe(Filter { islands, types }, replay);
+    let owner = super::agents::token_of(req);
+    let (past, rx) = app
+        .events
+        .subscribe(Filter { islands, types }, replay, owner.clone());
+    let tokens = app.tokens.clone();
     let shutdown = app.shutdown.clone();
     Ok(Response::stream(
         "text/event-stream",
@@ -95,6 +99,11 @@ pub fn stream(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
                     }
                     // Shutdown closes every stream's queue at once.
                     Err(_) if shutdown.is_set() => return Ok(()),
+                    // So does revoking the token the stream was opened with.
+                    Err(_) if owner.as_deref().is_some_and(|id| !tokens.exists(id)) => {
+                        w.write_all(b"event: revoked\ndata: {\"reason\":\"token revoked\"}\n\n")?;
+                        return Ok(());
+                    }
                     // The bus cut us off (too slow) or is gone.
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                         w.write_all(

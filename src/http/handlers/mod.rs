@@ -6,3 +6,4 @@ pub mod events;
 pub mod islands;
 pub mod sessions;
 pub mod system;
+pub mod tokens;

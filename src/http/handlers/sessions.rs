@@ -51,6 +51,7 @@ pub fn terminal_session(app: &App, req: &mut Request, p: &Params) -> Result<Resp
         env,
         target: Target::Terminal { id },
         label: label(req)?,
+        owner: None,
         // A host tmux client is the pump's own child: ending it ends the client.
         on_end: None,
     };

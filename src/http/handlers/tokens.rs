@@ -1,0 +1,28 @@
+//! /v1/tokens: operator tokens (owner only).
+
+use crate::api::CreateToken;
+use crate::error::Result;
+use crate::http::router::Params;
+use crate::http::{App, Request, Response};
+
+pub fn list(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
+    Ok(Response::json(200, &app.tokens.list()))
+}
+
+pub fn create(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
+    let body: CreateToken = req.json()?;
+    let t = app.tokens.create(body)?;
+    log::info!("token {} created ({})", t.id, t.role);
+    Ok(Response::json(201, &t))
+}
+
+/// Revoked at once: its next request is refused, and its open sessions and event streams
+/// are closed now.
+pub fn revoke(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
+    let id = p.get("id");
+    app.tokens.revoke(id)?;
+    let n = app.islands.hub.revoke_owner(id);
+    app.events.close_owner(id);
+    log::info!("token {id} revoked ({n} session(s) closed)");
+    Ok(Response::no_content())
+}

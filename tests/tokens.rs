@@ -1,0 +1,275 @@
+//! Operator tokens and roles on the real daemon over TCP: every route walked with every
+//! role, the token lifecycle (CLI and API), revocation closing sessions and streams,
+//! `--require-token` for HTTP, websockets and SSE, and the per-address brake on guessing.
+
+mod support;
+
+use std::io::Read;
+use std::process::Command;
+use std::time::Duration;
+
+use dejima::client::{Body, Client, Target};
+use dejima::http::router::{Access, ROUTES};
+use serde_json::{json, Value};
+use support::*;
+
+const T: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn tcp(addr: &str, token: Option<&str>) -> Client {
+    Client {
+        target: Target::Tcp(addr.to_string()),
+        token: token.map(str::to_string),
+        timeout: Some(Duration::from_secs(30)),
+    }
+}
+
+fn create_token(d: &Daemon, role: &str) -> (String, String) {
+    let v = d.ok("POST", "/v1/tokens", Some(json!({"role": role, "label": format!("t-{role}")})));
+    (
+        v["id"].as_str().unwrap().to_string(),
+        v["secret"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A websocket over TCP with an Authorization header; the handshake's status on refusal.
+fn ws_tcp(
+    addr: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<tungstenite::WebSocket<std::net::TcpStream>, u16> {
+    use tungstenite::client::IntoClientRequest;
+    let s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
+    if let Some(t) = token {
+        req.headers_mut()
+            .insert("Authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    match tungstenite::client::client(req, s) {
+        Ok((ws, _)) => Ok(ws),
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => {
+            Err(r.status().as_u16())
+        }
+        Err(e) => panic!("handshake: {e}"),
+    }
+}
+
+#[test]
+fn every_route_with_every_role_is_allowed_or_a_403_json_as_declared() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let d = Daemon::start_with(&["--tcp", &addr], &[]);
+    let tokens: Vec<(String, String)> = ["viewer", "operator", "owner"]
+        .iter()
+        .map(|r| (r.to_string(), create_token(&d, r).1))
+        .collect();
+    let (mut allowed, mut denied) = (0, 0);
+    for (role, secret) in &tokens {
+        let c = tcp(&addr, Some(secret));
+        let rank = |r: &str| ["viewer", "operator", "owner"].iter().position(|x| *x == r);
+        for r in ROUTES {
+            // Names that exist nowhere and a body no handler accepts: an allowed call is
+            // refused by its handler (400/404/...), never carried out.
+            let path = r
+                .pattern
+                .replace("{name}", "no-such-island")
+                .replace("{id}", "no-such-id")
+                .replace("{path...}", "workspace/x");
+            let resp = c
+                .send(r.method, &path, Body::Bytes(b"{not json", "application/json"))
+                .unwrap();
+            let status = resp.status;
+            let may = r.access == Access::Any
+                || rank(role).unwrap() >= rank(r.role.as_str()).unwrap();
+            if may {
+                assert_ne!(status, 403, "{role} {} {path}", r.method);
+                allowed += 1;
+            } else {
+                assert_eq!(status, 403, "{role} {} {path}", r.method);
+                let v: Value = serde_json::from_slice(&resp.bytes().unwrap()).unwrap();
+                assert!(v["error"].as_str().unwrap().contains("role"), "{v}");
+                denied += 1;
+            }
+        }
+    }
+    // The table is not trivially open or closed.
+    assert!(allowed > 60 && denied > 30, "allowed {allowed}, denied {denied}");
+    // A few that must hold whatever the table says.
+    let viewer = tcp(&addr, Some(&tokens[0].1));
+    let exec = viewer
+        .send("POST", "/v1/islands/x/exec", Body::Bytes(b"{}", "application/json"))
+        .unwrap();
+    assert_eq!(exec.status, 403, "a viewer cannot exec");
+    let operator = tcp(&addr, Some(&tokens[1].1));
+    for (m, p) in [("GET", "/v1/tokens"), ("POST", "/v1/terminals"), ("POST", "/v1/image/build")] {
+        assert_eq!(operator.send(m, p, Body::None).unwrap().status, 403, "{m} {p}");
+    }
+    assert_eq!(
+        tcp(&addr, Some(&tokens[2].1)).send("GET", "/v1/tokens", Body::None).unwrap().status,
+        200
+    );
+}
+
+#[test]
+fn tokens_are_shown_once_never_kept_or_logged_and_revoked_at_once() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let d = Daemon::start_with(&["--tcp", &addr], &[]);
+    let i = d.create("tok");
+    let dejima = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_dejima"))
+            .args(args)
+            .env("DEJIMA_HOME", &d.home)
+            .env_remove("DEJIMA_HOST")
+            .env_remove("DEJIMA_TOKEN")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let created: Value =
+        serde_json::from_str(&dejima(&["token", "create", "--role", "operator", "--label", "ci", "--json"]))
+            .unwrap();
+    let (id, secret) = (
+        created["id"].as_str().unwrap().to_string(),
+        created["secret"].as_str().unwrap().to_string(),
+    );
+    assert!(secret.starts_with("djo_") && secret.len() == 68, "{secret}");
+    let listed = dejima(&["token", "ls"]);
+    assert!(listed.contains(&id) && listed.contains("operator") && !listed.contains(&secret));
+    let api = d.ok("GET", "/v1/tokens", None);
+    assert!(!api.to_string().contains(&secret[4..]), "{api}");
+    let file = std::fs::read_to_string(d.home.join("tokens.json")).unwrap();
+    assert!(!file.contains(&secret[4..]), "only the hash is stored");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(d.home.join("tokens.json")).unwrap().permissions(),
+    ) & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // The CLI over TCP with the token; last_used_at follows.
+    let o = Command::new(env!("CARGO_BIN_EXE_dejima"))
+        .args(["ls", "--json"])
+        .env("DEJIMA_HOST", &addr)
+        .env("DEJIMA_TOKEN", &secret)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&i.name));
+    let api = d.ok("GET", "/v1/tokens", None);
+    assert!(api[0]["last_used_at"].is_string(), "{api}");
+
+    // Open a terminal and an event stream with it, then revoke: both close now.
+    let mut ws = ws_tcp(&addr, &format!("/v1/islands/{}/session", i.name), Some(&secret))
+        .expect("the operator attaches");
+    let mut c = tcp(&addr, Some(&secret));
+    c.timeout = Some(Duration::from_millis(200));
+    let mut sse = c.call("GET", "/v1/events/stream", Body::None).unwrap();
+    dejima(&["token", "revoke", &id]);
+    let closed = wait_for(T, "the session to be closed", || match ws.read() {
+        Ok(tungstenite::Message::Close(f)) => Some(f.map(|f| f.reason.to_string()).unwrap_or_default()),
+        Ok(_) => None,
+        Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+        Err(e) => Some(e.to_string()),
+    });
+    assert!(closed.contains("revoked"), "{closed}");
+    let mut got = Vec::new();
+    wait_for(T, "the event stream to end", || {
+        let mut b = [0u8; 4096];
+        match sse.reader().read(&mut b) {
+            Ok(0) => Some(()),
+            Ok(n) => {
+                got.extend_from_slice(&b[..n]);
+                None
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => None,
+            Err(_) => Some(()),
+        }
+    });
+    assert!(String::from_utf8_lossy(&got).contains("event: revoked"), "{}", String::from_utf8_lossy(&got));
+    let r = tcp(&addr, Some(&secret)).send("GET", "/v1/islands", Body::None).unwrap();
+    assert_eq!(r.status, 401);
+    assert!(!d.log().contains(&secret[4..]), "a secret reached the log");
+    // Scoped tokens are refused rather than handed out unenforced.
+    let (s, v) = d.req("POST", "/v1/tokens", Some(json!({"role": "viewer", "islands": [i.name]})));
+    assert_eq!(s, 422, "{v}");
+}
+
+#[test]
+fn require_token_closes_tcp_to_the_untokened_and_not_the_socket() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let d = Daemon::start_with(&["--tcp", &addr, "--require-token"], &[]);
+    let i = d.create("req");
+    let none = tcp(&addr, None);
+    assert_eq!(none.send("GET", "/v1/islands", Body::None).unwrap().status, 401);
+    assert_eq!(none.send("GET", "/v1/events/stream", Body::None).unwrap().status, 401);
+    assert_eq!(
+        ws_tcp(&addr, &format!("/v1/islands/{}/session", i.name), None).err(),
+        Some(401)
+    );
+    // Nothing on TCP answers without a token; the socket is the owner as ever.
+    assert_eq!(none.send("GET", "/v1/healthz", Body::None).unwrap().status, 401);
+    assert_eq!(d.req("GET", "/v1/islands", None).0, 200);
+    // With a token all three work.
+    let (_, viewer) = create_token(&d, "viewer");
+    let (_, operator) = create_token(&d, "operator");
+    let v = tcp(&addr, Some(&viewer));
+    assert_eq!(v.send("GET", "/v1/islands", Body::None).unwrap().status, 200);
+    let mut vc = v.clone();
+    vc.timeout = Some(Duration::from_millis(200));
+    let r = vc.call("GET", "/v1/events/stream", Body::None).unwrap();
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    drop(r);
+    assert_eq!(
+        ws_tcp(&addr, &format!("/v1/islands/{}/session", i.name), Some(&viewer)).err(),
+        Some(403),
+        "a viewer may not type into a terminal"
+    );
+    let mut ws = ws_tcp(&addr, &format!("/v1/islands/{}/session", i.name), Some(&operator))
+        .expect("an operator attaches");
+    let hello = wait_for(T, "hello", || match ws.read() {
+        Ok(tungstenite::Message::Text(t)) => Some(t),
+        _ => None,
+    });
+    assert!(hello.contains("hello"), "{hello}");
+}
+
+#[test]
+fn wrong_guesses_brake_only_the_guessing_address() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let d = Daemon::start_with(&["--tcp", &format!(":{port}")], &[]);
+    let (_, secret) = create_token(&d, "viewer");
+    let bad = tcp(&addr, Some("djo_0000000000000000000000000000000000000000000000000000000000000000"));
+    for _ in 0..10 {
+        assert_eq!(bad.send("GET", "/v1/islands", Body::None).unwrap().status, 401);
+    }
+    assert_eq!(bad.send("GET", "/v1/islands", Body::None).unwrap().status, 429);
+    // The same address is braked even with the right token (it cannot go on guessing)...
+    assert_eq!(tcp(&addr, Some(&secret)).send("GET", "/v1/islands", Body::None).unwrap().status, 429);
+    // ...while another address is not.
+    let o = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--interface",
+            "127.0.0.2",
+            "-H",
+            &format!("Authorization: Bearer {secret}"),
+            &format!("http://127.0.0.1:{port}/v1/islands"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "200");
+}
