@@ -193,7 +193,30 @@ wire_enum! {
         AgentWaitingForInput = "agent.waiting-for-input",
         AgentTaskComplete = "agent.task-complete",
         AgentError = "agent.error",
+        DaemonPanicEngaged = "daemon.panic-engaged",
+        DaemonPanicCleared = "daemon.panic-cleared",
     }
+}
+
+/// POST /v1/panic
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PanicRequest {
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// The panic switch (GET, POST and DELETE /v1/panic).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct PanicStatus {
+    pub panicked: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Islands stopped by this engagement (POST only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<u64>,
 }
 
 impl EventType {

@@ -8,6 +8,7 @@ mod events;
 mod image;
 mod islands;
 mod overview;
+mod panic;
 mod sessions;
 pub mod terms;
 mod tokens;
@@ -56,6 +57,7 @@ pub enum Command {
     Events(events::Events),
     Webhook(events::WebhookCmd),
     Token(tokens::TokenCmd),
+    Panic(panic::PanicCmd),
 }
 
 /// What a command failed with.
@@ -128,6 +130,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Events(a) => events::events(&c, a),
         Command::Webhook(a) => events::webhook(&c, a),
         Command::Token(a) => tokens::token(&c, a),
+        Command::Panic(a) => panic::panic(&c, a),
     };
     match r {
         Ok(()) => 0,

@@ -204,6 +204,7 @@ pub fn run(opts: Options) -> Result<(), String> {
             }
         });
     }
+    islands.load_panic();
     let terminals = Arc::new(Terminals::new(opts.host_terminals, home.clone(), hub));
     let n = islands
         .load()

@@ -282,6 +282,9 @@ impl Islands {
     /// Make every agent that should run, run (create, wake, reset, upgrade, adoption). A
     /// failure is recorded on the agent, not returned: one broken agent must not fail a wake.
     pub fn reconcile_agents(&self, island: &str) {
+        if self.panicked() {
+            return;
+        }
         let Ok(rec) = self.record(island) else { return };
         if !self.observed.running(island) {
             return;
@@ -309,6 +312,7 @@ impl Islands {
 
     /// POST /v1/islands/{name}/agents
     pub fn add_agent(&self, island: &str, req: AddAgent) -> Result<AgentInfo> {
+        self.refuse_if_panicked("add an agent")?;
         names::check_label(&req.label)?;
         let _busy = self.begin(island, "adding an agent")?;
         let rec = self.record(island)?;

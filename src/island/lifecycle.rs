@@ -145,6 +145,7 @@ impl Islands {
 
     /// POST /v1/islands
     pub fn create(self: &Arc<Self>, req: CreateIsland) -> Result<IslandInfo> {
+        self.refuse_if_panicked("create an island")?;
         let source = if req.no_repo {
             if req.name.is_empty() {
                 return Err(Error::bad("no_repo needs a name"));
@@ -296,6 +297,20 @@ impl Islands {
 
     /// Start the container, recreating it against the volumes if it is gone.
     fn start_or_run(&self, rec: &Record) -> Result<()> {
+        self.refuse_if_panicked("start an island")?;
+        let n = rec.name.as_str();
+        self.start_or_run_unchecked(rec)?;
+        // The switch may have been thrown while this start was under way: undo it.
+        if self.panicked() {
+            self.expect_stop(n);
+            let _ = self.engine.stop(n, STOP_GRACE);
+            self.observed.set_state(n, ContainerState::Exited);
+            return self.refuse_if_panicked("start an island");
+        }
+        Ok(())
+    }
+
+    fn start_or_run_unchecked(&self, rec: &Record) -> Result<()> {
         let n = rec.name.as_str();
         let obs = self.observed.container(n);
         if obs.state == ContainerState::Running && self.observed.synced() {
@@ -470,6 +485,7 @@ impl Islands {
 
     /// POST /v1/islands/{name}/wake
     pub fn wake(&self, name: &str) -> Result<IslandInfo> {
+        self.refuse_if_panicked("wake an island")?;
         let _busy = self.begin(name, "waking")?;
         let rec = self.update(name, |r| {
             r.state = DesiredState::Running;
@@ -489,6 +505,7 @@ impl Islands {
 
     /// POST /v1/islands/{name}/reset: a new empty home volume, the workspace untouched.
     pub fn reset(&self, name: &str) -> Result<IslandInfo> {
+        self.refuse_if_panicked("reset an island")?;
         let _busy = self.begin(name, "resetting")?;
         let rec = self.update(name, |r| {
             r.state = DesiredState::Running;
@@ -513,6 +530,7 @@ impl Islands {
 
     /// POST /v1/islands/{name}/upgrade: recreate on the current image, volumes kept.
     pub fn upgrade(&self, name: &str) -> Result<IslandInfo> {
+        self.refuse_if_panicked("upgrade an island")?;
         let _busy = self.begin(name, "upgrading")?;
         let rec = self.record(name)?;
         image::ensure(
@@ -566,6 +584,7 @@ impl Islands {
 
     /// POST /v1/islands/{name}/clone
     pub fn clone_island(&self, from: &str, to: &str) -> Result<IslandInfo> {
+        self.refuse_if_panicked("clone an island")?;
         if to.is_empty() {
             return Err(Error::bad(
                 "the new island's name is required (name or new_name)",
@@ -733,6 +752,10 @@ impl Islands {
 
     /// Bring every island to its desired state (daemon start). Runs on its own thread.
     pub fn adopt_all(&self) {
+        if self.panicked() {
+            self.adopt_panicked();
+            return;
+        }
         for name in self.names() {
             let Ok(busy) = self.begin(&name, "adopting") else {
                 continue;

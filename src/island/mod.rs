@@ -8,6 +8,7 @@ pub mod agents;
 pub mod autonomy;
 pub mod lifecycle;
 pub mod names;
+pub mod panic;
 pub mod paths;
 
 use std::collections::{BTreeMap, HashMap};
@@ -136,6 +137,8 @@ pub struct Islands {
     pub hub: Arc<Hub>,
     /// Typed events.
     pub events: Arc<Bus>,
+    /// The panic switch, when engaged (see `panic.rs`).
+    panic: Mutex<Option<panic::PanicState>>,
     /// Pool subnets found in use by networks not ours; tried last.
     subnets_elsewhere: Mutex<std::collections::HashSet<String>>,
     /// Bumped when an island is added or removed (the socket supervisor waits on it).
@@ -182,6 +185,7 @@ impl Islands {
             hub,
             events,
             subnets_elsewhere: Mutex::new(Default::default()),
+            panic: Mutex::new(None),
             generation: Mutex::new(0),
             changed: std::sync::Condvar::new(),
         }

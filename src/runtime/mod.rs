@@ -375,7 +375,11 @@ impl Engine {
     pub fn run_container(&self, spec: &ContainerSpec) -> Result<()> {
         let island = &spec.island;
         // `--pull never`: an island image is built here, never fetched behind the caller's back.
-        let mut args = strings(&["run", "-d", "--init", "--pull", "never"]);
+        // `--restart no`: the engine never restarts an island on its own (after a crash or
+        // its own restart); the daemon decides, and the panic switch can hold them all down.
+        let mut args = strings(&[
+            "run", "-d", "--init", "--pull", "never", "--restart", "no",
+        ]);
         args.extend([
             "--name".into(),
             container_name(island),

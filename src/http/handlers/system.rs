@@ -28,6 +28,22 @@ pub fn overview(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> 
     ))
 }
 
+/// GET /v1/panic
+pub fn panic_status(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
+    Ok(Response::json(200, &app.islands.panic_status()))
+}
+
+/// POST /v1/panic: every island stopped, every session revoked, nothing starts after.
+pub fn panic_engage(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
+    let body: crate::api::PanicRequest = req.json()?;
+    Ok(Response::json(200, &app.islands.engage_panic(&body.reason)?))
+}
+
+/// DELETE /v1/panic: cleared; islands that should run are woken.
+pub fn panic_clear(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
+    Ok(Response::json(200, &app.islands.clear_panic()?))
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct BuildBody {
