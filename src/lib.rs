@@ -2,6 +2,7 @@
 //! island where coding agents run in tmux. The library holds everything; the binaries are thin.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod client;

@@ -90,3 +90,50 @@ fn bench_bus() {
         "<= 100 µs, all persisted",
     );
 }
+
+/// What ledgering costs a request: an append (written now, fsynced with its group) and a
+/// synced append (what a broker crossing will pay), against nothing.
+#[test]
+#[ignore]
+fn bench_audit() {
+    use dejima::audit::{Ledger, Record};
+    println!();
+    let n = 5000;
+    let dir = tempfile::tempdir().unwrap();
+    let l = Ledger::open(dir.path(), None).unwrap();
+    let rec = || Record {
+        kind: "api.request".into(),
+        actor: "token:tok_123456".into(),
+        allowed: true,
+        method: Some("POST".into()),
+        route: Some("/v1/islands/{name}/exec".into()),
+        status: Some(200),
+        island: Some("bench".into()),
+        ..Record::default()
+    };
+    let time = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        f();
+        t.elapsed()
+    };
+    let grouped: Vec<Duration> = (0..n).map(|_| time(&mut || l.append(rec()))).collect();
+    let synced: Vec<Duration> = (0..200)
+        .map(|_| time(&mut || drop(l.append_sync(rec()).unwrap())))
+        .collect();
+    let v = l.verify().unwrap();
+    figure(format!(
+        "audit append (grouped fsync): p50 {:.1} µs, p99 {:.1} µs ({n} entries); synced append p50 {:.2} ms, p99 {:.2} ms; chain of {} verifies: {}",
+        us(pct(&grouped, 0.5)),
+        us(pct(&grouped, 0.99)),
+        ms(pct(&synced, 0.5)),
+        ms(pct(&synced, 0.99)),
+        v.checked,
+        v.ok
+    ));
+    goal(
+        "ledger cost per mutating request",
+        pct(&grouped, 0.5) <= Duration::from_millis(1) && v.ok,
+        format!("p50 {:.1} µs", us(pct(&grouped, 0.5))),
+        "<= 1 ms median",
+    );
+}

@@ -27,6 +27,9 @@ struct Args {
     /// refuse TCP requests (HTTP, websockets, event streams) without an operator token
     #[argh(switch)]
     require_token: bool,
+    /// chain the audit ledger with HMAC-SHA-256 under the key in this file (16+ bytes)
+    #[argh(option)]
+    audit_key: Option<String>,
     /// connections each listener (the socket, TCP) holds at once; more get 503 (default 512)
     #[argh(option, default = "512")]
     max_connections: usize,
@@ -102,6 +105,7 @@ fn options(args: Args) -> Result<dejima::daemon::Options, String> {
             max_backoff: env_secs("DEJIMA_WEBHOOK_MAX_BACKOFF_SECS", 300)?,
         },
         require_token: args.require_token,
+        audit_key: args.audit_key.map(std::path::PathBuf::from),
     })
 }
 

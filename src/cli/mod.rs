@@ -2,6 +2,7 @@
 //! people, `--json` for scripts, errors on stderr with a non-zero exit.
 
 mod access;
+mod audit;
 mod agents;
 pub mod attach;
 mod events;
@@ -58,6 +59,7 @@ pub enum Command {
     Webhook(events::WebhookCmd),
     Token(tokens::TokenCmd),
     Panic(panic::PanicCmd),
+    Audit(audit::AuditCmd),
 }
 
 /// What a command failed with.
@@ -131,6 +133,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Webhook(a) => events::webhook(&c, a),
         Command::Token(a) => tokens::token(&c, a),
         Command::Panic(a) => panic::panic(&c, a),
+        Command::Audit(a) => audit::audit(&c, a),
     };
     match r {
         Ok(()) => 0,

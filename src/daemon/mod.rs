@@ -53,6 +53,8 @@ pub struct Options {
     pub webhooks: crate::events::webhooks::Policy,
     /// TCP requests need an operator token (`--require-token`).
     pub require_token: bool,
+    /// Key file for the audit ledger's HMAC chain (`--audit-key`); None: plain SHA-256.
+    pub audit_key: Option<std::path::PathBuf>,
 }
 
 /// Connections one island's own socket may hold (its agents' hooks and CLIs).
@@ -232,6 +234,48 @@ pub fn run(opts: Options) -> Result<(), String> {
     let tokens = Arc::new(
         crate::auth::Tokens::load(&home).map_err(|e| format!("cannot read tokens: {e}"))?,
     );
+    let audit_key = match &opts.audit_key {
+        None => None,
+        Some(p) => {
+            let k = std::fs::read(p).map_err(|e| format!("cannot read --audit-key {}: {e}", p.display()))?;
+            if k.len() < 16 {
+                return Err(format!("--audit-key {} holds under 16 bytes", p.display()));
+            }
+            Some(k)
+        }
+    };
+    let audit = crate::audit::Ledger::open(&home.root.join("audit"), audit_key)
+        .map_err(|e| format!("cannot open the audit ledger: {e}"))?;
+    {
+        // Lifecycle transitions and the panic switch, as the bus announces them.
+        use crate::api::EventType as E;
+        let a = audit.clone();
+        events.add_sink(Box::new(move |e| {
+            let lifecycle = matches!(
+                e.kind,
+                E::IslandCreated
+                    | E::IslandRunning
+                    | E::IslandHibernated
+                    | E::IslandWoken
+                    | E::IslandReset
+                    | E::IslandPurged
+                    | E::ContainerCrashed
+                    | E::DaemonPanicEngaged
+                    | E::DaemonPanicCleared
+            );
+            if lifecycle {
+                a.append(crate::audit::Record {
+                    kind: e.kind.to_string(),
+                    island: (!e.island.is_empty()).then(|| e.island.clone()),
+                    actor: "daemon".into(),
+                    allowed: true,
+                    detail: (!e.payload.is_null() && e.payload != serde_json::json!({}))
+                        .then(|| e.payload.clone()),
+                    ..Default::default()
+                });
+            }
+        }));
+    }
     let app = Arc::new(App {
         islands,
         terminals,
@@ -239,6 +283,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         webhooks,
         shutdown: shutdown.clone(),
         tokens,
+        audit: audit.clone(),
         require_token: opts.require_token,
     });
     let inflight = Arc::new(InFlight::default());
@@ -278,6 +323,9 @@ pub fn run(opts: Options) -> Result<(), String> {
             "{} request(s) still running after {DRAIN:?}; exiting anyway",
             inflight.count()
         );
+    }
+    if let Err(e) = audit.sync() {
+        log::error!("audit: cannot sync the ledger at shutdown: {e}");
     }
     // Events published up to here (the last detaches among them) reach their webhooks.
     if !app.webhooks.close(Duration::from_secs(5)) {

@@ -26,6 +26,8 @@ pub struct App {
     pub shutdown: Arc<crate::latch::Latch>,
     /// Operator tokens.
     pub tokens: Arc<crate::auth::Tokens>,
+    /// The audit ledger.
+    pub audit: Arc<crate::audit::Ledger>,
     /// TCP refuses requests without a token (`--require-token`).
     pub require_token: bool,
 }

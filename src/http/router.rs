@@ -2,7 +2,7 @@
 //! segment, `{x...}` the rest of the path), and a handler. `openapi.yaml` is kept equal to this
 //! table by a test.
 
-use super::handlers::{access, agents, events, islands, sessions, system, tokens};
+use super::handlers::{access, agents, audit, events, islands, sessions, system, tokens};
 use crate::api::Role;
 use super::wire::Caller;
 use super::wire::{Request, Response};
@@ -153,6 +153,8 @@ pub static ROUTES: &[Route] = &[
     view("GET", "/v1/panic", system::panic_status),
     own("POST", "/v1/panic", system::panic_engage),
     own("DELETE", "/v1/panic", system::panic_clear),
+    own("GET", "/v1/audit", audit::list),
+    op("GET", "/v1/activity", audit::activity),
     own("GET", "/v1/tokens", tokens::list),
     own("POST", "/v1/tokens", tokens::create),
     own("DELETE", "/v1/tokens/{id}", tokens::revoke),
@@ -328,10 +330,18 @@ fn authorize(caller: &Caller, route: &Route, params: &Params) -> Result<()> {
 
 /// Route a request and run its handler; every error becomes its JSON response here.
 pub fn dispatch(app: &App, req: &mut Request) -> Response {
-    match authenticate(app, req) {
-        Ok(c) => req.caller = c,
-        Err(e) => return error_response(&e),
-    }
+    // Who was asking, as the ledger names them (before authentication resolves a token).
+    let asker = actor(&req.caller);
+    let caller = match authenticate(app, req) {
+        Ok(c) => c,
+        Err(e) => {
+            let resp = error_response(&e);
+            ledger(app, req, &asker, None, None, resp.status);
+            return resp;
+        }
+    };
+    req.caller = caller;
+    let who = actor(&req.caller);
     let method = if req.method == "HEAD" {
         "GET"
     } else {
@@ -341,13 +351,18 @@ pub fn dispatch(app: &App, req: &mut Request) -> Response {
     for route in ROUTES {
         if let Some(params) = matches(route.pattern, &req.path) {
             if route.method == method {
+                let island = (!params.get("name").is_empty()).then(|| params.get("name").to_string());
                 if let Err(e) = authorize(&req.caller, route, &params) {
-                    return error_response(&e);
+                    let resp = error_response(&e);
+                    ledger(app, req, &who, Some(route.pattern), island, resp.status);
+                    return resp;
                 }
-                return match (route.handler)(app, req, &params) {
+                let resp = match (route.handler)(app, req, &params) {
                     Ok(resp) => resp,
                     Err(e) => error_response(&e),
                 };
+                ledger(app, req, &who, Some(route.pattern), island, resp.status);
+                return resp;
             }
             allowed.push(route.method);
         }
@@ -366,6 +381,44 @@ pub fn dispatch(app: &App, req: &mut Request) -> Response {
         )))
         .header("Allow", &allowed.join(", "))
     }
+}
+
+/// How the ledger names a caller: `socket`, `tcp:<addr>`, `token:<id>`, `island:<name>`.
+pub fn actor(c: &Caller) -> String {
+    match c {
+        Caller::Socket => "socket".into(),
+        Caller::Tcp(ip) | Caller::Trusted(ip) => format!("tcp:{ip}"),
+        Caller::Token { id, .. } => format!("token:{id}"),
+        Caller::IslandSocket(n) => format!("island-socket:{n}"),
+        Caller::Island(n) => format!("island:{n}"),
+    }
+}
+
+/// Ledger a request: every refusal by authentication or authorization (401, 403, 429), and
+/// every mutating request whatever its outcome. Reads that were allowed are not recorded.
+fn ledger(
+    app: &App,
+    req: &Request,
+    actor: &str,
+    route: Option<&str>,
+    island: Option<String>,
+    status: u16,
+) {
+    let denied = matches!(status, 401 | 403 | 429);
+    let mutating = !matches!(req.method.as_str(), "GET" | "HEAD");
+    if !denied && !mutating {
+        return;
+    }
+    app.audit.append(crate::audit::Record {
+        kind: "api.request".into(),
+        island,
+        actor: actor.to_string(),
+        allowed: !denied,
+        method: Some(req.method.clone()),
+        route: Some(route.unwrap_or(req.path.as_str()).to_string()),
+        status: Some(status),
+        ..Default::default()
+    });
 }
 
 #[cfg(test)]

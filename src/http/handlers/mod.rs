@@ -1,6 +1,7 @@
 //! Handlers, one file per resource. They parse, call the domain, and shape the reply.
 
 pub mod access;
+pub mod audit;
 pub mod agents;
 pub mod events;
 pub mod islands;
