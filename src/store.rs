@@ -98,20 +98,17 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<T> {
 
 /// Remove a file (absent is fine) and make the removal durable in its directory.
 pub fn remove_file(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    }
-    if let Some(parent) = path.parent() {
-        File::open(parent)?.sync_all()?;
-    }
-    Ok(())
+    durable_removal(path, fs::remove_file(path))
 }
 
 /// Remove a directory tree and make the removal durable in its parent.
 pub fn remove_dir(path: &Path) -> io::Result<()> {
-    match fs::remove_dir_all(path) {
+    durable_removal(path, fs::remove_dir_all(path))
+}
+
+/// After removing `path` (`removed`): absent already is fine; fsync the parent.
+fn durable_removal(path: &Path, removed: io::Result<()>) -> io::Result<()> {
+    match removed {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),

@@ -25,11 +25,7 @@ fn cli(home: &std::path::Path, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn the_ledger_records_who_did_what_and_verifies_until_tampered_with() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let d = Daemon::start_with(&["--tcp", &addr], &[]);
     let i = d.create("aud");

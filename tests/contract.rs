@@ -9,32 +9,10 @@ use dejima::http::router::ROUTES;
 /// (METHOD, /path) pairs under `paths:` in openapi.yaml (two-space path keys, four-space
 /// method keys).
 fn spec_routes() -> BTreeSet<(String, String)> {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap();
-    let mut out = BTreeSet::new();
-    let mut in_paths = false;
-    let mut path = String::new();
-    for line in text.lines() {
-        if !line.starts_with(' ') && !line.is_empty() {
-            in_paths = line.trim_end() == "paths:";
-            continue;
-        }
-        if !in_paths {
-            continue;
-        }
-        if let Some(p) = line.strip_prefix("  /") {
-            path = format!("/{}", p.trim_end().trim_end_matches(':'));
-        } else if let Some(m) = line.strip_prefix("    ").filter(|l| !l.starts_with(' ')) {
-            let m = m.trim_end().trim_end_matches(':');
-            if ["get", "post", "put", "patch", "delete"].contains(&m) {
-                out.insert((m.to_uppercase(), path.clone()));
-            }
-        }
-    }
-    out
+    spec_roles().into_keys().collect()
 }
 
-/// `x-dejima-role` of each operation in openapi.yaml.
+/// Each operation under `paths:` in openapi.yaml, with its `x-dejima-role` ("" when none).
 fn spec_roles() -> std::collections::BTreeMap<(String, String), String> {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap();
@@ -52,6 +30,9 @@ fn spec_roles() -> std::collections::BTreeMap<(String, String), String> {
             path = format!("/{}", p.trim_end().trim_end_matches(':'));
         } else if let Some(m) = line.strip_prefix("    ").filter(|l| !l.starts_with(' ')) {
             method = m.trim_end().trim_end_matches(':').to_uppercase();
+            if ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+                out.insert((method.clone(), path.clone()), String::new());
+            }
         } else if let Some(r) = line.trim().strip_prefix("x-dejima-role:") {
             out.insert((method.clone(), path.clone()), r.trim().to_string());
         }

@@ -139,14 +139,6 @@ fn a_101_carries_exactly_one_connection_header_and_no_body_headers() {
     assert!(named("transfer-encoding").is_empty(), "{text}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn threads_of(pid: u32) -> usize {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::io::Read;
 use std::process::Command;
 use std::time::Duration;
 
@@ -14,14 +13,6 @@ use serde_json::{json, Value};
 use support::*;
 
 const T: Duration = Duration::from_secs(20);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn tcp(addr: &str, token: Option<&str>) -> Client {
     Client {

@@ -82,24 +82,15 @@ impl Islands {
     /// Stop each of `names` side by side, at most `PARALLEL` at once; how many stopped.
     fn stop_all(&self, names: &[String]) -> u64 {
         let stopped = std::sync::atomic::AtomicU64::new(0);
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..PARALLEL.min(names.len()) {
-                let _ = std::thread::Builder::new()
-                    .name("panic-stop".into())
-                    .spawn_scoped(s, || loop {
-                        let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let Some(n) = names.get(k) else { return };
-                        self.expect_stop(n);
-                        match self.engine.stop(n, STOP_GRACE) {
-                            Ok(()) => {
-                                self.observed
-                                    .set_state(n, crate::runtime::ContainerState::Exited);
-                                stopped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                            }
-                            Err(e) => log::error!("panic: cannot stop island {n}: {e}"),
-                        }
-                    });
+        side_by_side("panic-stop", names, |n| {
+            self.expect_stop(n);
+            match self.engine.stop(n, STOP_GRACE) {
+                Ok(()) => {
+                    self.observed
+                        .set_state(n, crate::runtime::ContainerState::Exited);
+                    stopped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                Err(e) => log::error!("panic: cannot stop island {n}: {e}"),
             }
         });
         stopped.into_inner()
@@ -168,18 +159,9 @@ impl Islands {
                     .is_ok_and(|r| r.state == DesiredState::Running && r.provisioned)
             })
             .collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..PARALLEL.min(wake.len()) {
-                let _ = std::thread::Builder::new()
-                    .name("panic-wake".into())
-                    .spawn_scoped(s, || loop {
-                        let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let Some(n) = wake.get(k) else { return };
-                        if let Err(e) = self.wake(n) {
-                            log::error!("panic cleared: cannot wake island {n}: {e}");
-                        }
-                    });
+        side_by_side("panic-wake", &wake, |n| {
+            if let Err(e) = self.wake(n) {
+                log::error!("panic cleared: cannot wake island {n}: {e}");
             }
         });
         log::warn!("PANIC cleared: {} island(s) woken", wake.len());
@@ -201,5 +183,29 @@ impl Islands {
             .collect();
         let n = self.stop_all(&running);
         log::warn!("panic switch engaged: adoption started nothing and stopped {n} island(s)");
+    }
+}
+
+/// Run `f` on each name, at most `PARALLEL` at once, on named scoped threads.
+fn side_by_side(name: &str, names: &[String], f: impl Fn(&str) + Sync) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL.min(names.len()) {
+            let spawned = std::thread::Builder::new()
+                .name(name.into())
+                .spawn_scoped(s, || loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(n) = names.get(k) else { return };
+                    f(n);
+                });
+            if let Err(e) = spawned {
+                log::error!("cannot start a {name} thread: {e}");
+            }
+        }
+    });
+    // Should no thread have started, do the work here rather than not at all.
+    let k = next.load(std::sync::atomic::Ordering::SeqCst);
+    for n in names.iter().skip(k) {
+        f(n);
     }
 }

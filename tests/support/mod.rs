@@ -32,6 +32,15 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>
     }
 }
 
+/// A loopback TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A unique, valid island name for this test.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", dejima::util::random_hex(4))
