@@ -34,6 +34,9 @@ struct TokenRecord {
     role: Role,
     #[serde(default)]
     label: String,
+    /// The islands it reaches; empty: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    islands: Vec<String>,
     created_at: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     last_used_at: String,
@@ -45,7 +48,7 @@ impl TokenRecord {
             id: self.id.clone(),
             role: self.role,
             label: self.label.clone(),
-            islands: Vec::new(),
+            islands: self.islands.clone(),
             created_at: self.created_at.clone(),
             last_used_at: (!self.last_used_at.is_empty()).then(|| self.last_used_at.clone()),
         }
@@ -57,6 +60,8 @@ impl TokenRecord {
 pub struct Verified {
     pub id: String,
     pub role: Role,
+    /// Its island scope; empty: every island.
+    pub islands: Vec<String>,
 }
 
 pub struct Tokens {
@@ -102,11 +107,14 @@ impl Tokens {
             .parse()
             .map_err(|_| Error::bad(format!("role {:?} must be one of {}", req.role, Role::words())))?;
         crate::island::names::check_label(&req.label)?;
-        if !req.islands.is_empty() {
-            // Fail closed rather than hand out a token that looks scoped and is not.
-            return Err(Error::Unprocessable(
-                "island-scoped tokens are not supported by this daemon yet; create an unscoped token".into(),
-            ));
+        let mut islands = req.islands;
+        for i in &islands {
+            crate::island::names::validate(i)?;
+        }
+        islands.sort();
+        islands.dedup();
+        if islands.len() > 256 {
+            return Err(Error::bad("a token may be scoped to at most 256 islands"));
         }
         let secret = format!("{SECRET_PREFIX}{}", util::random_hex(32));
         let rec = TokenRecord {
@@ -114,6 +122,7 @@ impl Tokens {
             hash: digest(&secret),
             role,
             label: req.label,
+            islands,
             created_at: util::now_rfc3339(),
             last_used_at: String::new(),
         };
@@ -181,6 +190,7 @@ impl Tokens {
         Some(Verified {
             id: r.id.clone(),
             role: r.role,
+            islands: r.islands.clone(),
         })
     }
 

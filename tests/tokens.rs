@@ -188,9 +188,85 @@ fn tokens_are_shown_once_never_kept_or_logged_and_revoked_at_once() {
     let r = tcp(&addr, Some(&secret)).send("GET", "/v1/islands", Body::None).unwrap();
     assert_eq!(r.status, 401);
     assert!(!d.log().contains(&secret[4..]), "a secret reached the log");
-    // Scoped tokens are refused rather than handed out unenforced.
-    let (s, v) = d.req("POST", "/v1/tokens", Some(json!({"role": "viewer", "islands": [i.name]})));
-    assert_eq!(s, 422, "{v}");
+}
+
+#[test]
+fn a_scoped_token_sees_only_its_islands() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let d = Daemon::start_with(&["--tcp", &addr], &[]);
+    let a = d.create("sc-a");
+    let b = d.create("sc-b");
+    let v = d.ok(
+        "POST",
+        "/v1/tokens",
+        Some(json!({"role": "operator", "islands": [a.name]})),
+    );
+    assert_eq!(v["islands"], json!([a.name]));
+    let c = tcp(&addr, Some(v["secret"].as_str().unwrap()));
+    let get = |p: &str| {
+        let r = c.send("GET", p, Body::None).unwrap();
+        let s = r.status;
+        (s, serde_json::from_slice::<Value>(&r.bytes().unwrap()).unwrap_or(Value::Null))
+    };
+    // Lists and counts hold its island only; the other is a 404 everywhere, as if missing.
+    let (s, list) = get("/v1/islands");
+    assert_eq!(s, 200);
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec![a.name.as_str()]);
+    assert_eq!(get("/v1/overview").1["total_islands"], 1);
+    for p in [
+        format!("/v1/islands/{}", b.name),
+        format!("/v1/islands/{}/events", b.name),
+        format!("/v1/events/stream?island={}", b.name),
+    ] {
+        assert_eq!(get(&p).0, 404, "{p}");
+    }
+    let exec = |n: &str| {
+        c.send(
+            "POST",
+            &format!("/v1/islands/{n}/exec"),
+            Body::Bytes(br#"{"cmd":["true"]}"#, "application/json"),
+        )
+        .unwrap()
+        .status
+    };
+    assert_eq!(exec(&a.name), 200);
+    assert_eq!(exec(&b.name), 404);
+    // It cannot make islands outside its scope, and its webhooks cover its island only.
+    let r = c
+        .send(
+            "POST",
+            "/v1/islands",
+            Body::Bytes(json!({"name": unique("sc-c"), "no_repo": true}).to_string().as_bytes(), "application/json"),
+        )
+        .unwrap();
+    assert_eq!(r.status, 403);
+    let r = c
+        .send(
+            "POST",
+            "/v1/events/subscribe",
+            Body::Bytes(br#"{"url":"http://127.0.0.1:9/x"}"#, "application/json"),
+        )
+        .unwrap();
+    assert_eq!(r.status, 201);
+    let sub: Value = serde_json::from_slice(&r.bytes().unwrap()).unwrap();
+    assert_eq!(sub["islands"], json!([a.name]));
+    // Its event stream carries its island's events only.
+    let mut sc = c.clone();
+    sc.timeout = Some(Duration::from_millis(200));
+    let mut sse = dejima::client::Client::call(&sc, "GET", "/v1/events/stream", Body::None).unwrap();
+    d.ok("POST", &format!("/v1/islands/{}/hibernate", b.name), None);
+    d.ok("POST", &format!("/v1/islands/{}/hibernate", a.name), None);
+    let mut got = String::new();
+    wait_for(T, "its island's event", || {
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = std::io::Read::read(sse.reader(), &mut buf) {
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        got.contains(&format!("\"island\":\"{}\"", a.name)).then_some(())
+    });
+    assert!(!got.contains(&b.name), "another island's event leaked: {got}");
 }
 
 #[test]

@@ -118,7 +118,7 @@ pub struct CreateToken {
     pub role: String,
     #[serde(default)]
     pub label: String,
-    /// Island scope (not supported yet: refused with 422).
+    /// The islands it reaches (others are invisible to it); empty: every island.
     #[serde(default)]
     pub islands: Vec<String>,
 }

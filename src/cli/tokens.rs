@@ -32,6 +32,9 @@ struct Create {
     /// what the token is for (shown in listings)
     #[argh(option, default = "String::new()")]
     label: String,
+    /// scope the token to this island (repeatable); others are invisible to it
+    #[argh(option)]
+    island: Vec<String>,
     /// print JSON
     #[argh(switch)]
     json: bool,
@@ -75,7 +78,7 @@ pub fn token(c: &Client, a: TokenCmd) -> Out {
             let body = CreateToken {
                 role: a.role,
                 label: a.label,
-                islands: Vec::new(),
+                islands: a.island,
             };
             let t: TokenCreated = c.send_json("POST", "/v1/tokens", &body)?;
             if a.json {

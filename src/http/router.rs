@@ -273,6 +273,7 @@ fn authenticate(app: &App, req: &Request) -> Result<Caller> {
                 Some(v) => Ok(Caller::Token {
                     id: v.id,
                     role: v.role,
+                    islands: v.islands,
                 }),
                 None => Err(failed("unknown or revoked token")),
             }
@@ -318,13 +319,16 @@ fn authorize(caller: &Caller, route: &Route, params: &Params) -> Result<()> {
             return Err(Error::Unauthorized("not authenticated".into()))
         }
     };
-    if route.access == Access::Any || role >= route.role {
-        Ok(())
-    } else {
-        Err(Error::Forbidden(format!(
+    if route.access != Access::Any && role < route.role {
+        return Err(Error::Forbidden(format!(
             "this route needs the {} role; this token has {role}",
             route.role
-        )))
+        )));
+    }
+    // A scoped token does not see other islands at all: the same 404 as a missing one.
+    match params.0.iter().find(|(k, _)| *k == "name") {
+        Some((_, n)) if !caller.sees(n) => Err(Error::island_not_found(n)),
+        _ => Ok(()),
     }
 }
 

@@ -24,12 +24,31 @@ pub enum Caller {
     Tcp(std::net::IpAddr),
     /// A TCP peer trusted without a token (loopback/tailnet, when --require-token is off).
     Trusted(std::net::IpAddr),
-    /// Holds an operator token.
-    Token { id: String, role: crate::api::Role },
+    /// Holds an operator token; `islands` non-empty scopes it to those islands.
+    Token {
+        id: String,
+        role: crate::api::Role,
+        islands: Vec<String>,
+    },
     /// Arrived on island `name`'s own socket; not yet authenticated.
     IslandSocket(String),
     /// Holds island `name`'s token: reaches only that island's autonomy routes.
     Island(String),
+}
+
+impl Caller {
+    /// The islands a scoped token reaches; None: every island.
+    pub fn scope(&self) -> Option<&[String]> {
+        match self {
+            Caller::Token { islands, .. } if !islands.is_empty() => Some(islands),
+            _ => None,
+        }
+    }
+
+    /// Whether this caller may see island `name` at all.
+    pub fn sees(&self, name: &str) -> bool {
+        self.scope().is_none_or(|s| s.iter().any(|i| i == name))
+    }
 }
 
 /// One parsed request. The body is read through `body()` from the connection.

@@ -455,8 +455,15 @@ impl Islands {
         *lock(&self.image_cache) = None;
     }
 
-    pub fn overview(&self, attached_clients: u64, webhook_count: u64) -> Overview {
-        let list = self.list();
+    /// Server-wide totals over the islands `sees` admits (a scoped token's view).
+    pub fn overview(
+        &self,
+        sees: &dyn Fn(&str) -> bool,
+        attached_clients: u64,
+        webhook_count: u64,
+    ) -> Overview {
+        let mut list = self.list();
+        list.retain(|i| sees(&i.name));
         let mut o = Overview {
             total_islands: list.len() as u64,
             daemon_started_at: self.started_at.clone(),

@@ -235,8 +235,12 @@ pub fn activity(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
             return Err(Error::bad("kind must be lifecycle, broker or system"));
         }
     }
+    let caller = req.caller.clone();
     let mut v: Vec<Activity> = entries(app, &f, |e| {
         kind.as_ref().is_none_or(|k| kind_of(e) == k.as_str())
+            // A scoped token sees its islands' entries only.
+            && (caller.scope().is_none()
+                || e.body.island.as_deref().is_some_and(|i| caller.sees(i)))
     })?
     .iter()
     .map(|e| Activity {

@@ -20,18 +20,43 @@ pub fn island_events(app: &App, _req: &mut Request, p: &Params) -> Result<Respon
     Ok(Response::json(200, &app.events.island_events(n)))
 }
 
+/// A scoped token's webhook covers its islands only (all of them when it names none).
 pub fn subscribe(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
-    let body: Subscribe = req.json()?;
+    let mut body: Subscribe = req.json()?;
+    if let Some(scope) = req.caller.scope() {
+        if body.islands.is_empty() {
+            body.islands = scope.to_vec();
+        }
+        if let Some(i) = body.islands.iter().find(|i| !req.caller.sees(i)) {
+            return Err(Error::island_not_found(i));
+        }
+    }
     let s = app.webhooks.subscribe(body)?;
     Ok(Response::json(201, &s))
 }
 
-pub fn subscriptions(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
-    Ok(Response::json(200, &app.webhooks.list()))
+/// Whether a subscription lies within what `caller` sees.
+fn within(caller: &Caller, islands: &[String]) -> bool {
+    caller.scope().is_none() || (!islands.is_empty() && islands.iter().all(|i| caller.sees(i)))
 }
 
-pub fn unsubscribe(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
-    app.webhooks.remove(p.get("id"))?;
+pub fn subscriptions(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
+    let mut l = app.webhooks.list();
+    l.retain(|s| within(&req.caller, &s.islands));
+    Ok(Response::json(200, &l))
+}
+
+pub fn unsubscribe(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let id = p.get("id");
+    if !app
+        .webhooks
+        .list()
+        .iter()
+        .any(|s| s.id == id && within(&req.caller, &s.islands))
+    {
+        return Err(Error::NotFound(format!("subscription {id:?} not found")));
+    }
+    app.webhooks.remove(id)?;
     Ok(Response::no_content())
 }
 
@@ -52,9 +77,16 @@ fn list_param(req: &Request, key: &str) -> Vec<String> {
 /// Server-sent events: `id`, `event` (the type) and `data` (the JSON event) per event; a
 /// comment line every 15 s keeps idle connections honest.
 pub fn stream(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
-    let islands = list_param(req, "island");
+    let mut islands = list_param(req, "island");
     for i in &islands {
         crate::island::names::validate(i)?;
+        if !req.caller.sees(i) {
+            return Err(Error::island_not_found(i));
+        }
+    }
+    // A scoped token's stream carries its islands' events only.
+    if let (true, Some(scope)) = (islands.is_empty(), req.caller.scope()) {
+        islands = scope.to_vec();
     }
     let types = list_param(req, "type")
         .iter()
@@ -140,6 +172,9 @@ pub fn agent_event(app: &App, req: &mut Request, _p: &Params) -> Result<Response
                 return Err(Error::bad("island is required"));
             }
             crate::island::names::validate(&body.island)?;
+            if !req.caller.sees(&body.island) {
+                return Err(Error::island_not_found(&body.island));
+            }
             body.island.clone()
         }
     };

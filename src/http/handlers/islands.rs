@@ -13,12 +13,31 @@ pub fn name<'p>(p: &'p Params) -> Result<&'p str> {
     Ok(n)
 }
 
-pub fn list(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
-    Ok(Response::json(200, &app.islands.list()))
+pub fn list(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
+    let mut list = app.islands.list();
+    list.retain(|i| req.caller.sees(&i.name));
+    Ok(Response::json(200, &list))
+}
+
+/// A scoped token may make only islands of its scope, named outright.
+pub fn may_make(req: &Request, name: &str) -> Result<()> {
+    match req.caller.scope() {
+        Some(s) if !s.iter().any(|i| i == name) => Err(Error::Forbidden(format!(
+            "this token reaches only islands {}; it cannot make {name:?}",
+            s.join(", ")
+        ))),
+        _ => Ok(()),
+    }
 }
 
 pub fn create(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
     let body: CreateIsland = req.json()?;
+    if req.caller.scope().is_some() {
+        if body.name.is_empty() {
+            return Err(Error::bad("a scoped token must name the island it creates"));
+        }
+        may_make(req, &body.name)?;
+    }
     Ok(Response::json(201, &app.islands.create(body)?))
 }
 
@@ -67,6 +86,7 @@ pub fn clone(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
         ("", b) => b,
         (a, _) => a,
     };
+    may_make(req, to)?;
     Ok(Response::json(201, &app.islands.clone_island(from, to)?))
 }
 

@@ -9,12 +9,19 @@ use crate::http::router::Params;
 use crate::http::{App, Request, Response};
 use crate::session::{pump, Target};
 
-pub fn clients(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
-    Ok(Response::json(200, &app.islands.hub.history()))
+pub fn clients(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
+    let mut h = app.islands.hub.history();
+    h.retain(|c| req.caller.sees(&c.island));
+    Ok(Response::json(200, &h))
 }
 
-pub fn revoke(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
-    let n = app.islands.hub.revoke_where(|_| true);
+/// Every session the caller can see (a scoped token: its islands' only).
+pub fn revoke(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
+    let caller = req.caller.clone();
+    let n = app
+        .islands
+        .hub
+        .revoke_where(|t| caller.scope().is_none() || t.island().is_some_and(|i| caller.sees(i)));
     Ok(Response::json(200, &json!({ "revoked": n })))
 }
 

@@ -20,11 +20,28 @@ pub fn healthz(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
     ))
 }
 
-pub fn overview(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
+pub fn overview(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
+    let caller = req.caller.clone();
+    // A scoped token counts its own islands' clients and webhooks only.
+    let (clients, hooks) = match caller.scope() {
+        None => (app.islands.hub.count() as u64, app.webhooks.count() as u64),
+        Some(_) => (
+            app.islands
+                .hub
+                .history()
+                .iter()
+                .filter(|c| c.detached_at.is_none() && caller.sees(&c.island))
+                .count() as u64,
+            app.webhooks
+                .list()
+                .iter()
+                .filter(|s| !s.islands.is_empty() && s.islands.iter().all(|i| caller.sees(i)))
+                .count() as u64,
+        ),
+    };
     Ok(Response::json(
         200,
-        &app.islands
-            .overview(app.islands.hub.count() as u64, app.webhooks.count() as u64),
+        &app.islands.overview(&|n: &str| caller.sees(n), clients, hooks),
     ))
 }
 
