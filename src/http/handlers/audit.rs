@@ -96,6 +96,12 @@ fn csv(entries: &[Entry]) -> String {
     let mut out = String::from(
         "seq,time,type,island,agent,actor,decision,method,route,status,detail,prev,chain\n",
     );
+    out.push_str(&csv_rows(entries));
+    out
+}
+
+fn csv_rows(entries: &[Entry]) -> String {
+    let mut out = String::new();
     for e in entries {
         let b = &e.body;
         let cells = [
@@ -135,6 +141,55 @@ pub fn list(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
                 .verify()
                 .map_err(|e| Error::Internal(format!("cannot verify the ledger: {e}")))?;
             Ok(Response::json(200, &json!({ "entries": entries, "verify": verify })))
+        }
+        "jsonl" | "csv" if f.limit.is_none() => {
+            // A whole export is streamed segment by segment, never held in memory at once.
+            app.audit
+                .sync()
+                .map_err(|e| Error::Internal(format!("cannot sync the ledger: {e}")))?;
+            let files = audit::segments(app.audit.dir())
+                .map_err(|e| Error::Internal(format!("cannot read the ledger: {e}")))?;
+            let (ct, as_csv) = if format == "csv" {
+                ("text/csv; charset=utf-8", true)
+            } else {
+                ("application/x-ndjson", false)
+            };
+            Ok(Response::stream(
+                ct,
+                Box::new(move |w, _peer| {
+                    if as_csv {
+                        w.write_all(csv(&[]).as_bytes())?;
+                    }
+                    for file in files {
+                        let mut chunk = Vec::new();
+                        for line in std::io::BufRead::split(
+                            std::io::BufReader::new(std::fs::File::open(&file)?),
+                            b'\n',
+                        ) {
+                            let Ok(e) = serde_json::from_slice::<Entry>(&line?) else {
+                                continue;
+                            };
+                            if !(f.keeps(&e) && kind.as_ref().is_none_or(|k| e.body.kind == *k)) {
+                                continue;
+                            }
+                            if as_csv {
+                                chunk.extend(csv_rows(std::slice::from_ref(&e)).into_bytes());
+                            } else {
+                                chunk.extend(serde_json::to_vec(&e).unwrap_or_default());
+                                chunk.push(b'\n');
+                            }
+                            if chunk.len() >= 64 << 10 {
+                                w.write_all(&chunk)?;
+                                chunk.clear();
+                            }
+                        }
+                        if !chunk.is_empty() {
+                            w.write_all(&chunk)?;
+                        }
+                    }
+                    Ok(())
+                }),
+            ))
         }
         "jsonl" => {
             let mut body = Vec::new();
