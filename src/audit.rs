@@ -161,8 +161,11 @@ pub fn verify_files(files: &[PathBuf], key: Option<&[u8]>, genesis: bool) -> io:
             if chain_of(&e.body, key) != e.chain {
                 return Ok(bad(e.body.seq, "chain does not match the entry".into()));
             }
+            let Some(next) = e.body.seq.checked_add(1) else {
+                return Ok(bad(e.body.seq, "seq out of range".into()));
+            };
             checked += 1;
-            expect = Some((e.body.seq + 1, e.chain));
+            expect = Some((next, e.chain));
         }
     }
     Ok(Verdict {
@@ -200,7 +203,14 @@ pub struct Ledger {
     key: Option<Vec<u8>>,
     tail: Mutex<Tail>,
     dirty: AtomicBool,
+    /// Refusals recorded per actor in the current minute (a flood of them must not fill the
+    /// disk): (count, minute start).
+    refusals: Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
 }
+
+/// Refusals of one actor recorded per minute; past it they are counted, and the count is
+/// recorded with the next refusal after the minute.
+const REFUSALS_PER_MINUTE: u32 = 30;
 
 fn segment_path(dir: &Path, index: u64) -> PathBuf {
     dir.join(format!("audit-{index:06}.jsonl"))
@@ -220,40 +230,30 @@ impl Ledger {
     pub fn open(dir: &Path, key: Option<Vec<u8>>) -> io::Result<Arc<Ledger>> {
         fs::create_dir_all(dir)?;
         let segs = segments(dir)?;
-        let (mut seq, mut chain, index) = (0, GENESIS.to_string(), segs.len().max(1) as u64);
+        let index = segs
+            .last()
+            .and_then(|p| p.file_name()?.to_str()?.strip_prefix("audit-")?.strip_suffix(".jsonl")?.parse().ok())
+            .unwrap_or(1u64);
+        let (mut seq, mut chain) = (0, GENESIS.to_string());
         if let Some(last) = segs.last() {
             let bytes = fs::read(last)?;
-            let mut good = 0usize;
-            let mut pos = 0usize;
-            for line in bytes.split_inclusive(|b| *b == b'\n') {
-                pos += line.len();
-                if !line.ends_with(b"\n") {
-                    break;
-                }
-                if let Ok(e) = serde_json::from_slice::<Entry>(&line[..line.len() - 1]) {
-                    seq = e.body.seq;
-                    chain = e.chain;
-                    good = pos;
-                } else {
-                    break;
-                }
-            }
-            if good < bytes.len() {
+            // Only a trailing fragment with no newline (a crash mid-write) is cut off. A
+            // complete line that does not parse is evidence, left for `verify` to name.
+            let end = bytes.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+            if end < bytes.len() {
                 log::warn!(
                     "audit: {} ends with {} byte(s) of a torn entry; cut off",
                     last.display(),
-                    bytes.len() - good
+                    bytes.len() - end
                 );
                 let f = OpenOptions::new().write(true).open(last)?;
-                f.set_len(good as u64)?;
+                f.set_len(end as u64)?;
                 f.sync_all()?;
             }
-            if seq == 0 && segs.len() > 1 {
-                // The newest segment is empty: the chain ends in the one before.
-                if let Some(e) = read_all(dir)?.last() {
-                    seq = e.body.seq;
-                    chain = e.chain.clone();
-                }
+            // The chain resumes from the newest entry that parses, in any segment.
+            if let Some(e) = read_all(dir)?.last() {
+                seq = e.body.seq;
+                chain = e.chain.clone();
             }
         }
         let path = segment_path(dir, index);
@@ -271,6 +271,7 @@ impl Ledger {
                 size,
             }),
             dirty: AtomicBool::new(false),
+            refusals: Mutex::new(std::collections::HashMap::new()),
         });
         {
             let w = Arc::downgrade(&l);
@@ -323,7 +324,11 @@ impl Ledger {
         let e = Entry { body, chain };
         let mut line = serde_json::to_vec(&e).map_err(io::Error::other)?;
         line.push(b'\n');
-        t.file.write_all(&line)?;
+        if let Err(err) = t.file.write_all(&line) {
+            // A part-written line would be glued to the next one: take it back.
+            let _ = t.file.set_len(t.size);
+            return Err(err);
+        }
         if sync {
             t.file.sync_data()?;
         } else {
@@ -341,6 +346,35 @@ impl Ledger {
         if let Err(e) = self.write(r, false) {
             log::error!("audit: cannot append to the ledger: {e}");
         }
+    }
+
+    /// Record a refusal, at most `REFUSALS_PER_MINUTE` per actor: past that they are only
+    /// counted, and the count goes with the actor's first refusal of the next minute.
+    pub fn append_refusal(&self, mut r: Record) {
+        let suppressed = {
+            let mut m = lock(&self.refusals);
+            if m.len() > 10_000 {
+                m.retain(|_, (_, since)| since.elapsed() < Duration::from_secs(60));
+            }
+            let e = m
+                .entry(r.actor.clone())
+                .or_insert((0, std::time::Instant::now()));
+            if e.1.elapsed() >= Duration::from_secs(60) {
+                let over = e.0.saturating_sub(REFUSALS_PER_MINUTE);
+                *e = (1, std::time::Instant::now());
+                over
+            } else {
+                e.0 += 1;
+                if e.0 > REFUSALS_PER_MINUTE {
+                    return;
+                }
+                0
+            }
+        };
+        if suppressed > 0 {
+            r.detail = Some(serde_json::json!({ "suppressed_before": suppressed }));
+        }
+        self.append(r);
     }
 
     /// Record and fsync now; an error means the caller must not go ahead (fail closed).
@@ -475,5 +509,46 @@ mod tests {
         assert_eq!(l.append_sync(rec(4)).unwrap().body.seq, 5);
         assert_eq!(l.verify().unwrap().checked, 5);
         assert_eq!(read_all(dir.path()).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn a_corrupt_entry_is_kept_as_evidence_not_cut_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(dir.path(), None).unwrap();
+        for k in 0..4 {
+            l.append(rec(k));
+        }
+        drop(l);
+        let (f, mut ls) = lines(dir.path());
+        ls[1] = "{not an entry".into();
+        fs::write(&f, ls.join("\n") + "\n").unwrap();
+        // A restart neither deletes the bad line nor anything after it, and appends go on.
+        let l = Ledger::open(dir.path(), None).unwrap();
+        assert_eq!(l.append_sync(rec(9)).unwrap().body.seq, 5);
+        assert_eq!(lines(dir.path()).1.len(), 5);
+        assert_eq!(l.verify().unwrap().first_bad_seq, Some(2));
+    }
+
+    #[test]
+    fn a_flood_of_refusals_is_counted_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(dir.path(), None).unwrap();
+        let refusal = || Record {
+            kind: "api.request".into(),
+            actor: "tcp:127.0.0.9".into(),
+            allowed: false,
+            status: Some(401),
+            ..Record::default()
+        };
+        for _ in 0..1000 {
+            l.append_refusal(refusal());
+        }
+        assert_eq!(l.verify().unwrap().checked, u64::from(REFUSALS_PER_MINUTE));
+        // Another actor is not held back.
+        l.append_refusal(Record {
+            actor: "tcp:127.0.0.8".into(),
+            ..refusal()
+        });
+        assert_eq!(l.verify().unwrap().checked, u64::from(REFUSALS_PER_MINUTE) + 1);
     }
 }

@@ -108,6 +108,12 @@ impl Tokens {
             .map_err(|_| Error::bad(format!("role {:?} must be one of {}", req.role, Role::words())))?;
         crate::island::names::check_label(&req.label)?;
         let mut islands = req.islands;
+        if role == Role::Owner && !islands.is_empty() {
+            // An owner reaches tokens, host terminals and the image: nothing a scope bounds.
+            return Err(Error::bad(
+                "an owner token cannot be scoped to islands; scope an operator or viewer token",
+            ));
+        }
         for i in &islands {
             crate::island::names::validate(i)?;
         }
@@ -166,7 +172,11 @@ impl Tokens {
         if !removed {
             return Err(Error::NotFound(format!("token {id:?} not found")));
         }
-        self.save()
+        self.save().map_err(|e| {
+            Error::Internal(format!(
+                "token {id:?} is revoked for this run, but {e}; it would come back after a restart"
+            ))
+        })
     }
 
     pub fn exists(&self, id: &str) -> bool {

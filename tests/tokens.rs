@@ -233,6 +233,18 @@ fn a_scoped_token_sees_only_its_islands() {
     };
     assert_eq!(exec(&a.name), 200);
     assert_eq!(exec(&b.name), 404);
+    // An owner token cannot be scoped: it would reach tokens and host terminals anyway.
+    let (s, v) = d.req("POST", "/v1/tokens", Some(json!({"role": "owner", "islands": [a.name]})));
+    assert_eq!(s, 400, "{v}");
+    // A repo on the daemon host's disk is host file access: the owner's alone.
+    let r = c
+        .send(
+            "POST",
+            "/v1/islands",
+            Body::Bytes(json!({"name": a.name, "repo": "/tmp"}).to_string().as_bytes(), "application/json"),
+        )
+        .unwrap();
+    assert_eq!(r.status, 403);
     // It cannot make islands outside its scope, and its webhooks cover its island only.
     let r = c
         .send(

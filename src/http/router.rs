@@ -340,7 +340,7 @@ pub fn dispatch(app: &App, req: &mut Request) -> Response {
         Ok(c) => c,
         Err(e) => {
             let resp = error_response(&e);
-            ledger(app, req, &asker, None, None, resp.status);
+            ledger_refusal(app, req, &asker, None, None, resp.status);
             return resp;
         }
     };
@@ -358,7 +358,8 @@ pub fn dispatch(app: &App, req: &mut Request) -> Response {
                 let island = (!params.get("name").is_empty()).then(|| params.get("name").to_string());
                 if let Err(e) = authorize(&req.caller, route, &params) {
                     let resp = error_response(&e);
-                    ledger(app, req, &who, Some(route.pattern), island, resp.status);
+                    // A scope's 404 is a refusal too, though it looks like a missing island.
+                    ledger_refusal(app, req, &who, Some(route.pattern), island, resp.status);
                     return resp;
                 }
                 let resp = match (route.handler)(app, req, &params) {
@@ -398,8 +399,39 @@ pub fn actor(c: &Caller) -> String {
     }
 }
 
-/// Ledger a request: every refusal by authentication or authorization (401, 403, 429), and
-/// every mutating request whatever its outcome. Reads that were allowed are not recorded.
+/// The ledger's record of a request: the route's pattern (or the raw path, cut short, when
+/// none matched) and the island only when it is a valid name (never a caller's raw text).
+fn request_record(
+    req: &Request,
+    actor: &str,
+    route: Option<&str>,
+    island: Option<String>,
+    status: u16,
+    allowed: bool,
+) -> crate::audit::Record {
+    let mut path = route.unwrap_or(req.path.as_str()).to_string();
+    if path.len() > 256 {
+        let mut cut = 256;
+        while !path.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        path.truncate(cut);
+        path.push('…');
+    }
+    crate::audit::Record {
+        kind: "api.request".into(),
+        island: island.filter(|n| crate::island::names::validate(n).is_ok()),
+        actor: actor.to_string(),
+        allowed,
+        method: Some(req.method.chars().take(16).collect()),
+        route: Some(path),
+        status: Some(status),
+        ..Default::default()
+    }
+}
+
+/// Ledger a mutating request, whatever its outcome (allowed reads are not recorded; an
+/// authorization refusal goes through `ledger_refusal`).
 fn ledger(
     app: &App,
     req: &Request,
@@ -409,20 +441,28 @@ fn ledger(
     status: u16,
 ) {
     let denied = matches!(status, 401 | 403 | 429);
-    let mutating = !matches!(req.method.as_str(), "GET" | "HEAD");
-    if !denied && !mutating {
+    if denied {
+        return ledger_refusal(app, req, actor, route, island, status);
+    }
+    if matches!(req.method.as_str(), "GET" | "HEAD") {
         return;
     }
-    app.audit.append(crate::audit::Record {
-        kind: "api.request".into(),
-        island,
-        actor: actor.to_string(),
-        allowed: !denied,
-        method: Some(req.method.clone()),
-        route: Some(route.unwrap_or(req.path.as_str()).to_string()),
-        status: Some(status),
-        ..Default::default()
-    });
+    app.audit
+        .append(request_record(req, actor, route, island, status, true));
+}
+
+/// Ledger a refusal by authentication or authorization (rate-limited per actor, so a flood
+/// of them cannot fill the disk).
+fn ledger_refusal(
+    app: &App,
+    req: &Request,
+    actor: &str,
+    route: Option<&str>,
+    island: Option<String>,
+    status: u16,
+) {
+    app.audit
+        .append_refusal(request_record(req, actor, route, island, status, false));
 }
 
 #[cfg(test)]

@@ -45,6 +45,15 @@ impl Caller {
         }
     }
 
+    /// The operator role this caller holds (None: an island or an unauthenticated peer).
+    pub fn role(&self) -> Option<crate::api::Role> {
+        match self {
+            Caller::Socket | Caller::Trusted(_) => Some(crate::api::Role::Owner),
+            Caller::Token { role, .. } => Some(*role),
+            _ => None,
+        }
+    }
+
     /// Whether this caller may see island `name` at all.
     pub fn sees(&self, name: &str) -> bool {
         self.scope().is_none_or(|s| s.iter().any(|i| i == name))

@@ -520,6 +520,7 @@ impl Islands {
             },
             label: label.to_string(),
             owner: None,
+            still_valid: None,
             on_end: Some(Box::new(on_end)),
         })
     }

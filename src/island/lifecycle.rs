@@ -310,6 +310,24 @@ impl Islands {
         Ok(())
     }
 
+    /// `docker run` the island's container under the panic switch: refused when it is
+    /// engaged, undone when it was engaged while the container started.
+    fn run_checked(&self, rec: &Record) -> Result<()> {
+        self.refuse_if_panicked("start an island")?;
+        let n = rec.name.as_str();
+        self.engine
+            .run_container(&self.container_spec(rec)?)
+            .map_err(|e| run_error(e, rec))?;
+        self.observed.set_state(n, ContainerState::Running);
+        if self.panicked() {
+            self.expect_stop(n);
+            let _ = self.engine.stop(n, STOP_GRACE);
+            self.observed.set_state(n, ContainerState::Exited);
+            return self.refuse_if_panicked("start an island");
+        }
+        Ok(())
+    }
+
     fn start_or_run_unchecked(&self, rec: &Record) -> Result<()> {
         let n = rec.name.as_str();
         let obs = self.observed.container(n);
@@ -518,10 +536,7 @@ impl Islands {
         self.engine.remove_volume(&home)?;
         self.engine.create_volume(name, &home)?;
         self.ensure_network(name)?;
-        self.engine
-            .run_container(&self.container_spec(&rec)?)
-            .map_err(|e| run_error(e, &rec))?;
-        self.observed.set_state(name, ContainerState::Running);
+        self.run_checked(&rec)?;
         self.forget_agent_obs(name);
         self.events
             .publish(EventType::IslandReset, name, "", serde_json::json!({}));
@@ -545,10 +560,7 @@ impl Islands {
         self.observed.set_state(name, ContainerState::Missing);
         if rec.state == DesiredState::Running {
             self.ensure_network(name)?;
-            self.engine
-                .run_container(&self.container_spec(&rec)?)
-                .map_err(|e| run_error(e, &rec))?;
-            self.observed.set_state(name, ContainerState::Running);
+            self.run_checked(&rec)?;
         }
         self.forget_agent_obs(name);
         self.update(name, |r| r.last_used_at = util::now_rfc3339())?;

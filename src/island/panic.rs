@@ -79,6 +79,30 @@ impl Islands {
         }
     }
 
+    /// Our islands whose container runs, asked of the engine itself (the watcher's cache may
+    /// be behind, or never synced), plus any the cache knows of.
+    fn running_now(&self) -> Vec<String> {
+        let ours = self.names();
+        let mut v: Vec<String> = match self.engine.list_islands() {
+            Ok(list) => list
+                .into_iter()
+                .filter(|(n, st)| {
+                    crate::runtime::watch::map_status(st) == crate::runtime::ContainerState::Running
+                        && ours.contains(n)
+                })
+                .map(|(n, _)| n)
+                .collect(),
+            Err(e) => {
+                log::error!("panic: cannot list the engine's containers ({e}); stopping what the cache shows");
+                Vec::new()
+            }
+        };
+        v.extend(ours.into_iter().filter(|n| self.observed.running(n)));
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// Stop each of `names` side by side, at most `PARALLEL` at once; how many stopped.
     fn stop_all(&self, names: &[String]) -> u64 {
         let stopped = std::sync::atomic::AtomicU64::new(0);
@@ -119,11 +143,7 @@ impl Islands {
         store::write_json(&self.panic_path(), &state)
             .map_err(|e| Error::Internal(format!("cannot write the PANIC file: {e}")))?;
         let revoked = self.hub.revoke_where(|_| true);
-        let running: Vec<String> = self
-            .names()
-            .into_iter()
-            .filter(|n| self.observed.running(n))
-            .collect();
+        let running = self.running_now();
         let stopped = self.stop_all(&running);
         log::warn!(
             "PANIC engaged ({}): {stopped} island(s) stopped, {revoked} session(s) revoked",
@@ -176,11 +196,7 @@ impl Islands {
 
     /// At start with the switch engaged: anything of ours found running is stopped.
     pub(super) fn adopt_panicked(&self) {
-        let running: Vec<String> = self
-            .names()
-            .into_iter()
-            .filter(|n| self.observed.running(n))
-            .collect();
+        let running = self.running_now();
         let n = self.stop_all(&running);
         log::warn!("panic switch engaged: adoption started nothing and stopped {n} island(s)");
     }

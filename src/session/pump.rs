@@ -47,6 +47,9 @@ pub struct Spec {
     pub label: String,
     /// The operator token the client came with (revoking it closes the session).
     pub owner: Option<String>,
+    /// Whether that token still stands; asked once the client is registered, so a token
+    /// revoked while the session was being set up is caught.
+    pub still_valid: Option<Box<dyn Fn() -> bool + Send>>,
     /// Run once the attach command is gone, whatever ended the session: ends what the
     /// attach left running out of this host's reach (the in-island tmux client).
     pub on_end: Option<Box<dyn FnOnce() + Send>>,
@@ -123,6 +126,9 @@ pub fn serve<S: Read + Write + AsRawFd>(
             return;
         }
     };
+    if spec.still_valid.as_ref().is_some_and(|ok| !ok()) {
+        reg.waker.revoke();
+    }
     let mut p = Pump {
         ws,
         out_pending: 0,

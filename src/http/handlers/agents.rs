@@ -74,6 +74,10 @@ pub fn agent_session(app: &App, req: &mut Request, p: &Params) -> Result<Respons
 /// Accept the websocket; the connection's thread then runs the client's pump.
 pub fn upgrade(app: &App, req: &Request, mut spec: pump::Spec) -> Result<Response> {
     spec.owner = token_of(req);
+    if let Some(id) = spec.owner.clone() {
+        let tokens = app.tokens.clone();
+        spec.still_valid = Some(Box::new(move || tokens.exists(&id)));
+    }
     let hub = app.islands.hub.clone();
     let shutdown = app.shutdown.clone();
     Response::websocket(

@@ -85,10 +85,16 @@ fn entries(app: &App, f: &Filter, kind: impl Fn(&Entry) -> bool) -> Result<Vec<E
 }
 
 fn csv_field(s: &str) -> String {
+    // A cell a spreadsheet would run as a formula is prefixed so it stays text.
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s
     }
 }
 

@@ -124,6 +124,12 @@ pub fn stream(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
                 w.write_all(frame(e).as_bytes())?;
             }
             loop {
+                // A token revoked while this stream was being opened is caught here.
+                let revoked = owner.as_deref().is_some_and(|id| !tokens.exists(id));
+                if revoked {
+                    w.write_all(b"event: revoked\ndata: {\"reason\":\"token revoked\"}\n\n")?;
+                    return Ok(());
+                }
                 match rx.recv_timeout(Duration::from_secs(15)) {
                     Ok(e) => w.write_all(frame(&e).as_bytes())?,
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {

@@ -32,6 +32,17 @@ pub fn may_make(req: &Request, name: &str) -> Result<()> {
 
 pub fn create(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
     let body: CreateIsland = req.json()?;
+    // A repo that is a path on the daemon host copies that directory into the island: host
+    // file access, which is the owner's alone.
+    if !body.repo.is_empty()
+        && !body.no_repo
+        && matches!(names::classify_repo(&body.repo), Ok(names::Source::Path(_)))
+        && req.caller.role() != Some(crate::api::Role::Owner)
+    {
+        return Err(Error::Forbidden(
+            "a repo on the daemon host's disk needs the owner role; give a git URL instead".into(),
+        ));
+    }
     if req.caller.scope().is_some() {
         if body.name.is_empty() {
             return Err(Error::bad("a scoped token must name the island it creates"));

@@ -59,6 +59,7 @@ pub fn terminal_session(app: &App, req: &mut Request, p: &Params) -> Result<Resp
         target: Target::Terminal { id },
         label: label(req)?,
         owner: None,
+        still_valid: None,
         // A host tmux client is the pump's own child: ending it ends the client.
         on_end: None,
     };

@@ -17,7 +17,7 @@ pub fn create(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
         kind: "token.created".into(),
         actor: crate::http::router::actor(&req.caller),
         allowed: true,
-        detail: Some(serde_json::json!({"id": t.id, "role": t.role, "label": t.label})),
+        detail: Some(serde_json::json!({"id": t.id, "role": t.role, "label": t.label, "islands": t.islands})),
         ..Default::default()
     });
     Ok(Response::json(201, &t))
@@ -27,7 +27,10 @@ pub fn create(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
 /// are closed now.
 pub fn revoke(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     let id = p.get("id");
-    app.tokens.revoke(id)?;
+    let revoked = app.tokens.revoke(id);
+    if matches!(revoked, Err(crate::error::Error::NotFound(_))) {
+        return revoked.map(|_| Response::no_content());
+    }
     app.audit.append(crate::audit::Record {
         kind: "token.revoked".into(),
         actor: crate::http::router::actor(&req.caller),
@@ -38,5 +41,7 @@ pub fn revoke(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     let n = app.islands.hub.revoke_owner(id);
     app.events.close_owner(id);
     log::info!("token {id} revoked ({n} session(s) closed)");
+    // Gone from memory (and so refused) even when saving failed; say so.
+    revoked?;
     Ok(Response::no_content())
 }
