@@ -583,3 +583,33 @@ fn a_restarted_daemon_sweeps_the_attaches_a_killed_one_left() {
     w.expect("swept-81", T);
     assert_eq!(in_island_clients(&d, &i.name), (1, 1));
 }
+
+#[test]
+fn an_agent_restarts_in_place_and_says_what_runs() {
+    let d = Daemon::start();
+    let i = d.create("restart");
+    let a = d.ok(
+        "POST",
+        &format!("/v1/islands/{}/agents", i.name),
+        Some(json!({"type": "custom", "cmd": "exec sleep 1000"})),
+    );
+    let id = a["id"].as_str().unwrap().to_string();
+    let agent = |d: &Daemon| d.ok("GET", &format!("/v1/islands/{}/agents/{id}", i.name), None);
+    wait_for(T, "the agent to run", || (agent(&d)["runtime"] == "sleep").then_some(()));
+    assert_eq!(d.ok("GET", &format!("/v1/islands/{}/agents/a1", i.name), None)["runtime"], "bash");
+    // Its program dies: exited, nothing running.
+    d.exec(&i.name, &["sh", "-c", "pkill -f 'sleep 1000'"]);
+    wait_for(T, "the agent to be exited", || {
+        let v = agent(&d);
+        (v["state"] == "exited" && v.get("runtime").is_none()).then_some(())
+    });
+    // Restarted in place: the same session, a new program.
+    let path = format!("/v1/islands/{}/agents/{id}/restart", i.name);
+    let v = d.ok("POST", &path, Some(json!({})));
+    assert_eq!(v["state"], "running", "{v}");
+    wait_for(T, "the program to be back", || (agent(&d)["runtime"] == "sleep").then_some(()));
+    let (s, v) = d.req("POST", &path, Some(json!({"resume": true})));
+    assert_eq!(s, 422, "a custom command cannot resume a conversation: {v}");
+    let (s, _) = d.req("POST", &format!("/v1/islands/{}/agents/nope/restart", i.name), None);
+    assert_eq!(s, 404);
+}

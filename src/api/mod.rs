@@ -344,6 +344,10 @@ pub struct AgentInfo {
     pub state: AgentRun,
     #[serde(default)]
     pub restarts: i64,
+    /// What runs in the agent's pane now, as the process tree says (`claude`, `codex`,
+    /// `bash`, a custom command); absent when nothing does.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub runtime: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_state: Option<AgentStateInfo>,
     #[serde(default)]

@@ -21,6 +21,7 @@ enum AgentSub {
     Add(Add),
     Rm(Rm),
     Rename(Rename),
+    Restart(Restart),
 }
 
 /// list an island's agents
@@ -62,6 +63,19 @@ struct Rm {
     island: String,
     #[argh(positional)]
     id: String,
+}
+
+/// relaunch an agent's program in place (its session, worktree and attached clients stay)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "restart")]
+struct Restart {
+    #[argh(positional)]
+    island: String,
+    #[argh(positional)]
+    id: String,
+    /// continue the last conversation (claude-code)
+    #[argh(switch)]
+    resume: bool,
 }
 
 /// set an agent's display label
@@ -144,6 +158,14 @@ pub fn agent(c: &Client, a: AgentCmd) -> Out {
         AgentSub::Add(a) => {
             let r: AgentInfo = c.send_json("POST", &agents_path(&a.island), &add_body(&a))?;
             show(&r, a.json);
+        }
+        AgentSub::Restart(a) => {
+            let r: AgentInfo = c.send_json(
+                "POST",
+                &format!("{}/restart", agent_path(&a.island, &a.id)),
+                &serde_json::json!({ "resume": a.resume }),
+            )?;
+            println!("restarted agent {} of {} ({})", r.id, a.island, r.state);
         }
         AgentSub::Rm(a) => {
             c.call("DELETE", &agent_path(&a.island, &a.id), Body::None)?;

@@ -125,6 +125,11 @@ pub static ROUTES: &[Route] = &[
     op("PATCH", "/v1/islands/{name}/agents/{id}", agents::patch),
     op("DELETE", "/v1/islands/{name}/agents/{id}", agents::remove),
     op(
+        "POST",
+        "/v1/islands/{name}/agents/{id}/restart",
+        agents::restart,
+    ),
+    op(
         "GET",
         "/v1/islands/{name}/agents/{id}/session",
         agents::agent_session,

@@ -76,6 +76,8 @@ pub struct AgentObs {
     pub state: AgentRun,
     pub restarts: i64,
     pub exit_status: Option<i32>,
+    /// What runs in the agent's pane now (`claude`, `codex`, `bash`, ...).
+    pub runtime: String,
 }
 
 /// Parse the observation script's output (panes, `---`, `id|restarts` lines).
@@ -102,13 +104,19 @@ pub fn parse_obs(out: &str, agents: &[AgentRecord]) -> HashMap<String, AgentObs>
                 },
                 restarts: restarts.get(a.id.as_str()).copied().unwrap_or(0),
                 exit_status: pane.filter(|p| p.dead).and_then(|p| p.dead_status),
+                runtime: pane
+                    .filter(|p| !p.dead)
+                    .map(|p| p.command.clone())
+                    .unwrap_or_default(),
             };
             (a.id.clone(), obs)
         })
         .collect()
 }
 
-const OBSERVE: &str = "tmux -L dejima list-panes -a -F '#{session_name}|#{pane_dead}|#{pane_dead_status}|#{window_width}|#{window_height}' 2>/dev/null\n\
+/// What one observation runs: the panes (`tmux::PANES_FORMAT`, passed as `$1`), `---`, then
+/// `id|restarts` per headless agent.
+const OBSERVE: &str = "tmux -L dejima list-panes -a -F \"$1\" 2>/dev/null\n\
     echo ---\n\
     for d in /home/agent/.dejima/agents/*/; do [ -d \"$d\" ] || continue; echo \"$(basename \"$d\")|$(cat \"$d/restarts\" 2>/dev/null || echo 0)\"; done\n";
 
@@ -182,7 +190,7 @@ impl Islands {
     pub fn observe_agents(&self, island: &str) -> Result<HashMap<String, AgentObs>> {
         let rec = self.record(island)?;
         let obs = if self.observed.running(island) {
-            let out = self.exec_agent_script(island, OBSERVE, &[])?;
+            let out = self.exec_agent_script(island, OBSERVE, &[tmux::PANES_FORMAT])?;
             parse_obs(&out.stdout_str(), &rec.agents)
         } else {
             rec.agents
@@ -398,6 +406,60 @@ impl Islands {
         Ok(())
     }
 
+    /// POST /v1/islands/{name}/agents/{id}/restart: relaunch the agent's program in place
+    /// (its tmux session, worktree and attached clients stay). `resume` continues the last
+    /// conversation where the CLI can (`claude --continue`).
+    pub fn restart_agent(&self, island: &str, id: &str, resume: bool) -> Result<AgentInfo> {
+        self.refuse_if_panicked("restart an agent")?;
+        let _busy = self.begin(island, "restarting an agent")?;
+        let rec = self.record(island)?;
+        let a = find(&rec, id)?.clone();
+        if !self.observed.running(island) {
+            return Err(Error::Conflict(format!(
+                "island {island:?} is not running; wake it first"
+            )));
+        }
+        let mut argv = a.argv();
+        if resume {
+            match a.kind {
+                AgentType::ClaudeCode if a.cmd.is_empty() => argv.push("--continue".into()),
+                k => {
+                    return Err(Error::Unprocessable(format!(
+                        "agent {id} ({k}) cannot resume a conversation; restart it without resume"
+                    )))
+                }
+            }
+        }
+        let session = tmux::session_name(id);
+        let has = self.exec_agent_script(
+            island,
+            "tmux -L dejima has-session -t \"=$1\" 2>/dev/null",
+            &[&session],
+        )?;
+        let out = if has.ok() {
+            self.engine.exec(
+                island,
+                &ExecOpts::agent(&str_refs(&tmux::respawn_with(&session, &a.worktree, &argv))),
+                Input::None,
+            )?
+        } else {
+            // No session at all: start it as the container would.
+            self.engine.exec(
+                island,
+                &ExecOpts::agent(&["sh", &format!("/run/dejima/agents.d/{id}.sh")]),
+                Input::None,
+            )?
+        };
+        if !out.ok() {
+            return Err(Error::Unprocessable(format!(
+                "cannot restart agent {id}: {}",
+                out.stderr_str()
+            )));
+        }
+        self.observe_agents(island)?;
+        self.agent_info(island, id)
+    }
+
     /// PATCH /v1/islands/{name}/agents/{id}
     pub fn relabel_agent(&self, island: &str, id: &str, label: &str) -> Result<AgentInfo> {
         names::check_label(label)?;
@@ -563,6 +625,7 @@ pub(super) fn info_from(
         worktree: a.worktree.clone(),
         attachable: !a.headless(),
         state: obs.state,
+        runtime: obs.runtime,
         restarts: obs.restarts,
         agent_state: slot.agent_states.agents.get(&a.id).cloned(),
         attached: presence

@@ -108,9 +108,21 @@ pub fn attach_sized(session: &str) -> Vec<String> {
     .collect()
 }
 
-/// One line per pane: `session|dead|dead_status|width|height`.
-pub const PANES_FORMAT: &str =
-    "#{session_name}|#{pane_dead}|#{pane_dead_status}|#{window_width}|#{window_height}";
+/// One line per pane: `session|dead|dead_status|width|height|current command`. The last is
+/// what runs in the pane now (tmux reads it from the pane's foreground process group).
+pub const PANES_FORMAT: &str = "#{session_name}|#{pane_dead}|#{pane_dead_status}|#{window_width}|#{window_height}|#{pane_current_command}";
+
+/// Relaunch a session's pane in place with `argv` (its program killed first), in `cwd`.
+pub fn respawn_with(session: &str, cwd: &str, argv: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = ["tmux", "-L", SOCKET, "respawn-pane", "-k", "-c", cwd, "-t"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    v.push(format!("={session}:"));
+    v.push("--".into());
+    v.extend(argv.iter().cloned());
+    v
+}
 
 /// A pane as `list-panes` reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,13 +132,15 @@ pub struct Pane {
     pub dead_status: Option<i32>,
     pub width: u16,
     pub height: u16,
+    /// What runs in the pane now (empty when tmux did not say).
+    pub command: String,
 }
 
 pub fn parse_panes(out: &str) -> Vec<Pane> {
     out.lines()
         .filter_map(|l| {
-            let f: Vec<&str> = l.trim().split('|').collect();
-            if f.len() != 5 {
+            let f: Vec<&str> = l.trim().splitn(6, '|').collect();
+            if f.len() < 5 {
                 return None;
             }
             Some(Pane {
@@ -135,6 +149,7 @@ pub fn parse_panes(out: &str) -> Vec<Pane> {
                 dead_status: f[2].parse().ok(),
                 width: f[3].parse().unwrap_or(0),
                 height: f[4].parse().unwrap_or(0),
+                command: f.get(5).map(|c| c.trim().to_string()).unwrap_or_default(),
             })
         })
         .collect()
@@ -158,7 +173,8 @@ mod tests {
             &["bash".into(), "-l".into()],
         );
         assert_eq!(v.join(" "), "tmux -L dejima new-session -d -s agent-a1 -c /workspace -x 200 -y 50 -e A=b -- bash -l");
-        let p = parse_panes("agent-a1|0||200|50\nagent-a2|1|3|80|24\njunk\n");
+        let p = parse_panes("agent-a1|0||200|50|claude\nagent-a2|1|3|80|24\njunk\n");
+        assert_eq!((p[0].command.as_str(), p[1].command.as_str()), ("claude", ""));
         assert_eq!(p.len(), 2);
         assert!(!p[0].dead && p[1].dead);
         assert_eq!(p[1].dead_status, Some(3));

@@ -36,6 +36,22 @@ pub fn patch(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     ))
 }
 
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RestartBody {
+    #[serde(default)]
+    resume: bool,
+}
+
+pub fn restart(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let n = name(p)?;
+    let body: RestartBody = req.json()?;
+    Ok(Response::json(
+        200,
+        &app.islands.restart_agent(n, p.get("id"), body.resume)?,
+    ))
+}
+
 pub fn remove(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
     app.islands.remove_agent(name(p)?, p.get("id"))?;
     Ok(Response::no_content())
