@@ -612,4 +612,10 @@ fn an_agent_restarts_in_place_and_says_what_runs() {
     assert_eq!(s, 422, "a custom command cannot resume a conversation: {v}");
     let (s, _) = d.req("POST", &format!("/v1/islands/{}/agents/nope/restart", i.name), None);
     assert_eq!(s, 404);
+    // The types say which can resume.
+    let types = d.ok("GET", "/v1/agent-types", None);
+    let claude = types.as_array().unwrap().iter().find(|t| t["type"] == "claude-code").unwrap();
+    assert_eq!((claude["binary"].as_str(), claude["can_resume"].as_bool()), (Some("claude"), Some(true)));
+    assert_eq!(claude["key_env"], "ANTHROPIC_API_KEY");
+    assert_eq!(types.as_array().unwrap().len(), 4);
 }

@@ -111,6 +111,32 @@ wire_enum! {
     }
 }
 
+/// What an agent type is (GET /v1/agent-types).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AgentTypeInfo {
+    #[serde(rename = "type")]
+    pub kind: AgentType,
+    /// The program its sessions run (for custom and headless: the agent's `cmd`).
+    pub binary: String,
+    /// Whether it needs a provider key to do anything.
+    pub needs_provider_key: bool,
+    /// The provider it speaks to, and the variables its key and base URL go in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url_env: Option<String>,
+    /// None: the CLI's own default model.
+    #[serde(default)]
+    pub default_model: Option<String>,
+    /// Whether a restart can continue the last conversation.
+    pub can_resume: bool,
+    /// Whether it reports agent events itself (hooks calling dejima-notify).
+    pub emits_events: bool,
+    pub description: String,
+}
+
 /// POST /v1/tokens
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]

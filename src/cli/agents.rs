@@ -22,6 +22,16 @@ enum AgentSub {
     Rm(Rm),
     Rename(Rename),
     Restart(Restart),
+    Types(Types),
+}
+
+/// the agent types this daemon runs, and what each needs
+#[derive(FromArgs)]
+#[argh(subcommand, name = "types")]
+struct Types {
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
 }
 
 /// list an island's agents
@@ -158,6 +168,26 @@ pub fn agent(c: &Client, a: AgentCmd) -> Out {
         AgentSub::Add(a) => {
             let r: AgentInfo = c.send_json("POST", &agents_path(&a.island), &add_body(&a))?;
             show(&r, a.json);
+        }
+        AgentSub::Types(a) => {
+            let list: Vec<crate::api::AgentTypeInfo> = c.get_json("/v1/agent-types")?;
+            if a.json {
+                super::print_json(&list);
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.kind.to_string(),
+                            t.binary.clone(),
+                            t.key_env.clone().unwrap_or_else(|| "-".into()),
+                            if t.can_resume { "yes" } else { "no" }.into(),
+                            if t.emits_events { "yes" } else { "no" }.into(),
+                        ]
+                    })
+                    .collect();
+                super::table(&["TYPE", "BINARY", "KEY", "RESUME", "EVENTS"], &rows);
+            }
         }
         AgentSub::Restart(a) => {
             let r: AgentInfo = c.send_json(

@@ -119,6 +119,7 @@ pub static ROUTES: &[Route] = &[
     view("GET", "/v1/islands/{name}/logs", access::logs),
     // Sessions carry keystrokes: operators (a read-only observer for viewers comes later).
     op("GET", "/v1/islands/{name}/session", agents::island_session),
+    view("GET", "/v1/agent-types", agents::types),
     view("GET", "/v1/islands/{name}/agents", agents::list),
     op("POST", "/v1/islands/{name}/agents", agents::add),
     view("GET", "/v1/islands/{name}/agents/{id}", agents::get),

@@ -657,12 +657,76 @@ fn start_script(island: &str, a: &AgentRecord) -> String {
     // Started by a marked exec, the tmux server must not carry that one-shot's mark: an
     // orphan sweep would take every agent with it.
     s.push_str("unset DEJIMA_EXEC DEJIMA_ATTACH\n");
+    // One agent start at a time in an island: two first tmux clients racing (the entrypoint's
+    // and an exec's) would each start a server on the same socket, and one server, with its
+    // sessions, would be lost; worktree creation must not race either. The lock is held until
+    // this client has made its session; the server it may start never holds it (fd 9 is
+    // closed for tmux).
+    s.push_str("exec 9>/tmp/.dejima-agent-start.lock && flock 9\n");
     if a.id != PRIMARY {
         s.push_str(&format!("set -- {} {wt}\n", tmux::sh_quote(&a.branch)));
         s.push_str(WORKTREE);
     }
-    s.push_str(&format!("cd {wt} && exec {}\n", cmd.join(" ")));
+    s.push_str(&format!("cd {wt} && {} 9>&-\n", cmd.join(" ")));
     s
+}
+
+/// Every agent type, described (GET /v1/agent-types): the one place these facts live.
+pub fn agent_types() -> Vec<crate::api::AgentTypeInfo> {
+    use crate::api::AgentTypeInfo as T;
+    AgentType::ALL
+        .iter()
+        .map(|k| match k {
+            AgentType::ClaudeCode => T {
+                kind: *k,
+                binary: "claude".into(),
+                needs_provider_key: true,
+                provider: Some("anthropic".into()),
+                key_env: Some("ANTHROPIC_API_KEY".into()),
+                base_url_env: Some("ANTHROPIC_BASE_URL".into()),
+                default_model: None,
+                can_resume: true,
+                emits_events: true,
+                description: "Claude Code; its hooks report waiting-for-input and task-complete".into(),
+            },
+            AgentType::Codex => T {
+                kind: *k,
+                binary: "codex".into(),
+                needs_provider_key: true,
+                provider: Some("openai".into()),
+                key_env: Some("OPENAI_API_KEY".into()),
+                base_url_env: Some("OPENAI_BASE_URL".into()),
+                default_model: None,
+                can_resume: false,
+                emits_events: false,
+                description: "OpenAI Codex CLI".into(),
+            },
+            AgentType::Custom => T {
+                kind: *k,
+                binary: "bash (or the agent's cmd)".into(),
+                needs_provider_key: false,
+                provider: None,
+                key_env: None,
+                base_url_env: None,
+                default_model: None,
+                can_resume: false,
+                emits_events: false,
+                description: "any interactive command in a tmux session (a login shell by default)".into(),
+            },
+            AgentType::Headless => T {
+                kind: *k,
+                binary: "dejima-supervise (running the agent's cmd)".into(),
+                needs_provider_key: false,
+                provider: None,
+                key_env: None,
+                base_url_env: None,
+                default_model: None,
+                can_resume: false,
+                emits_events: false,
+                description: "a supervised background command, restarted with backoff; read its log".into(),
+            },
+        })
+        .collect()
 }
 
 /// An agent type and its command, checked the same way for the primary and added agents.

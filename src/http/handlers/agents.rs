@@ -7,6 +7,11 @@ use crate::http::router::Params;
 use crate::http::{App, Request, Response};
 use crate::session::pump;
 
+/// GET /v1/agent-types
+pub fn types(_app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
+    Ok(Response::json(200, &crate::island::agents::agent_types()))
+}
+
 pub fn list(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
     Ok(Response::json(200, &app.islands.list_agents(name(p)?)?))
 }
