@@ -523,7 +523,9 @@ impl Islands {
             )));
         }
         // The cache decides without a round trip; only an unknown or "stopped" agent is
-        // looked at again, for a moment (a container that just started is starting it).
+        // looked at again. One that has no session while its island runs is started here,
+        // as the container would (the start lock makes this safe beside the entrypoint's own
+        // start, and an existing session is left alone): an attach never finds a dead end.
         let cached = self
             .with_slot(island, |slot| {
                 slot.agent_obs
@@ -533,19 +535,19 @@ impl Islands {
             })
             .flatten();
         if matches!(cached, None | Some(AgentRun::Stopped)) {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-            while self
-                .observe_agents(island)?
-                .get(id)
-                .map(|o| o.state)
-                == Some(AgentRun::Stopped)
-            {
-                if std::time::Instant::now() >= deadline {
+            let state = |s: &Self| -> Result<Option<AgentRun>> {
+                Ok(s.observe_agents(island)?.get(id).map(|o| o.state))
+            };
+            if state(self)? == Some(AgentRun::Stopped) {
+                self.refuse_if_panicked("start an agent")?;
+                if let Err(e) = self.start_agent(island, a, None) {
+                    log::warn!("island {island}: starting agent {id} for an attach: {e}");
+                }
+                if state(self)? == Some(AgentRun::Stopped) {
                     return Err(Error::Conflict(format!(
-                        "agent {id} has no session (state stopped); wake or upgrade the island"
+                        "agent {id} has no session and did not start (state stopped); see the island's logs"
                     )));
                 }
-                std::thread::sleep(std::time::Duration::from_millis(100));
             }
         }
         let mark = self.engine.mark();
