@@ -673,6 +673,22 @@ fn start_script(island: &str, a: &AgentRecord) -> String {
     s
 }
 
+/// A type that speaks to no provider and keeps no conversation.
+fn plain(kind: AgentType, binary: &str, description: &str) -> crate::api::AgentTypeInfo {
+    crate::api::AgentTypeInfo {
+        kind,
+        binary: binary.into(),
+        needs_provider_key: false,
+        provider: None,
+        key_env: None,
+        base_url_env: None,
+        default_model: None,
+        can_resume: false,
+        emits_events: false,
+        description: description.into(),
+    }
+}
+
 /// Every agent type, described (GET /v1/agent-types): the one place these facts live.
 pub fn agent_types() -> Vec<crate::api::AgentTypeInfo> {
     use crate::api::AgentTypeInfo as T;
@@ -703,30 +719,16 @@ pub fn agent_types() -> Vec<crate::api::AgentTypeInfo> {
                 emits_events: false,
                 description: "OpenAI Codex CLI".into(),
             },
-            AgentType::Custom => T {
-                kind: *k,
-                binary: "bash (or the agent's cmd)".into(),
-                needs_provider_key: false,
-                provider: None,
-                key_env: None,
-                base_url_env: None,
-                default_model: None,
-                can_resume: false,
-                emits_events: false,
-                description: "any interactive command in a tmux session (a login shell by default)".into(),
-            },
-            AgentType::Headless => T {
-                kind: *k,
-                binary: "dejima-supervise (running the agent's cmd)".into(),
-                needs_provider_key: false,
-                provider: None,
-                key_env: None,
-                base_url_env: None,
-                default_model: None,
-                can_resume: false,
-                emits_events: false,
-                description: "a supervised background command, restarted with backoff; read its log".into(),
-            },
+            AgentType::Custom => plain(
+                *k,
+                "bash (or the agent's cmd)",
+                "any interactive command in a tmux session (a login shell by default)",
+            ),
+            AgentType::Headless => plain(
+                *k,
+                "dejima-supervise (running the agent's cmd)",
+                "a supervised background command, restarted with backoff; read its log",
+            ),
         })
         .collect()
 }
