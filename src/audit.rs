@@ -152,7 +152,10 @@ pub fn verify_files(files: &[PathBuf], key: Option<&[u8]>, genesis: bool) -> io:
             };
             if let Some((seq, prev)) = &expect {
                 if e.body.seq != *seq {
-                    return Ok(bad(*seq, format!("expected seq {seq}, found {}", e.body.seq)));
+                    return Ok(bad(
+                        *seq,
+                        format!("expected seq {seq}, found {}", e.body.seq),
+                    ));
                 }
                 if e.body.prev != *prev {
                     return Ok(bad(*seq, "prev does not match the entry before".into()));
@@ -232,14 +235,25 @@ impl Ledger {
         let segs = segments(dir)?;
         let index = segs
             .last()
-            .and_then(|p| p.file_name()?.to_str()?.strip_prefix("audit-")?.strip_suffix(".jsonl")?.parse().ok())
+            .and_then(|p| {
+                p.file_name()?
+                    .to_str()?
+                    .strip_prefix("audit-")?
+                    .strip_suffix(".jsonl")?
+                    .parse()
+                    .ok()
+            })
             .unwrap_or(1u64);
         let (mut seq, mut chain) = (0, GENESIS.to_string());
         if let Some(last) = segs.last() {
             let bytes = fs::read(last)?;
             // Only a trailing fragment with no newline (a crash mid-write) is cut off. A
             // complete line that does not parse is evidence, left for `verify` to name.
-            let end = bytes.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+            let end = bytes
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map(|i| i + 1)
+                .unwrap_or(0);
             if end < bytes.len() {
                 log::warn!(
                     "audit: {} ends with {} byte(s) of a torn entry; cut off",
@@ -428,7 +442,14 @@ mod tests {
         for k in 0..10 {
             l.append(rec(k));
         }
-        assert_eq!(l.verify().unwrap(), Verdict { ok: true, checked: 10, ..Default::default() });
+        assert_eq!(
+            l.verify().unwrap(),
+            Verdict {
+                ok: true,
+                checked: 10,
+                ..Default::default()
+            }
+        );
         drop(l);
         let (f, good) = lines(dir.path());
         let check = |ls: &[String]| {
@@ -481,7 +502,11 @@ mod tests {
         fs::write(&f, out.join("\n") + "\n").unwrap();
         let v = verify_files(&segments(dir.path()).unwrap(), Some(b"k3y"), true).unwrap();
         assert_eq!(v.first_bad_seq, Some(1));
-        assert!(verify_files(&segments(dir.path()).unwrap(), None, true).unwrap().ok);
+        assert!(
+            verify_files(&segments(dir.path()).unwrap(), None, true)
+                .unwrap()
+                .ok
+        );
     }
 
     #[test]
@@ -499,7 +524,14 @@ mod tests {
         let l = Ledger::open(dir.path(), None).unwrap();
         let e = l.append_sync(rec(2)).unwrap();
         assert_eq!(e.body.seq, 3);
-        assert_eq!(l.verify().unwrap(), Verdict { ok: true, checked: 3, ..Default::default() });
+        assert_eq!(
+            l.verify().unwrap(),
+            Verdict {
+                ok: true,
+                checked: 3,
+                ..Default::default()
+            }
+        );
         // A full segment rolls over to the next, the chain running on.
         lock(&l.tail).size = SEGMENT_BYTES;
         l.append(rec(3));
@@ -549,6 +581,9 @@ mod tests {
             actor: "tcp:127.0.0.8".into(),
             ..refusal()
         });
-        assert_eq!(l.verify().unwrap().checked, u64::from(REFUSALS_PER_MINUTE) + 1);
+        assert_eq!(
+            l.verify().unwrap().checked,
+            u64::from(REFUSALS_PER_MINUTE) + 1
+        );
     }
 }

@@ -102,10 +102,13 @@ impl Tokens {
 
     /// POST /v1/tokens
     pub fn create(&self, req: CreateToken) -> Result<TokenCreated> {
-        let role: Role = req
-            .role
-            .parse()
-            .map_err(|_| Error::bad(format!("role {:?} must be one of {}", req.role, Role::words())))?;
+        let role: Role = req.role.parse().map_err(|_| {
+            Error::bad(format!(
+                "role {:?} must be one of {}",
+                req.role,
+                Role::words()
+            ))
+        })?;
         crate::island::names::check_label(&req.label)?;
         let mut islands = req.islands;
         if role == Role::Owner && !islands.is_empty() {

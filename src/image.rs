@@ -119,14 +119,12 @@ impl BuildSlot {
         let mut b = crate::util::lock(&BUILDING);
         if *b {
             return Err(Error::Conflict(
-                "an image build is already running; wait for it to finish, then build again"
-                    .into(),
+                "an image build is already running; wait for it to finish, then build again".into(),
             ));
         }
         *b = true;
         Ok(BuildSlot(()))
     }
-
 }
 
 impl Drop for BuildSlot {

@@ -76,7 +76,10 @@ fn exec_returns_output_code_and_honours_options() {
         &p,
         Some(json!({"cmd": ["sh", "-c", "echo quick"], "timeout_secs": 5})),
     );
-    assert_eq!((v["stdout"].as_str(), v.get("timed_out")), (Some("quick\n"), None));
+    assert_eq!(
+        (v["stdout"].as_str(), v.get("timed_out")),
+        (Some("quick\n"), None)
+    );
 
     // Environment values reach the command but never the daemon's argv or log.
     let v = d.ok(
@@ -85,11 +88,17 @@ fn exec_returns_output_code_and_honours_options() {
         Some(json!({"cmd": ["sh", "-c", "echo $SECRET_THING"], "env": {"SECRET_THING": "hunter2-xyzzy"}})),
     );
     assert_eq!(v["stdout"], "hunter2-xyzzy\n");
-    assert!(!d.log().contains("hunter2-xyzzy"), "an env value reached the log");
+    assert!(
+        !d.log().contains("hunter2-xyzzy"),
+        "an env value reached the log"
+    );
     let scratch: Vec<_> = std::fs::read_dir(d.home.join("tmp"))
         .map(|r| r.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
-    assert!(scratch.is_empty(), "env files are removed after the call: {scratch:?}");
+    assert!(
+        scratch.is_empty(),
+        "env files are removed after the call: {scratch:?}"
+    );
     // Names the daemon reserves, or that docker's env file cannot carry, are refused.
     for (env, why) in [
         (json!({"DEJIMA_EXEC": "x"}), "reserved"),

@@ -15,16 +15,11 @@ use serde_json::json;
 use support::bench::*;
 use support::*;
 
-
-
 fn time(f: impl FnOnce()) -> Duration {
     let t = Instant::now();
     f();
     t.elapsed()
 }
-
-
-
 
 #[test]
 #[ignore]
@@ -239,7 +234,6 @@ fn bench() {
     ));
 }
 
-
 /// Thousands of TCP connections that send half a request line and stop (a slowloris, or
 /// phones on a bad network): the daemon holds at most `--max-connections` of them, refuses the
 /// rest with a 503 at once, keeps the Unix socket answering, and frees everything at the head
@@ -289,7 +283,9 @@ fn bench_connections() {
     let (tp, rp) = (proc_status(pid, "Threads"), rss_kb(pid));
     let mut lat = Vec::new();
     for _ in 0..20 {
-        lat.push(time(|| assert_eq!(d.req("GET", "/v1/healthz", None).0, 200)));
+        lat.push(time(|| {
+            assert_eq!(d.req("GET", "/v1/healthz", None).0, 200)
+        }));
     }
     let healthz = pct(&mut lat, 0.5);
     figure(format!(
@@ -310,7 +306,9 @@ fn bench_connections() {
         }
     }
     let freed_after = started.elapsed();
-    figure(format!("{timed_out} of the held connections were answered 408 at the head deadline"));
+    figure(format!(
+        "{timed_out} of the held connections were answered 408 at the head deadline"
+    ));
     let deadline = Instant::now() + Duration::from_secs(30);
     while proc_status(pid, "Threads") > t0 + 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));

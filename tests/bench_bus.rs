@@ -81,7 +81,9 @@ fn bench_bus() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let written = std::fs::read_dir(&pending).unwrap().count();
-    figure(format!("deliveries persisted by the outbox: {written} of {n}"));
+    figure(format!(
+        "deliveries persisted by the outbox: {written} of {n}"
+    ));
     // One fsync is a millisecond or more; a publish that waited on one would show it here.
     goal(
         "publish p99 with a matching webhook",

@@ -29,10 +29,6 @@ const PROBE: usize = 20;
 /// Stop issuing creates after this many failures in a row (e.g. the engine out of subnets).
 const MAX_FAILS_IN_A_ROW: usize = 5;
 
-
-
-
-
 /// `p50 x ms, p99 y ms (n)` or `none`.
 fn summary(v: &[Duration]) -> String {
     if v.is_empty() {
@@ -435,7 +431,12 @@ fn bench_scale() {
             "<= 2 ms",
         ),
     }
-    if start.len() == probe && end.len() == probe && probe > 0 && !raw0.is_empty() && !raw1.is_empty() {
+    if start.len() == probe
+        && end.len() == probe
+        && probe > 0
+        && !raw0.is_empty()
+        && !raw1.is_empty()
+    {
         // The engine's own network create slows as networks (and their firewall rules)
         // accumulate; the goal is that a create slows by no more than that.
         let (s50, e50) = (ms(pct(&start, 0.5)), ms(pct(&end, 0.5)));

@@ -15,10 +15,6 @@ use std::time::{Duration, Instant};
 use support::bench::*;
 use support::*;
 
-
-
-
-
 /// A raw attach: docker exec -it on a PTY of our own.
 struct Raw {
     master: std::fs::File,
@@ -130,7 +126,6 @@ fn proc_kb(pid: u32, file: &str, key: &str) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
-
 
 /// Every live descendant of `root` (children, their children, ...), from the ppid field of
 /// each /proc/<pid>/stat.
@@ -256,13 +251,21 @@ fn bench_sessions() {
         // The daemon ends each attach inside the island after the client leaves (a docker
         // exec of its own); let that finish outside the timed windows.
         drop(w);
-        wait_for(Duration::from_secs(20), "the attach to end in the island", || {
-            let (n, _) = d.exec(
-                &i.name,
-                &["sh", "-c", "grep -lzs '^DEJIMA_ATTACH=' /proc/[0-9]*/environ | wc -l"],
-            );
-            (n.trim() == "0").then_some(())
-        });
+        wait_for(
+            Duration::from_secs(20),
+            "the attach to end in the island",
+            || {
+                let (n, _) = d.exec(
+                    &i.name,
+                    &[
+                        "sh",
+                        "-c",
+                        "grep -lzs '^DEJIMA_ATTACH=' /proc/[0-9]*/environ | wc -l",
+                    ],
+                );
+                (n.trim() == "0").then_some(())
+            },
+        );
     }
     let (r, w) = (pct(&mut raw_fb, 0.5), pct(&mut ws_fb, 0.5));
     let fb = ms(w) - ms(r);

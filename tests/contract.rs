@@ -127,7 +127,10 @@ fn man_pages_name_every_subcommand_and_flag() {
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout).into_owned();
-    let options = help.split_once("\nOptions:\n").map(|(_, o)| o).unwrap_or("");
+    let options = help
+        .split_once("\nOptions:\n")
+        .map(|(_, o)| o)
+        .unwrap_or("");
     let flags: Vec<&str> = options
         .lines()
         .filter_map(|l| l.trim_start().strip_prefix("--"))

@@ -335,17 +335,21 @@ fn daemons_started_at_once_on_one_home_leave_exactly_one_serving() {
         })
         .collect();
     let c = dejima::client::Client::unix(home.join("dejimad.sock"));
-    wait_for(Duration::from_secs(20), "three to give up and one to serve", || {
-        let exited = kids
-            .iter_mut()
-            .map(|k| k.try_wait().unwrap().is_some())
-            .filter(|e| *e)
-            .count();
-        let serving = c
-            .send("GET", "/v1/healthz", Body::None)
-            .is_ok_and(|r| r.status == 200);
-        (exited == 3 && serving).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "three to give up and one to serve",
+        || {
+            let exited = kids
+                .iter_mut()
+                .map(|k| k.try_wait().unwrap().is_some())
+                .filter(|e| *e)
+                .count();
+            let serving = c
+                .send("GET", "/v1/healthz", Body::None)
+                .is_ok_and(|r| r.status == 200);
+            (exited == 3 && serving).then_some(())
+        },
+    );
     let mut survivor = None;
     for mut k in kids {
         match k.try_wait().unwrap() {
@@ -360,9 +364,16 @@ fn daemons_started_at_once_on_one_home_leave_exactly_one_serving() {
     }
     let mut survivor = survivor.expect("one daemon serves");
     let lock = std::fs::read_to_string(home.join("dejimad.lock")).unwrap();
-    assert_eq!(lock.trim(), survivor.id().to_string(), "the lock names the survivor");
+    assert_eq!(
+        lock.trim(),
+        survivor.id().to_string(),
+        "the lock names the survivor"
+    );
     // Its socket was never removed under it.
-    assert_eq!(c.send("GET", "/v1/healthz", Body::None).unwrap().status, 200);
+    assert_eq!(
+        c.send("GET", "/v1/healthz", Body::None).unwrap().status,
+        200
+    );
     let _ = survivor.kill();
     let _ = survivor.wait();
     let _ = std::fs::remove_dir_all(&home);
@@ -378,7 +389,11 @@ fn sigterm_with_idle_streams_attached_exits_at_once() {
     let mut follow = d.client.clone();
     follow.timeout = Some(Duration::from_millis(200));
     let logs = follow
-        .call("GET", &format!("/v1/islands/{}/logs?follow=true&tail=0", i.name), Body::None)
+        .call(
+            "GET",
+            &format!("/v1/islands/{}/logs?follow=true&tail=0", i.name),
+            Body::None,
+        )
         .unwrap();
     let mut ws = d.attach(&format!("/v1/islands/{}/session", i.name));
     ws.hello();

@@ -34,11 +34,23 @@ fn restart_engine() {
             .success());
     } else {
         let pid = String::from_utf8(
-            Command::new("pgrep").args(["-x", "dockerd"]).output().unwrap().stdout,
+            Command::new("pgrep")
+                .args(["-x", "dockerd"])
+                .output()
+                .unwrap()
+                .stdout,
         )
         .unwrap();
-        let pid = pid.split_whitespace().next().expect("a running dockerd").to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let pid = pid
+            .split_whitespace()
+            .next()
+            .expect("a running dockerd")
+            .to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
         wait_for(T, "dockerd to stop", || {
             (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
         });
@@ -47,13 +59,20 @@ fn restart_engine() {
             .status()
             .unwrap();
     }
-    wait_for(T, "the engine to answer again", || engine_up().then_some(()));
+    wait_for(T, "the engine to answer again", || {
+        engine_up().then_some(())
+    });
 }
 
 fn running(name: &str) -> bool {
-    docker(&["inspect", "-f", "{{.State.Running}}", &format!("dejima-{name}")])
-        .stdout
-        .starts_with(b"true")
+    docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Running}}",
+        &format!("dejima-{name}"),
+    ])
+    .stdout
+    .starts_with(b"true")
 }
 
 #[test]

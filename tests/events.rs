@@ -129,7 +129,11 @@ fn webhooks_are_signed_filtered_and_survive_a_receiver_outage() {
     }
     // Recent events for the island, newest first.
     let kinds = event_kinds(&d, &n);
-    assert_eq!(kinds.first().map(String::as_str), Some("island.hibernated"), "{kinds:?}");
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("island.hibernated"),
+        "{kinds:?}"
+    );
     assert!(kinds.iter().any(|k| k == "island.created"));
     assert_eq!(d.req("GET", "/v1/islands/nosuch/events", None).0, 404);
 }
@@ -252,7 +256,10 @@ fn agents_report_from_inside_the_island_through_their_own_socket() {
     assert_eq!(d.exec(&n, &["sh", "-c", script]).0, "202");
     let v = s.until("agent.task-complete", T);
     assert_eq!(v["island"], n.as_str());
-    assert_eq!(d.island(&n).agent_state.unwrap().latest.as_str(), "task-complete");
+    assert_eq!(
+        d.island(&n).agent_state.unwrap().latest.as_str(),
+        "task-complete"
+    );
     // The env points agents at that socket; the operator socket is not in the island.
     assert_eq!(
         d.exec(&n, &["printenv", "DEJIMA_HOST"]).0,
@@ -384,7 +391,10 @@ fn an_island_token_reaches_only_its_own_autonomy_routes() {
         )
         .unwrap();
     assert_eq!(r.status, 202);
-    assert_eq!(d.island(&a.name).agent_state.unwrap().latest.as_str(), "error");
+    assert_eq!(
+        d.island(&a.name).agent_state.unwrap().latest.as_str(),
+        "error"
+    );
     assert!(d.island(&b.name).agent_state.is_none());
     // A clone gets its own token.
     let c = unique("tok-c");
@@ -478,10 +488,16 @@ fn a_recreated_island_gets_its_own_socket_at_once() {
     let notify = |d: &Daemon| {
         d.exec(
             &n,
-            &["sh", "-c", "DEJIMA_AGENT=a1 dejima-notify task-complete 2>&1"],
+            &[
+                "sh",
+                "-c",
+                "DEJIMA_AGENT=a1 dejima-notify task-complete 2>&1",
+            ],
         )
     };
-    wait_for(T, "the first island's socket", || (notify(&d).1 == 0).then_some(()));
+    wait_for(T, "the first island's socket", || {
+        (notify(&d).1 == 0).then_some(())
+    });
     for _ in 0..3 {
         let (s, _) = d.req("DELETE", &format!("/v1/islands/{n}?force=true"), None);
         assert_eq!(s, 204);

@@ -49,13 +49,30 @@ fn curl_uploads_get_100_continue_and_refusals_come_before_the_body() {
     let at = format!("@{}", file.display());
 
     // The README's own upload: curl sends Expect: 100-continue for a body this size.
-    let url = format!("http://dejimad/v1/islands/{}/files/workspace/big.bin", i.name);
+    let url = format!(
+        "http://dejimad/v1/islands/{}/files/workspace/big.bin",
+        i.name
+    );
     let (out, err) = curl(&[
-        "-sv", "--unix-socket", &sock, "-X", "PUT", "--data-binary", &at, "-w", "%{http_code}",
+        "-sv",
+        "--unix-socket",
+        &sock,
+        "-X",
+        "PUT",
+        "--data-binary",
+        &at,
+        "-w",
+        "%{http_code}",
         &url,
     ]);
-    assert!(err.contains("Expect: 100-continue"), "curl did not ask: {err}");
-    assert!(err.contains("HTTP/1.1 100 Continue"), "no interim 100: {err}");
+    assert!(
+        err.contains("Expect: 100-continue"),
+        "curl did not ask: {err}"
+    );
+    assert!(
+        err.contains("HTTP/1.1 100 Continue"),
+        "no interim 100: {err}"
+    );
     assert_eq!(out.trim(), "204", "{err}");
     let (sz, _) = d.exec(&i.name, &["stat", "-c", "%s", "/workspace/big.bin"]);
     assert_eq!(sz.trim(), "3000000");
@@ -64,10 +81,22 @@ fn curl_uploads_get_100_continue_and_refusals_come_before_the_body() {
     // the body having to be sent.
     let url = "http://dejimad/v1/islands/no-such-island/files/workspace/big.bin";
     let (out, err) = curl(&[
-        "-sv", "--unix-socket", &sock, "-X", "PUT", "--data-binary", &at, "-w", "%{http_code}",
+        "-sv",
+        "--unix-socket",
+        &sock,
+        "-X",
+        "PUT",
+        "--data-binary",
+        &at,
+        "-w",
+        "%{http_code}",
         url,
     ]);
-    assert_eq!(out.trim_end().rsplit('}').next().unwrap().trim(), "404", "{out} {err}");
+    assert_eq!(
+        out.trim_end().rsplit('}').next().unwrap().trim(),
+        "404",
+        "{out} {err}"
+    );
     assert!(!err.contains("100 Continue"), "{err}");
     // And over the cap: 413 before a byte of the body.
     let head = format!(
@@ -134,7 +163,10 @@ fn a_101_carries_exactly_one_connection_header_and_no_body_headers() {
     };
     assert_eq!(named("connection"), vec!["Upgrade"], "{text}");
     assert_eq!(named("upgrade"), vec!["websocket"], "{text}");
-    assert_eq!(named("sec-websocket-accept"), vec!["s3pPLMBiTxaQ9kYGzzhZRbK+xOo="]);
+    assert_eq!(
+        named("sec-websocket-accept"),
+        vec!["s3pPLMBiTxaQ9kYGzzhZRbK+xOo="]
+    );
     assert!(named("content-length").is_empty(), "{text}");
     assert!(named("transfer-encoding").is_empty(), "{text}");
 }
@@ -174,7 +206,13 @@ fn idle_and_half_sent_connections_are_cut_and_a_full_listener_answers_503() {
     let tcp = format!("127.0.0.1:{port}");
     let d = Daemon::start_with(
         &[
-            "--tcp", &tcp, "--max-connections", "40", "--header-timeout", "2", "--idle-timeout",
+            "--tcp",
+            &tcp,
+            "--max-connections",
+            "40",
+            "--header-timeout",
+            "2",
+            "--idle-timeout",
             "2",
         ],
         &[],
@@ -185,7 +223,11 @@ fn idle_and_half_sent_connections_are_cut_and_a_full_listener_answers_503() {
     )
     .unwrap();
     let token = rec["token"].as_str().unwrap().to_string();
-    let island_sock = d.home.join("islands").join(&i.name).join("run/dejimad.sock");
+    let island_sock = d
+        .home
+        .join("islands")
+        .join(&i.name)
+        .join("run/dejimad.sock");
     let pid = d.pid();
     let base = threads_of(pid);
     // Its open-file limit was raised to the hard ceiling at start.
@@ -210,7 +252,9 @@ fn idle_and_half_sent_connections_are_cut_and_a_full_listener_answers_503() {
     // One more is told why at once, and how to change it. (The listener accepts in order,
     // so the 41st is accepted after all 40 are counted.)
     let mut extra = std::net::TcpStream::connect(&tcp).unwrap();
-    extra.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let reply = read_to_close(&mut extra, Duration::from_secs(5)).unwrap();
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
     assert!(reply.contains("--max-connections"), "{reply}");
@@ -229,22 +273,31 @@ fn idle_and_half_sent_connections_are_cut_and_a_full_listener_answers_503() {
 
     // The head deadline answers the half-sent requests and frees their threads.
     for s in &mut held {
-        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         let reply = read_to_close(s, Duration::from_secs(15)).unwrap();
         assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
     }
     assert!(threads_of(pid) >= base, "threads are counted");
     drop(held);
-    wait_for(Duration::from_secs(10), "the connection threads to end", || {
-        (threads_of(pid) <= base + 2).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(10),
+        "the connection threads to end",
+        || (threads_of(pid) <= base + 2).then_some(()),
+    );
 
     // A connection that never sends a byte is closed too, and so is an idle keep-alive one.
     let mut silent = std::net::TcpStream::connect(&tcp).unwrap();
-    silent.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-    assert_eq!(read_to_close(&mut silent, Duration::from_secs(15)).unwrap(), "");
+    silent
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert_eq!(
+        read_to_close(&mut silent, Duration::from_secs(15)).unwrap(),
+        ""
+    );
     let mut kept = std::net::TcpStream::connect(&tcp).unwrap();
-    kept.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    kept.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     kept.write_all(b"GET /v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let reply = read_to_close(&mut kept, Duration::from_secs(15)).unwrap();

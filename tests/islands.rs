@@ -315,14 +315,24 @@ fn a_purged_islands_state_never_reaches_the_next_island_of_that_name() {
         Some(serde_json::json!({"name": name, "no_repo": true, "agent": "custom", "cmd": "bash"})),
     );
     assert_eq!(s, 201, "{v}");
-    let _again = Island { d: &d, name: name.clone() };
+    let _again = Island {
+        d: &d,
+        name: name.clone(),
+    };
     let info = d.island(&name);
-    assert!(info.agent_state.is_none(), "old agent_state leaked: {:?}", info.agent_state);
+    assert!(
+        info.agent_state.is_none(),
+        "old agent_state leaked: {:?}",
+        info.agent_state
+    );
     assert!(info.agents[0].agent_state.is_none());
     let kinds = event_kinds(&d, &name);
     assert!(kinds.iter().any(|k| k == "island.created"), "{kinds:?}");
     for old in ["agent.task-complete", "island.hibernated", "island.purged"] {
-        assert!(!kinds.iter().any(|k| k == old), "the old island's {old} leaked: {kinds:?}");
+        assert!(
+            !kinds.iter().any(|k| k == old),
+            "the old island's {old} leaked: {kinds:?}"
+        );
     }
 }
 
@@ -724,8 +734,15 @@ fn island_subnets_come_from_the_pool_exhaustion_is_507_and_purge_returns_them() 
     }
     let mut subnets: Vec<String> = names.iter().map(|n| subnet_of(n)).collect();
     for (n, s) in names.iter().zip(&subnets) {
-        assert!(s.starts_with(&format!("10.214.{third}.")) && s.ends_with("/28"), "{n}: {s}");
-        assert_eq!(networks_of(n), format!("dejima-net-{n}"), "an island is on its own network only");
+        assert!(
+            s.starts_with(&format!("10.214.{third}.")) && s.ends_with("/28"),
+            "{n}: {s}"
+        );
+        assert_eq!(
+            networks_of(n),
+            format!("dejima-net-{n}"),
+            "an island is on its own network only"
+        );
     }
     subnets.sort();
     subnets.dedup();
@@ -738,12 +755,24 @@ fn island_subnets_come_from_the_pool_exhaustion_is_507_and_purge_returns_them() 
     assert_eq!(s, 507, "{v}");
     assert!(err_text(&v).contains("--subnet-pool"), "{v}");
     assert_eq!(d.req("GET", &format!("/v1/islands/{fifth}"), None).0, 404);
-    assert!(!docker(&["network", "inspect", &format!("dejima-net-{fifth}")]).status.success());
-    assert!(!docker(&["volume", "inspect", &format!("dejima-{fifth}-home")]).status.success());
+    assert!(
+        !docker(&["network", "inspect", &format!("dejima-net-{fifth}")])
+            .status
+            .success()
+    );
+    assert!(
+        !docker(&["volume", "inspect", &format!("dejima-{fifth}-home")])
+            .status
+            .success()
+    );
 
     // Purge gives the subnet back.
     let freed = subnet_of(&names[1]);
-    let (s, _) = d.req("DELETE", &format!("/v1/islands/{}?force=true", names[1]), None);
+    let (s, _) = d.req(
+        "DELETE",
+        &format!("/v1/islands/{}?force=true", names[1]),
+        None,
+    );
     assert_eq!(s, 204);
     let (s, v) = create_no_repo(&d, &fifth);
     assert_eq!(s, 201, "{v}");
@@ -779,7 +808,10 @@ fn forty_islands_each_on_a_network_of_its_own() {
     let last = names.last().unwrap();
     d.ok("POST", &format!("/v1/islands/{last}/wake"), None);
     assert_eq!(networks_of(last), format!("dejima-net-{last}"));
-    assert_eq!(d.ok("GET", "/v1/islands", None).as_array().unwrap().len(), 40);
+    assert_eq!(
+        d.ok("GET", "/v1/islands", None).as_array().unwrap().len(),
+        40
+    );
     std::thread::scope(|s| {
         for chunk in names.chunks(10) {
             let d = &d;
@@ -814,7 +846,11 @@ fn a_second_image_build_while_one_runs_is_409() {
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&seen).contains("building ") {
         let n = first.reader().read(&mut buf).unwrap();
-        assert!(n > 0, "the build stream ended early: {}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "the build stream ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
     let (s, v) = d.req(
@@ -826,7 +862,10 @@ fn a_second_image_build_while_one_runs_is_409() {
     assert!(err_text(&v).contains("already running"), "{v}");
     let mut rest = String::new();
     first.reader().read_to_string(&mut rest).unwrap();
-    assert!(rest.trim_end().lines().last().unwrap().starts_with("ok:"), "{rest}");
+    assert!(
+        rest.trim_end().lines().last().unwrap().starts_with("ok:"),
+        "{rest}"
+    );
     // Once it is done, building is open again.
     let r = d
         .client
@@ -838,9 +877,19 @@ fn a_second_image_build_while_one_runs_is_409() {
         .unwrap()
         .text()
         .unwrap();
-    assert!(r.trim_end().lines().last().unwrap().starts_with("ok:"), "{r}");
+    assert!(
+        r.trim_end().lines().last().unwrap().starts_with("ok:"),
+        "{r}"
+    );
     let _ = docker(&["rmi", &tag]);
-    assert!(!d.home.join("image").read_dir().map(|mut e| e.any(|f| f
-        .map(|f| f.file_name().to_string_lossy().starts_with("context-"))
-        .unwrap_or(false))).unwrap_or(false), "no build context is left behind");
+    assert!(
+        !d.home
+            .join("image")
+            .read_dir()
+            .map(|mut e| e.any(|f| f
+                .map(|f| f.file_name().to_string_lossy().starts_with("context-"))
+                .unwrap_or(false)))
+            .unwrap_or(false),
+        "no build context is left behind"
+    );
 }

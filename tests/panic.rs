@@ -13,9 +13,14 @@ use support::*;
 const T: Duration = Duration::from_secs(30);
 
 fn running(name: &str) -> bool {
-    docker(&["inspect", "-f", "{{.State.Running}}", &format!("dejima-{name}")])
-        .stdout
-        .starts_with(b"true")
+    docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Running}}",
+        &format!("dejima-{name}"),
+    ])
+    .stdout
+    .starts_with(b"true")
 }
 
 #[test]
@@ -27,7 +32,12 @@ fn panic_stops_everything_and_nothing_starts_until_it_is_cleared() {
     d.ok("POST", &format!("/v1/islands/{}/hibernate", h.name), None);
     // The engine never restarts an island on its own.
     assert_eq!(
-        docker_ok(&["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", &format!("dejima-{}", a.name)]),
+        docker_ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.RestartPolicy.Name}}",
+            &format!("dejima-{}", a.name)
+        ]),
         "no"
     );
     let mut ws = d.attach(&format!("/v1/islands/{}/session", a.name));
@@ -35,26 +45,48 @@ fn panic_stops_everything_and_nothing_starts_until_it_is_cleared() {
     let mut events = d.stream("?type=daemon.panic-engaged,daemon.panic-cleared");
 
     let v = d.ok("POST", "/v1/panic", Some(json!({"reason": "leaked key"})));
-    assert_eq!((v["panicked"].as_bool(), v["stopped"].as_u64()), (Some(true), Some(2)), "{v}");
-    assert!(ws.expect_close(T).starts_with("1008"), "sessions are revoked");
+    assert_eq!(
+        (v["panicked"].as_bool(), v["stopped"].as_u64()),
+        (Some(true), Some(2)),
+        "{v}"
+    );
+    assert!(
+        ws.expect_close(T).starts_with("1008"),
+        "sessions are revoked"
+    );
     assert!(!running(&a.name) && !running(&b.name));
     assert!(d.home.join("PANIC").exists());
     let e = events.until("daemon.panic-engaged", T);
     assert_eq!(e["payload"]["reason"], "leaked key");
     let st = d.ok("GET", "/v1/panic", None);
-    assert_eq!((st["panicked"].as_bool(), st["reason"].as_str()), (Some(true), Some("leaked key")));
+    assert_eq!(
+        (st["panicked"].as_bool(), st["reason"].as_str()),
+        (Some(true), Some("leaked key"))
+    );
 
     // Every start path is a 409 that names the panic.
     let fresh = unique("pan-new");
     let _s = Sweep(fresh.clone());
     for (m, p, body) in [
-        ("POST", "/v1/islands".to_string(), Some(json!({"name": fresh, "no_repo": true, "agent": "custom"}))),
+        (
+            "POST",
+            "/v1/islands".to_string(),
+            Some(json!({"name": fresh, "no_repo": true, "agent": "custom"})),
+        ),
         ("POST", format!("/v1/islands/{}/wake", a.name), None),
         ("POST", format!("/v1/islands/{}/wake", h.name), None),
         ("POST", format!("/v1/islands/{}/reset", a.name), None),
         ("POST", format!("/v1/islands/{}/upgrade", a.name), None),
-        ("POST", format!("/v1/islands/{}/clone", a.name), Some(json!({"name": unique("pan-c")}))),
-        ("POST", format!("/v1/islands/{}/agents", a.name), Some(json!({"type": "custom"}))),
+        (
+            "POST",
+            format!("/v1/islands/{}/clone", a.name),
+            Some(json!({"name": unique("pan-c")})),
+        ),
+        (
+            "POST",
+            format!("/v1/islands/{}/agents", a.name),
+            Some(json!({"type": "custom"})),
+        ),
     ] {
         let (s, v) = d.req(m, &p, body);
         assert_eq!(s, 409, "{m} {p}: {v}");
@@ -67,7 +99,9 @@ fn panic_stops_everything_and_nothing_starts_until_it_is_cleared() {
     d.kill9();
     docker_ok(&["start", &format!("dejima-{}", b.name)]);
     d.spawn();
-    wait_for(T, "adoption to finish", || d.log().contains("adoption started nothing").then_some(()));
+    wait_for(T, "adoption to finish", || {
+        d.log().contains("adoption started nothing").then_some(())
+    });
     assert!(!running(&a.name) && !running(&b.name) && !running(&h.name));
     assert_eq!(d.ok("GET", "/v1/panic", None)["panicked"], true);
 

@@ -558,14 +558,23 @@ fn a_restarted_daemon_sweeps_the_attaches_a_killed_one_left() {
     let client = d.client.clone();
     let path = format!("/v1/islands/{}/exec", i.name);
     std::thread::spawn(move || {
-        let b = serde_json::to_vec(&json!({"cmd": ["sh", "-c", "sleep 3033 & exec sleep 3034"], "timeout_secs": 3600})).unwrap();
-        let _ = client.send("POST", &path, dejima::client::Body::Bytes(&b, "application/json"));
+        let b = serde_json::to_vec(
+            &json!({"cmd": ["sh", "-c", "sleep 3033 & exec sleep 3034"], "timeout_secs": 3600}),
+        )
+        .unwrap();
+        let _ = client.send(
+            "POST",
+            &path,
+            dejima::client::Body::Bytes(&b, "application/json"),
+        );
     });
     let sleeps = |d: &Daemon| {
         let (n, _) = d.exec(&i.name, &["sh", "-c", "pgrep -f 'sleep 303[34]' | wc -l"]);
         n.trim().parse::<usize>().unwrap()
     };
-    wait_for(T, "the long exec to run", || (sleeps(&d) == 2).then_some(()));
+    wait_for(T, "the long exec to run", || {
+        (sleeps(&d) == 2).then_some(())
+    });
     // SIGKILL: no pump gets to end its attach, no deadline will be kept.
     d.kill9();
     drop(ws);
@@ -574,7 +583,9 @@ fn a_restarted_daemon_sweeps_the_attaches_a_killed_one_left() {
         (in_island_clients(&d, &i.name) == (0, 0) && sleeps(&d) == 0).then_some(())
     });
     wait_for(T, "the sweep to be logged", || {
-        d.log().contains("ended 5 stray attach(es) and exec(s)").then_some(())
+        d.log()
+            .contains("ended 5 stray attach(es) and exec(s)")
+            .then_some(())
     });
     // The agents are not strays: the terminal still works, and a new attach is kept.
     let mut w = d.attach(&session(&i));
@@ -595,8 +606,13 @@ fn an_agent_restarts_in_place_and_says_what_runs() {
     );
     let id = a["id"].as_str().unwrap().to_string();
     let agent = |d: &Daemon| d.ok("GET", &format!("/v1/islands/{}/agents/{id}", i.name), None);
-    wait_for(T, "the agent to run", || (agent(&d)["runtime"] == "sleep").then_some(()));
-    assert_eq!(d.ok("GET", &format!("/v1/islands/{}/agents/a1", i.name), None)["runtime"], "bash");
+    wait_for(T, "the agent to run", || {
+        (agent(&d)["runtime"] == "sleep").then_some(())
+    });
+    assert_eq!(
+        d.ok("GET", &format!("/v1/islands/{}/agents/a1", i.name), None)["runtime"],
+        "bash"
+    );
     // Its program dies: exited, nothing running.
     d.exec(&i.name, &["sh", "-c", "pkill -f 'sleep 1000'"]);
     wait_for(T, "the agent to be exited", || {
@@ -607,15 +623,29 @@ fn an_agent_restarts_in_place_and_says_what_runs() {
     let path = format!("/v1/islands/{}/agents/{id}/restart", i.name);
     let v = d.ok("POST", &path, Some(json!({})));
     assert_eq!(v["state"], "running", "{v}");
-    wait_for(T, "the program to be back", || (agent(&d)["runtime"] == "sleep").then_some(()));
+    wait_for(T, "the program to be back", || {
+        (agent(&d)["runtime"] == "sleep").then_some(())
+    });
     let (s, v) = d.req("POST", &path, Some(json!({"resume": true})));
     assert_eq!(s, 422, "a custom command cannot resume a conversation: {v}");
-    let (s, _) = d.req("POST", &format!("/v1/islands/{}/agents/nope/restart", i.name), None);
+    let (s, _) = d.req(
+        "POST",
+        &format!("/v1/islands/{}/agents/nope/restart", i.name),
+        None,
+    );
     assert_eq!(s, 404);
     // The types say which can resume.
     let types = d.ok("GET", "/v1/agent-types", None);
-    let claude = types.as_array().unwrap().iter().find(|t| t["type"] == "claude-code").unwrap();
-    assert_eq!((claude["binary"].as_str(), claude["can_resume"].as_bool()), (Some("claude"), Some(true)));
+    let claude = types
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type"] == "claude-code")
+        .unwrap();
+    assert_eq!(
+        (claude["binary"].as_str(), claude["can_resume"].as_bool()),
+        (Some("claude"), Some(true))
+    );
     assert_eq!(claude["key_env"], "ANTHROPIC_API_KEY");
     assert_eq!(types.as_array().unwrap().len(), 4);
 }

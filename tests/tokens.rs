@@ -23,7 +23,11 @@ fn tcp(addr: &str, token: Option<&str>) -> Client {
 }
 
 fn create_token(d: &Daemon, role: &str) -> (String, String) {
-    let v = d.ok("POST", "/v1/tokens", Some(json!({"role": role, "label": format!("t-{role}")})));
+    let v = d.ok(
+        "POST",
+        "/v1/tokens",
+        Some(json!({"role": role, "label": format!("t-{role}")})),
+    );
     (
         v["id"].as_str().unwrap().to_string(),
         v["secret"].as_str().unwrap().to_string(),
@@ -75,11 +79,15 @@ fn every_route_with_every_role_is_allowed_or_a_403_json_as_declared() {
                 .replace("{id}", "no-such-id")
                 .replace("{path...}", "workspace/x");
             let resp = c
-                .send(r.method, &path, Body::Bytes(b"{not json", "application/json"))
+                .send(
+                    r.method,
+                    &path,
+                    Body::Bytes(b"{not json", "application/json"),
+                )
                 .unwrap();
             let status = resp.status;
-            let may = r.access == Access::Any
-                || rank(role).unwrap() >= rank(r.role.as_str()).unwrap();
+            let may =
+                r.access == Access::Any || rank(role).unwrap() >= rank(r.role.as_str()).unwrap();
             if may {
                 assert_ne!(status, 403, "{role} {} {path}", r.method);
                 allowed += 1;
@@ -92,19 +100,37 @@ fn every_route_with_every_role_is_allowed_or_a_403_json_as_declared() {
         }
     }
     // The table is not trivially open or closed.
-    assert!(allowed > 60 && denied > 30, "allowed {allowed}, denied {denied}");
+    assert!(
+        allowed > 60 && denied > 30,
+        "allowed {allowed}, denied {denied}"
+    );
     // A few that must hold whatever the table says.
     let viewer = tcp(&addr, Some(&tokens[0].1));
     let exec = viewer
-        .send("POST", "/v1/islands/x/exec", Body::Bytes(b"{}", "application/json"))
+        .send(
+            "POST",
+            "/v1/islands/x/exec",
+            Body::Bytes(b"{}", "application/json"),
+        )
         .unwrap();
     assert_eq!(exec.status, 403, "a viewer cannot exec");
     let operator = tcp(&addr, Some(&tokens[1].1));
-    for (m, p) in [("GET", "/v1/tokens"), ("POST", "/v1/terminals"), ("POST", "/v1/image/build")] {
-        assert_eq!(operator.send(m, p, Body::None).unwrap().status, 403, "{m} {p}");
+    for (m, p) in [
+        ("GET", "/v1/tokens"),
+        ("POST", "/v1/terminals"),
+        ("POST", "/v1/image/build"),
+    ] {
+        assert_eq!(
+            operator.send(m, p, Body::None).unwrap().status,
+            403,
+            "{m} {p}"
+        );
     }
     assert_eq!(
-        tcp(&addr, Some(&tokens[2].1)).send("GET", "/v1/tokens", Body::None).unwrap().status,
+        tcp(&addr, Some(&tokens[2].1))
+            .send("GET", "/v1/tokens", Body::None)
+            .unwrap()
+            .status,
         200
     );
 }
@@ -126,9 +152,10 @@ fn tokens_are_shown_once_never_kept_or_logged_and_revoked_at_once() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
-    let created: Value =
-        serde_json::from_str(&dejima(&["token", "create", "--role", "operator", "--label", "ci", "--json"]))
-            .unwrap();
+    let created: Value = serde_json::from_str(&dejima(&[
+        "token", "create", "--role", "operator", "--label", "ci", "--json",
+    ]))
+    .unwrap();
     let (id, secret) = (
         created["id"].as_str().unwrap().to_string(),
         created["secret"].as_str().unwrap().to_string(),
@@ -141,7 +168,9 @@ fn tokens_are_shown_once_never_kept_or_logged_and_revoked_at_once() {
     let file = std::fs::read_to_string(d.home.join("tokens.json")).unwrap();
     assert!(!file.contains(&secret[4..]), "only the hash is stored");
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(d.home.join("tokens.json")).unwrap().permissions(),
+        &std::fs::metadata(d.home.join("tokens.json"))
+            .unwrap()
+            .permissions(),
     ) & 0o777;
     assert_eq!(mode, 0o600);
 
@@ -158,14 +187,20 @@ fn tokens_are_shown_once_never_kept_or_logged_and_revoked_at_once() {
     assert!(api[0]["last_used_at"].is_string(), "{api}");
 
     // Open a terminal and an event stream with it, then revoke: both close now.
-    let mut ws = ws_tcp(&addr, &format!("/v1/islands/{}/session", i.name), Some(&secret))
-        .expect("the operator attaches");
+    let mut ws = ws_tcp(
+        &addr,
+        &format!("/v1/islands/{}/session", i.name),
+        Some(&secret),
+    )
+    .expect("the operator attaches");
     let mut c = tcp(&addr, Some(&secret));
     c.timeout = Some(Duration::from_millis(200));
     let mut sse = c.call("GET", "/v1/events/stream", Body::None).unwrap();
     dejima(&["token", "revoke", &id]);
     let closed = wait_for(T, "the session to be closed", || match ws.read() {
-        Ok(tungstenite::Message::Close(f)) => Some(f.map(|f| f.reason.to_string()).unwrap_or_default()),
+        Ok(tungstenite::Message::Close(f)) => {
+            Some(f.map(|f| f.reason.to_string()).unwrap_or_default())
+        }
         Ok(_) => None,
         Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => None,
         Err(e) => Some(e.to_string()),
@@ -180,12 +215,25 @@ fn tokens_are_shown_once_never_kept_or_logged_and_revoked_at_once() {
                 got.extend_from_slice(&b[..n]);
                 None
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => None,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
             Err(_) => Some(()),
         }
     });
-    assert!(String::from_utf8_lossy(&got).contains("event: revoked"), "{}", String::from_utf8_lossy(&got));
-    let r = tcp(&addr, Some(&secret)).send("GET", "/v1/islands", Body::None).unwrap();
+    assert!(
+        String::from_utf8_lossy(&got).contains("event: revoked"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let r = tcp(&addr, Some(&secret))
+        .send("GET", "/v1/islands", Body::None)
+        .unwrap();
     assert_eq!(r.status, 401);
     assert!(!d.log().contains(&secret[4..]), "a secret reached the log");
 }
@@ -207,12 +255,20 @@ fn a_scoped_token_sees_only_its_islands() {
     let get = |p: &str| {
         let r = c.send("GET", p, Body::None).unwrap();
         let s = r.status;
-        (s, serde_json::from_slice::<Value>(&r.bytes().unwrap()).unwrap_or(Value::Null))
+        (
+            s,
+            serde_json::from_slice::<Value>(&r.bytes().unwrap()).unwrap_or(Value::Null),
+        )
     };
     // Lists and counts hold its island only; the other is a 404 everywhere, as if missing.
     let (s, list) = get("/v1/islands");
     assert_eq!(s, 200);
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec![a.name.as_str()]);
     assert_eq!(get("/v1/overview").1["total_islands"], 1);
     for p in [
@@ -234,14 +290,23 @@ fn a_scoped_token_sees_only_its_islands() {
     assert_eq!(exec(&a.name), 200);
     assert_eq!(exec(&b.name), 404);
     // An owner token cannot be scoped: it would reach tokens and host terminals anyway.
-    let (s, v) = d.req("POST", "/v1/tokens", Some(json!({"role": "owner", "islands": [a.name]})));
+    let (s, v) = d.req(
+        "POST",
+        "/v1/tokens",
+        Some(json!({"role": "owner", "islands": [a.name]})),
+    );
     assert_eq!(s, 400, "{v}");
     // A repo on the daemon host's disk is host file access: the owner's alone.
     let r = c
         .send(
             "POST",
             "/v1/islands",
-            Body::Bytes(json!({"name": a.name, "repo": "/tmp"}).to_string().as_bytes(), "application/json"),
+            Body::Bytes(
+                json!({"name": a.name, "repo": "/tmp"})
+                    .to_string()
+                    .as_bytes(),
+                "application/json",
+            ),
         )
         .unwrap();
     assert_eq!(r.status, 403);
@@ -250,7 +315,12 @@ fn a_scoped_token_sees_only_its_islands() {
         .send(
             "POST",
             "/v1/islands",
-            Body::Bytes(json!({"name": unique("sc-c"), "no_repo": true}).to_string().as_bytes(), "application/json"),
+            Body::Bytes(
+                json!({"name": unique("sc-c"), "no_repo": true})
+                    .to_string()
+                    .as_bytes(),
+                "application/json",
+            ),
         )
         .unwrap();
     assert_eq!(r.status, 403);
@@ -267,7 +337,8 @@ fn a_scoped_token_sees_only_its_islands() {
     // Its event stream carries its island's events only.
     let mut sc = c.clone();
     sc.timeout = Some(Duration::from_millis(200));
-    let mut sse = dejima::client::Client::call(&sc, "GET", "/v1/events/stream", Body::None).unwrap();
+    let mut sse =
+        dejima::client::Client::call(&sc, "GET", "/v1/events/stream", Body::None).unwrap();
     d.ok("POST", &format!("/v1/islands/{}/hibernate", b.name), None);
     d.ok("POST", &format!("/v1/islands/{}/hibernate", a.name), None);
     let mut got = String::new();
@@ -276,9 +347,13 @@ fn a_scoped_token_sees_only_its_islands() {
         if let Ok(n) = std::io::Read::read(sse.reader(), &mut buf) {
             got.push_str(&String::from_utf8_lossy(&buf[..n]));
         }
-        got.contains(&format!("\"island\":\"{}\"", a.name)).then_some(())
+        got.contains(&format!("\"island\":\"{}\"", a.name))
+            .then_some(())
     });
-    assert!(!got.contains(&b.name), "another island's event leaked: {got}");
+    assert!(
+        !got.contains(&b.name),
+        "another island's event leaked: {got}"
+    );
 }
 
 #[test]
@@ -288,32 +363,55 @@ fn require_token_closes_tcp_to_the_untokened_and_not_the_socket() {
     let d = Daemon::start_with(&["--tcp", &addr, "--require-token"], &[]);
     let i = d.create("req");
     let none = tcp(&addr, None);
-    assert_eq!(none.send("GET", "/v1/islands", Body::None).unwrap().status, 401);
-    assert_eq!(none.send("GET", "/v1/events/stream", Body::None).unwrap().status, 401);
+    assert_eq!(
+        none.send("GET", "/v1/islands", Body::None).unwrap().status,
+        401
+    );
+    assert_eq!(
+        none.send("GET", "/v1/events/stream", Body::None)
+            .unwrap()
+            .status,
+        401
+    );
     assert_eq!(
         ws_tcp(&addr, &format!("/v1/islands/{}/session", i.name), None).err(),
         Some(401)
     );
     // Nothing on TCP answers without a token; the socket is the owner as ever.
-    assert_eq!(none.send("GET", "/v1/healthz", Body::None).unwrap().status, 401);
+    assert_eq!(
+        none.send("GET", "/v1/healthz", Body::None).unwrap().status,
+        401
+    );
     assert_eq!(d.req("GET", "/v1/islands", None).0, 200);
     // With a token all three work.
     let (_, viewer) = create_token(&d, "viewer");
     let (_, operator) = create_token(&d, "operator");
     let v = tcp(&addr, Some(&viewer));
-    assert_eq!(v.send("GET", "/v1/islands", Body::None).unwrap().status, 200);
+    assert_eq!(
+        v.send("GET", "/v1/islands", Body::None).unwrap().status,
+        200
+    );
     let mut vc = v.clone();
     vc.timeout = Some(Duration::from_millis(200));
     let r = vc.call("GET", "/v1/events/stream", Body::None).unwrap();
     assert_eq!(r.header("content-type"), Some("text/event-stream"));
     drop(r);
     assert_eq!(
-        ws_tcp(&addr, &format!("/v1/islands/{}/session", i.name), Some(&viewer)).err(),
+        ws_tcp(
+            &addr,
+            &format!("/v1/islands/{}/session", i.name),
+            Some(&viewer)
+        )
+        .err(),
         Some(403),
         "a viewer may not type into a terminal"
     );
-    let mut ws = ws_tcp(&addr, &format!("/v1/islands/{}/session", i.name), Some(&operator))
-        .expect("an operator attaches");
+    let mut ws = ws_tcp(
+        &addr,
+        &format!("/v1/islands/{}/session", i.name),
+        Some(&operator),
+    )
+    .expect("an operator attaches");
     let hello = wait_for(T, "hello", || match ws.read() {
         Ok(tungstenite::Message::Text(t)) => Some(t),
         _ => None,
@@ -327,13 +425,28 @@ fn wrong_guesses_brake_only_the_guessing_address() {
     let addr = format!("127.0.0.1:{port}");
     let d = Daemon::start_with(&["--tcp", &format!(":{port}")], &[]);
     let (_, secret) = create_token(&d, "viewer");
-    let bad = tcp(&addr, Some("djo_0000000000000000000000000000000000000000000000000000000000000000"));
+    let bad = tcp(
+        &addr,
+        Some("djo_0000000000000000000000000000000000000000000000000000000000000000"),
+    );
     for _ in 0..10 {
-        assert_eq!(bad.send("GET", "/v1/islands", Body::None).unwrap().status, 401);
+        assert_eq!(
+            bad.send("GET", "/v1/islands", Body::None).unwrap().status,
+            401
+        );
     }
-    assert_eq!(bad.send("GET", "/v1/islands", Body::None).unwrap().status, 429);
+    assert_eq!(
+        bad.send("GET", "/v1/islands", Body::None).unwrap().status,
+        429
+    );
     // The same address is braked even with the right token (it cannot go on guessing)...
-    assert_eq!(tcp(&addr, Some(&secret)).send("GET", "/v1/islands", Body::None).unwrap().status, 429);
+    assert_eq!(
+        tcp(&addr, Some(&secret))
+            .send("GET", "/v1/islands", Body::None)
+            .unwrap()
+            .status,
+        429
+    );
     // ...while another address is not.
     let o = Command::new("curl")
         .args([

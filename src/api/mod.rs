@@ -262,8 +262,13 @@ impl EventType {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ClientFrame {
     /// Keystrokes, base64.
-    Data { b64: String },
-    Resize { rows: u32, cols: u32 },
+    Data {
+        b64: String,
+    },
+    Resize {
+        rows: u32,
+        cols: u32,
+    },
     Ping,
 }
 
@@ -278,9 +283,13 @@ pub enum ServerFrame {
         attached: Vec<PresenceEntry>,
     },
     /// Terminal output, base64.
-    Data { b64: String },
+    Data {
+        b64: String,
+    },
     /// A message for the human, base64 text.
-    Error { b64: String },
+    Error {
+        b64: String,
+    },
     Pong,
     /// The terminal's program ended.
     Exit,

@@ -133,7 +133,10 @@ pub fn audit(c: &Client, a: AuditCmd) -> Out {
                 ]
             })
             .collect();
-        table(&["SEQ", "TIME", "TYPE", "ACTOR", "DECISION", "ISLAND", "WHAT"], &rows);
+        table(
+            &["SEQ", "TIME", "TYPE", "ACTOR", "DECISION", "ISLAND", "WHAT"],
+            &rows,
+        );
         if !l.verify.ok {
             say(&l.verify)?;
         }

@@ -2,9 +2,9 @@
 //! people, `--json` for scripts, errors on stderr with a non-zero exit.
 
 mod access;
-mod audit;
 mod agents;
 pub mod attach;
+mod audit;
 mod events;
 mod image;
 mod islands;

@@ -231,13 +231,13 @@ pub fn run(opts: Options) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
 
-    let tokens = Arc::new(
-        crate::auth::Tokens::load(&home).map_err(|e| format!("cannot read tokens: {e}"))?,
-    );
+    let tokens =
+        Arc::new(crate::auth::Tokens::load(&home).map_err(|e| format!("cannot read tokens: {e}"))?);
     let audit_key = match &opts.audit_key {
         None => None,
         Some(p) => {
-            let k = std::fs::read(p).map_err(|e| format!("cannot read --audit-key {}: {e}", p.display()))?;
+            let k = std::fs::read(p)
+                .map_err(|e| format!("cannot read --audit-key {}: {e}", p.display()))?;
             if k.len() < 16 {
                 return Err(format!("--audit-key {} holds under 16 bytes", p.display()));
             }
@@ -391,17 +391,18 @@ fn island_sockets(app: &Arc<App>, inflight: &Arc<InFlight>, limits: &Limits) {
                         n.clone(),
                         limits.clone(),
                     );
-                    let spawned = thread::Builder::new()
-                        .name(format!("listen-{n}"))
-                        .spawn(move || {
-                            server::serve(
-                                Listener::Island(l, name),
-                                app2,
-                                inflight2,
-                                limits,
-                                Some(stop2),
-                            )
-                        });
+                    let spawned =
+                        thread::Builder::new()
+                            .name(format!("listen-{n}"))
+                            .spawn(move || {
+                                server::serve(
+                                    Listener::Island(l, name),
+                                    app2,
+                                    inflight2,
+                                    limits,
+                                    Some(stop2),
+                                )
+                            });
                     match spawned {
                         Ok(_) => Some(stop),
                         Err(e) => {

@@ -185,7 +185,12 @@ mod tests {
     fn rings_filters_and_slow_subscribers() {
         let bus = Bus::new();
         for k in 0..(PER_ISLAND + 5) {
-            bus.publish(EventType::IslandRunning, "a", "", serde_json::json!({ "k": k }));
+            bus.publish(
+                EventType::IslandRunning,
+                "a",
+                "",
+                serde_json::json!({ "k": k }),
+            );
         }
         let ev = bus.island_events("a");
         assert_eq!(ev.len(), PER_ISLAND);
@@ -216,7 +221,10 @@ mod tests {
         drop(slow);
         let (_r, revoked) = bus.subscribe(Filter::default(), 0, Some("tok_y".into()));
         bus.close_owner("tok_y");
-        assert!(revoked.recv().is_err(), "a revoked token's stream ends at once");
+        assert!(
+            revoked.recv().is_err(),
+            "a revoked token's stream ends at once"
+        );
         bus.publish(EventType::IslandCreated, "d", "", Value::Null);
         let (replay, _rx) = bus.subscribe(
             Filter {

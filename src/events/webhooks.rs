@@ -236,9 +236,7 @@ impl Webhooks {
 
     fn spawn_worker(self: &Arc<Self>, id: &str) -> std::io::Result<()> {
         let stop = Arc::new(AtomicBool::new(false));
-        lock(&self.state)
-            .stops
-            .insert(id.to_string(), stop.clone());
+        lock(&self.state).stops.insert(id.to_string(), stop.clone());
         let (w, id2) = (self.clone(), id.to_string());
         thread::Builder::new()
             .name(format!("webhook-{id}"))
@@ -447,7 +445,11 @@ impl Webhooks {
                         }
                         Some(d) => {
                             let wait = Duration::from_millis(d.next_ms - now);
-                            st = self.wake.wait_timeout(st, wait).unwrap_or_else(PoisonError::into_inner).0;
+                            st = self
+                                .wake
+                                .wait_timeout(st, wait)
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .0;
                         }
                         None => {
                             st = self
@@ -469,7 +471,10 @@ impl Webhooks {
     fn acquire(&self) {
         let mut n = lock(&self.in_flight);
         while *n >= MAX_IN_FLIGHT {
-            n = self.slot_free.wait(n).unwrap_or_else(PoisonError::into_inner);
+            n = self
+                .slot_free
+                .wait(n)
+                .unwrap_or_else(PoisonError::into_inner);
         }
         *n += 1;
     }
@@ -559,14 +564,19 @@ mod tests {
             sign("key", b"The quick brown fox jumps over the lazy dog"),
             "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
         );
-
     }
 
     #[test]
     fn subscriptions_need_a_real_http_url() {
         let dir = tempfile::tempdir().unwrap();
         let w = Webhooks::start(&Home::new(dir.path()), Policy::default()).unwrap();
-        for bad in ["ftp://h/x", "http://", "https://exa mple.com/", "h://x", "http://:80/"] {
+        for bad in [
+            "ftp://h/x",
+            "http://",
+            "https://exa mple.com/",
+            "h://x",
+            "http://:80/",
+        ] {
             let r = w.subscribe(Subscribe {
                 url: bad.into(),
                 ..Subscribe::default()

@@ -3,10 +3,10 @@
 //! table by a test.
 
 use super::handlers::{access, agents, audit, events, islands, sessions, system, tokens};
-use crate::api::Role;
 use super::wire::Caller;
 use super::wire::{Request, Response};
 use super::{error_response, App};
+use crate::api::Role;
 use crate::error::{Error, Result};
 
 /// Path parameters, percent-decoded (a `{x...}` tail is left encoded for its resolver).
@@ -361,7 +361,8 @@ pub fn dispatch(app: &App, req: &mut Request) -> Response {
     for route in ROUTES {
         if let Some(params) = matches(route.pattern, &req.path) {
             if route.method == method {
-                let island = (!params.get("name").is_empty()).then(|| params.get("name").to_string());
+                let island =
+                    (!params.get("name").is_empty()).then(|| params.get("name").to_string());
                 if let Err(e) = authorize(&req.caller, route, &params) {
                     let resp = error_response(&e);
                     // A scope's 404 is a refusal too, though it looks like a missing island.

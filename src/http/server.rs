@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::wire::{self, Caller, HeadError, Peer, Response};
+use super::{router, App};
 use crate::latch::Latch;
 use crate::util::lock;
-use super::{router, App};
 
 /// How long a listener's connections may take and how many it holds (`dejimad --help`).
 #[derive(Debug, Clone)]
@@ -465,7 +465,10 @@ fn handle_conn(conn: Conn, app: &App, inflight: &InFlight, caller: Caller, limit
             Err(HeadError::Closed) => return,
             Err(HeadError::Bad(status, msg)) => {
                 let msg = if status == 408 {
-                    format!("{msg} (the head must arrive within {}s)", limits.head_timeout.as_secs())
+                    format!(
+                        "{msg} (the head must arrive within {}s)",
+                        limits.head_timeout.as_secs()
+                    )
                 } else {
                     msg
                 };

@@ -123,7 +123,9 @@ impl<'a> Request<'a> {
     pub fn body(&mut self) -> &mut (dyn Read + Send) {
         if let Some(mut w) = self.expect.take() {
             // A failed write means the peer is gone; the body read that follows says so.
-            let _ = w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").and_then(|_| w.flush());
+            let _ = w
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .and_then(|_| w.flush());
         }
         match &mut self.body {
             Body::Sized(l) => l,
@@ -319,8 +321,16 @@ pub fn read_request<'a>(
             Ok(0) => return Err(HeadError::Closed),
             Ok(_) => {}
             Err(_) if head.is_empty() => return Err(HeadError::Closed),
-            Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
-                return Err(HeadError::Bad(408, "the request head did not arrive in time".into()))
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                return Err(HeadError::Bad(
+                    408,
+                    "the request head did not arrive in time".into(),
+                ))
             }
             Err(e) => return Err(HeadError::Bad(400, format!("cannot read request: {e}"))),
         }
@@ -402,7 +412,11 @@ fn framing(headers: &[(String, String)]) -> std::result::Result<Option<u64>, Str
             return Err("a request may carry Content-Length or Transfer-Encoding, not both".into());
         }
         if !te.last().is_some_and(|c| c.eq_ignore_ascii_case("chunked"))
-            || te.iter().filter(|c| c.eq_ignore_ascii_case("chunked")).count() != 1
+            || te
+                .iter()
+                .filter(|c| c.eq_ignore_ascii_case("chunked"))
+                .count()
+                != 1
         {
             return Err(format!(
                 "Transfer-Encoding {:?} is not supported: send a body chunked or with Content-Length",
@@ -701,7 +715,10 @@ mod tests {
         ] {
             let mut s = BufReader::new(head.as_bytes());
             assert!(
-                matches!(read_request(&mut s, Caller::Socket), Err(HeadError::Bad(400, _))),
+                matches!(
+                    read_request(&mut s, Caller::Socket),
+                    Err(HeadError::Bad(400, _))
+                ),
                 "{head:?}"
             );
         }
@@ -727,7 +744,10 @@ mod tests {
         let mut s = src("PUT /f HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nhi");
         let mut r = read_request(&mut s, Caller::Socket).ok().unwrap();
         r.expect_continue(Box::new(sink.clone()));
-        assert!(sink.0.lock().unwrap().is_empty(), "nothing before the body is wanted");
+        assert!(
+            sink.0.lock().unwrap().is_empty(),
+            "nothing before the body is wanted"
+        );
         assert_eq!(r.bytes(10).unwrap(), b"hi");
         assert_eq!(&*sink.0.lock().unwrap(), b"HTTP/1.1 100 Continue\r\n\r\n");
         // Refused before the body was read: no 100, and the connection is not reused.

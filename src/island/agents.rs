@@ -705,7 +705,8 @@ pub fn agent_types() -> Vec<crate::api::AgentTypeInfo> {
                 default_model: None,
                 can_resume: true,
                 emits_events: true,
-                description: "Claude Code; its hooks report waiting-for-input and task-complete".into(),
+                description: "Claude Code; its hooks report waiting-for-input and task-complete"
+                    .into(),
             },
             AgentType::Codex => T {
                 kind: *k,

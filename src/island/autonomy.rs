@@ -7,9 +7,9 @@ use serde_json::{json, Value};
 
 use super::Islands;
 use crate::api::AgentStateInfo;
+use crate::api::DesiredState;
 use crate::error::{Error, Result};
 use crate::events::EventType;
-use crate::api::DesiredState;
 use crate::runtime::{ContainerEvent, ContainerObs, ContainerState};
 use crate::util::{self, lock};
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use super::names::{self, Source};
 use super::{Islands, Record};
 use crate::api::{
-    AgentType, CreateIsland, DesiredState, IslandInfo, PutResources, Resources, ResourcesResult, WorkspaceReady,
+    AgentType, CreateIsland, DesiredState, IslandInfo, PutResources, Resources, ResourcesResult,
+    WorkspaceReady,
 };
 use crate::error::{Error, Result};
 use crate::events::EventType;
@@ -92,7 +93,9 @@ fn run_error(e: EngineError, rec: &Record) -> Error {
             "the engine cannot honour disk {:?}: {m}",
             rec.resources.disk
         ))
-    } else if refused && (m.contains("Minimum memory") || m.contains("memory") && m.contains("limit")) {
+    } else if refused
+        && (m.contains("Minimum memory") || m.contains("memory") && m.contains("limit"))
+    {
         Error::Unprocessable(format!("the engine refused the memory limit: {m}"))
     } else if refused && (m.contains("cpus") || m.contains("NanoCPUs") || m.contains("CPUs")) {
         Error::Unprocessable(format!(
@@ -274,9 +277,8 @@ impl Islands {
         let (net, ws, home) = thread::scope(|s| {
             let call = || thread::Builder::new().name("engine-call".into());
             let a = call().spawn_scoped(s, || self.ensure_network(n));
-            let b = call().spawn_scoped(s, || {
-                Ok(e.create_volume(n, &runtime::workspace_volume(n))?)
-            });
+            let b =
+                call().spawn_scoped(s, || Ok(e.create_volume(n, &runtime::workspace_volume(n))?));
             let c = call().spawn_scoped(s, || Ok(e.create_volume(n, &runtime::home_volume(n))?));
             let join = |h: std::io::Result<thread::ScopedJoinHandle<'_, _>>| match h {
                 Ok(h) => h
@@ -569,8 +571,7 @@ impl Islands {
 
     /// Copy both volumes of `from` into `to`'s, pausing `from` so the copy is consistent.
     fn copy_volumes(&self, from: &str, to: &str, image: &str) -> Result<()> {
-        let paused =
-            self.observed.running(from) && self.engine.pause(from).is_ok();
+        let paused = self.observed.running(from) && self.engine.pause(from).is_ok();
         let result = (|| -> Result<()> {
             self.engine.copy_volume(
                 to,

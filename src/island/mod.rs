@@ -663,6 +663,8 @@ mod tests {
         };
         drop(i.reserve(rec, "creating").unwrap());
         assert!(i.info("b").unwrap().agent_state.is_none());
-        assert!(i.with_slot("b", |s| s.own_stop.is_none() && s.agent_obs.is_none()).unwrap());
+        assert!(i
+            .with_slot("b", |s| s.own_stop.is_none() && s.agent_obs.is_none())
+            .unwrap());
     }
 }

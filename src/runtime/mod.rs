@@ -54,7 +54,9 @@ impl EngineError {
             EngineError::Failed { argv, status, .. } => format!(
                 "`{}` exited {}",
                 argv.iter().take(3).cloned().collect::<Vec<_>>().join(" "),
-                status.map(|s| s.to_string()).unwrap_or_else(|| "on a signal".into())
+                status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "on a signal".into())
             ),
             _ => String::new(),
         }
@@ -94,9 +96,9 @@ impl SubnetPool {
 
     /// `range` like `10.213.0.0/16`, cut into subnets of `/subnet_bits`.
     pub fn parse(range: &str, subnet_bits: u8) -> std::result::Result<SubnetPool, String> {
-        let (ip, bits) = range
-            .split_once('/')
-            .ok_or_else(|| format!("subnet pool {range:?} must be an IPv4 CIDR like 10.213.0.0/16"))?;
+        let (ip, bits) = range.split_once('/').ok_or_else(|| {
+            format!("subnet pool {range:?} must be an IPv4 CIDR like 10.213.0.0/16")
+        })?;
         let ip: std::net::Ipv4Addr = ip
             .trim()
             .parse()
@@ -377,9 +379,7 @@ impl Engine {
         // `--pull never`: an island image is built here, never fetched behind the caller's back.
         // `--restart no`: the engine never restarts an island on its own (after a crash or
         // its own restart); the daemon decides, and the panic switch can hold them all down.
-        let mut args = strings(&[
-            "run", "-d", "--init", "--pull", "never", "--restart", "no",
-        ]);
+        let mut args = strings(&["run", "-d", "--init", "--pull", "never", "--restart", "no"]);
         args.extend([
             "--name".into(),
             container_name(island),
@@ -585,7 +585,10 @@ impl Engine {
         );
         let mut argv = vec![self.docker.clone()];
         argv.extend(args);
-        let run = Run::new(&argv).input(input).timeout(opts.timeout).cap(opts.cap);
+        let run = Run::new(&argv)
+            .input(input)
+            .timeout(opts.timeout)
+            .cap(opts.cap);
         let mut out = run
             .run()
             .map_err(|e| EngineError::Unavailable(e.to_string()))?;
@@ -594,7 +597,11 @@ impl Engine {
         // the command's streams must not carry that, and a missing program is 127 as a shell
         // (and newer engines) say.
         if out.status == Some(126) && out.stdout.starts_with(b"OCI runtime exec failed") {
-            if out.stdout.windows(25).any(|w| w == b"executable file not found") {
+            if out
+                .stdout
+                .windows(25)
+                .any(|w| w == b"executable file not found")
+            {
                 out.status = Some(127);
             }
             out.stderr = std::mem::take(&mut out.stdout);
@@ -885,7 +892,10 @@ pub fn classify(argv: Vec<String>, status: Option<i32>, err: &str) -> EngineErro
         || lower.contains("connection refused");
     if status.is_none() || unreachable {
         EngineError::Unavailable(if e.is_empty() {
-            format!("`{}` ended on a signal", argv.first().cloned().unwrap_or_default())
+            format!(
+                "`{}` ended on a signal",
+                argv.first().cloned().unwrap_or_default()
+            )
         } else {
             e.to_string()
         })
@@ -984,11 +994,20 @@ mod tests {
             EngineError::NotFound(_)
         ));
         assert!(matches!(
-            c(Some(1), "Error response from daemon: network dejima-net-x not found"),
+            c(
+                Some(1),
+                "Error response from daemon: network dejima-net-x not found"
+            ),
             EngineError::NotFound(_)
         ));
         let e = c(Some(125), "docker: Error response from daemon: --storage-opt is supported only for overlay over xfs with 'pquota' mount option.");
-        assert!(matches!(e, EngineError::Failed { status: Some(125), .. }));
+        assert!(matches!(
+            e,
+            EngineError::Failed {
+                status: Some(125),
+                ..
+            }
+        ));
         assert!(e.text().contains("storage-opt"));
         assert_eq!(e.command(), "`docker x` exited 125");
     }

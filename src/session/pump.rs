@@ -65,8 +65,7 @@ pub enum Inbound {
 
 /// Decode one text frame; the error is what to tell the client.
 pub fn decode(text: &str) -> Result<Inbound, String> {
-    let f: ClientFrame =
-        serde_json::from_str(text).map_err(|e| format!("bad envelope: {e}"))?;
+    let f: ClientFrame = serde_json::from_str(text).map_err(|e| format!("bad envelope: {e}"))?;
     match f {
         ClientFrame::Data { b64 } => base64::engine::general_purpose::STANDARD
             .decode(b64.as_bytes())
@@ -136,11 +135,10 @@ pub fn serve<S: Read + Write + AsRawFd>(
         last_in: Instant::now(),
         drawn: false,
     };
-    let hello =
-        ServerFrame::Hello {
-            attached: hub.attached(&spec.target),
-        }
-        .text();
+    let hello = ServerFrame::Hello {
+        attached: hub.attached(&spec.target),
+    }
+    .text();
     p.send(Message::Text(hello));
 
     // The first resize, if it comes promptly, sizes the PTY; otherwise the largest client

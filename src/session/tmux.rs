@@ -174,7 +174,10 @@ mod tests {
         );
         assert_eq!(v.join(" "), "tmux -L dejima new-session -d -s agent-a1 -c /workspace -x 200 -y 50 -e A=b -- bash -l");
         let p = parse_panes("agent-a1|0||200|50|claude\nagent-a2|1|3|80|24\njunk\n");
-        assert_eq!((p[0].command.as_str(), p[1].command.as_str()), ("claude", ""));
+        assert_eq!(
+            (p[0].command.as_str(), p[1].command.as_str()),
+            ("claude", "")
+        );
         assert_eq!(p.len(), 2);
         assert!(!p[0].dead && p[1].dead);
         assert_eq!(p[1].dead_status, Some(3));

@@ -22,7 +22,12 @@ pub fn figure(line: impl std::fmt::Display) {
 }
 
 /// One goal verdict: printed, and appended to `$BENCH_GOALS` for the closing summary.
-pub fn goal(name: &str, met: bool, measured: impl std::fmt::Display, target: impl std::fmt::Display) {
+pub fn goal(
+    name: &str,
+    met: bool,
+    measured: impl std::fmt::Display,
+    target: impl std::fmt::Display,
+) {
     let line = format!(
         "goal: {name}: {} ({measured} vs {target})",
         if met { "met" } else { "missed" }

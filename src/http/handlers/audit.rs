@@ -30,7 +30,10 @@ fn time_param(req: &Request, k: &str) -> Result<Option<u64>> {
 }
 
 fn filter(req: &Request, default_limit: Option<usize>) -> Result<Filter> {
-    let decision = req.query("decision").filter(|d| !d.is_empty()).map(str::to_string);
+    let decision = req
+        .query("decision")
+        .filter(|d| !d.is_empty())
+        .map(str::to_string);
     if let Some(d) = &decision {
         if d != "allowed" && d != "denied" {
             return Err(Error::bad("decision must be allowed or denied"));
@@ -135,7 +138,10 @@ fn csv_rows(entries: &[Entry]) -> String {
 /// GET /v1/audit
 pub fn list(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
     let format = req.query("format").unwrap_or("json").to_string();
-    let kind = req.query("type").filter(|t| !t.is_empty()).map(str::to_string);
+    let kind = req
+        .query("type")
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
     let default_limit = (format == "json").then_some(100);
     let f = filter(req, default_limit)?;
     let of_kind = |e: &Entry| kind.as_ref().is_none_or(|k| e.body.kind == *k);
@@ -146,7 +152,10 @@ pub fn list(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
                 .audit
                 .verify()
                 .map_err(|e| Error::Internal(format!("cannot verify the ledger: {e}")))?;
-            Ok(Response::json(200, &json!({ "entries": entries, "verify": verify })))
+            Ok(Response::json(
+                200,
+                &json!({ "entries": entries, "verify": verify }),
+            ))
         }
         "jsonl" | "csv" if f.limit.is_none() => {
             // A whole export is streamed segment by segment, never held in memory at once.
@@ -254,7 +263,11 @@ fn text_of(e: &Entry) -> String {
         b.detail
             .as_ref()
             .and_then(|d| d.get(k))
-            .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            })
             .unwrap_or_default()
     };
     match b.kind.as_str() {
@@ -290,7 +303,10 @@ fn text_of(e: &Entry) -> String {
 /// GET /v1/activity
 pub fn activity(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
     let f = filter(req, Some(50))?;
-    let kind = req.query("kind").filter(|k| !k.is_empty()).map(str::to_string);
+    let kind = req
+        .query("kind")
+        .filter(|k| !k.is_empty())
+        .map(str::to_string);
     if let Some(k) = &kind {
         if !["lifecycle", "broker", "system"].contains(&k.as_str()) {
             return Err(Error::bad("kind must be lifecycle, broker or system"));

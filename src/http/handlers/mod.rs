@@ -1,8 +1,8 @@
 //! Handlers, one file per resource. They parse, call the domain, and shape the reply.
 
 pub mod access;
-pub mod audit;
 pub mod agents;
+pub mod audit;
 pub mod events;
 pub mod islands;
 pub mod sessions;

@@ -41,7 +41,8 @@ pub fn overview(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
     };
     Ok(Response::json(
         200,
-        &app.islands.overview(&|n: &str| caller.sees(n), clients, hooks),
+        &app.islands
+            .overview(&|n: &str| caller.sees(n), clients, hooks),
     ))
 }
 
@@ -53,7 +54,10 @@ pub fn panic_status(app: &App, _req: &mut Request, _p: &Params) -> Result<Respon
 /// POST /v1/panic: every island stopped, every session revoked, nothing starts after.
 pub fn panic_engage(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
     let body: crate::api::PanicRequest = req.json()?;
-    Ok(Response::json(200, &app.islands.engage_panic(&body.reason)?))
+    Ok(Response::json(
+        200,
+        &app.islands.engage_panic(&body.reason)?,
+    ))
 }
 
 /// DELETE /v1/panic: cleared; islands that should run are woken.
@@ -101,10 +105,16 @@ pub fn image_build(app: &App, req: &mut Request, _p: &Params) -> Result<Response
         "text/plain; charset=utf-8",
         Box::new(move |w, _peer| {
             let mut alive = true;
-            let result = image::build(&islands.engine, &islands.work_dir(), &opts, &slot, &mut |chunk| {
-                alive = alive && !shutdown.is_set() && w.write_all(chunk).is_ok();
-                alive
-            });
+            let result = image::build(
+                &islands.engine,
+                &islands.work_dir(),
+                &opts,
+                &slot,
+                &mut |chunk| {
+                    alive = alive && !shutdown.is_set() && w.write_all(chunk).is_ok();
+                    alive
+                },
+            );
             drop(slot);
             islands.forget_image_cache();
             let last = match result {

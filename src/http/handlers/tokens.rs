@@ -17,7 +17,9 @@ pub fn create(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
         kind: "token.created".into(),
         actor: crate::http::router::actor(&req.caller),
         allowed: true,
-        detail: Some(serde_json::json!({"id": t.id, "role": t.role, "label": t.label, "islands": t.islands})),
+        detail: Some(
+            serde_json::json!({"id": t.id, "role": t.role, "label": t.label, "islands": t.islands}),
+        ),
         ..Default::default()
     });
     Ok(Response::json(201, &t))
