@@ -302,14 +302,7 @@ impl Islands {
         self.refuse_if_panicked("start an island")?;
         let n = rec.name.as_str();
         self.start_or_run_unchecked(rec)?;
-        // The switch may have been thrown while this start was under way: undo it.
-        if self.panicked() {
-            self.expect_stop(n);
-            let _ = self.engine.stop(n, STOP_GRACE);
-            self.observed.set_state(n, ContainerState::Exited);
-            return self.refuse_if_panicked("start an island");
-        }
-        Ok(())
+        self.undo_if_panicked(n)
     }
 
     /// `docker run` the island's container under the panic switch: refused when it is
@@ -321,6 +314,11 @@ impl Islands {
             .run_container(&self.container_spec(rec)?)
             .map_err(|e| run_error(e, rec))?;
         self.observed.set_state(n, ContainerState::Running);
+        self.undo_if_panicked(n)
+    }
+
+    /// The switch may have been thrown while a start was under way: stop what started.
+    fn undo_if_panicked(&self, n: &str) -> Result<()> {
         if self.panicked() {
             self.expect_stop(n);
             let _ = self.engine.stop(n, STOP_GRACE);
