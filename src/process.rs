@@ -199,7 +199,7 @@ impl Watchdog {
             .name("proc-watchdog".into())
             .spawn(move || {
                 let (done, cv) = &*st;
-                let guard = lock(&done);
+                let guard = lock(done);
                 let (guard, res) = cv
                     .wait_timeout_while(guard, limit, |d| !*d)
                     .unwrap_or_else(|e| e.into_inner());
@@ -220,7 +220,7 @@ impl Watchdog {
 impl Drop for Watchdog {
     fn drop(&mut self) {
         let (done, cv) = &*self.state;
-        *lock(&done) = true;
+        *lock(done) = true;
         cv.notify_all();
     }
 }

@@ -75,10 +75,10 @@ fn bench() {
         }
     }
     let (r50, r99, a50, a99) = (
-        pct(&mut raw, 0.5),
-        pct(&mut raw, 0.99),
-        pct(&mut api, 0.5),
-        pct(&mut api, 0.99),
+        pct(&raw, 0.5),
+        pct(&raw, 0.99),
+        pct(&api, 0.5),
+        pct(&api, 0.99),
     );
     // Paired: each round's API time less the raw time next to it, so drift in the engine's
     // own speed over the run cancels out.
@@ -162,10 +162,10 @@ fn bench() {
         purge_everything(&d, &an);
     }
     let (rc, ac, rw, aw) = (
-        pct(&mut raw_c, 0.5),
-        pct(&mut api_c, 0.5),
-        pct(&mut raw_w, 0.5),
-        pct(&mut api_w, 0.5),
+        pct(&raw_c, 0.5),
+        pct(&api_c, 0.5),
+        pct(&raw_w, 0.5),
+        pct(&api_w, 0.5),
     );
     let (cr, wr) = (ms(ac) / ms(rc), ms(aw) / ms(rw));
     figure(format_args!(
@@ -216,7 +216,7 @@ fn bench() {
             assert_eq!(r.bytes().unwrap().first(), Some(&b'['));
         }));
     }
-    let (p50, p99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
+    let (p50, p99) = (pct(&lat, 0.5), pct(&lat, 0.99));
     figure(format_args!(
         "list: GET /v1/islands with 100 islands (1000 samples) p50 {:.2} ms, p99 {:.2} ms",
         ms(p50),
@@ -287,7 +287,7 @@ fn bench_connections() {
             assert_eq!(d.req("GET", "/v1/healthz", None).0, 200)
         }));
     }
-    let healthz = pct(&mut lat, 0.5);
+    let healthz = pct(&lat, 0.5);
     figure(format!(
         "{n} half-sent TCP connections: {} held, {refused} answered 503; daemon threads {t0} -> {tp}, RSS {:.1} -> {:.1} MB; Unix-socket healthz p50 {:.2} ms meanwhile",
         held.len(),

@@ -267,13 +267,13 @@ fn bench_sessions() {
             },
         );
     }
-    let (r, w) = (pct(&mut raw_fb, 0.5), pct(&mut ws_fb, 0.5));
+    let (r, w) = (pct(&raw_fb, 0.5), pct(&ws_fb, 0.5));
     let fb = ms(w) - ms(r);
     figure(format_args!(
         "first byte (10 rounds): raw attach p50 {:.1} ms, websocket p50 {:.1} ms (handshake {:.1} ms of it), {fb:+.1} ms",
         ms(r),
         ms(w),
-        ms(pct(&mut hs, 0.5)),
+        ms(pct(&hs, 0.5)),
     ));
     goal(
         "first screen byte",
@@ -311,10 +311,10 @@ fn bench_sessions() {
         w.send_data(b"\x7f");
     }
     let (r50, r99, w50, w99) = (
-        pct(&mut lat_raw, 0.5),
-        pct(&mut lat_raw, 0.99),
-        pct(&mut lat_ws, 0.5),
-        pct(&mut lat_ws, 0.99),
+        pct(&lat_raw, 0.5),
+        pct(&lat_raw, 0.99),
+        pct(&lat_ws, 0.5),
+        pct(&lat_ws, 0.99),
     );
     let echo = ms(w50) - ms(r50);
     figure(format_args!(

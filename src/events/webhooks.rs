@@ -107,6 +107,9 @@ struct State {
     stops: HashMap<String, Arc<AtomicBool>>,
 }
 
+/// An event and the subscriptions it matched when it was published.
+type Handover = (Event, Vec<String>);
+
 pub struct Webhooks {
     dir: PathBuf,
     state: Mutex<State>,
@@ -123,7 +126,7 @@ pub struct Webhooks {
     /// Events (with the subscriptions they matched when published) on their way to the
     /// outbox thread, which persists their deliveries: the bus hands an event over and
     /// returns, never waiting on a disk. None once closed for shutdown.
-    outbox: Mutex<Option<std::sync::mpsc::Sender<(Event, Vec<String>)>>>,
+    outbox: Mutex<Option<std::sync::mpsc::Sender<Handover>>>,
     /// Set by the outbox thread when it has written everything handed to it and ended.
     outbox_done: (Mutex<bool>, Condvar),
 }
@@ -193,7 +196,7 @@ impl Webhooks {
         if pending > 0 {
             log::info!("{pending} webhook deliveries pending from before the restart");
         }
-        let (outbox, rx) = std::sync::mpsc::channel::<(Event, Vec<String>)>();
+        let (outbox, rx) = std::sync::mpsc::channel::<Handover>();
         let w = Arc::new(Webhooks {
             dir,
             state: Mutex::new(State {

@@ -304,7 +304,7 @@ impl Islands {
                 (0..pool.len()).map(|i| pool.nth(i)).find(|s| {
                     !used.contains(s.as_str())
                         && !avoid.contains(s)
-                        && !(skip_elsewhere && elsewhere.contains(s))
+                        && (!skip_elsewhere || !elsewhere.contains(s))
                 })
             };
             let Some(chosen) = free(true).or_else(|| free(false)) else {
