@@ -29,6 +29,8 @@ pub enum Error {
     Unprocessable(String),
     /// The engine is unreachable or timed out (503).
     Unavailable(String),
+    /// A service the daemon calls for the caller (GitHub) failed or sent nonsense (502).
+    BadGateway(String),
     /// A host resource the daemon hands out is used up, e.g. island subnets (507); the
     /// message says what to change.
     Exhausted(String),
@@ -50,6 +52,7 @@ impl Error {
             | Error::TooManyRequests(m)
             | Error::Unprocessable(m)
             | Error::Unavailable(m)
+            | Error::BadGateway(m)
             | Error::Exhausted(m)
             | Error::Internal(m) => m,
         }

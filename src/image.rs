@@ -6,6 +6,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -46,7 +47,192 @@ const FILES: &[(&str, &[u8], u32)] = &[
         include_bytes!("../image/claude-settings.json"),
         0o644,
     ),
+    (
+        "dejima-git-credential",
+        include_bytes!("../image/dejima-git-credential"),
+        0o755,
+    ),
+    ("profile.sh", include_bytes!("../image/profile.sh"), 0o644),
+    (
+        "dejima-agent-prep",
+        include_bytes!("../image/dejima-agent-prep"),
+        0o755,
+    ),
 ];
+
+/// The pinned agent CLIs (image/agent-clis.json): the one place their versions live.
+const CLIS_JSON: &str = include_str!("../image/agent-clis.json");
+
+#[derive(Debug, Clone, Deserialize)]
+struct CliPins {
+    registry: String,
+    clis: Vec<CliPin>,
+}
+
+/// One npm package of native binaries for one architecture.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CliPin {
+    pub agent: String,
+    pub package: String,
+    pub version: String,
+    pub arch: String,
+    pub integrity: String,
+    /// command name -> path in the package
+    pub bin: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub keep: Vec<String>,
+}
+
+impl CliPin {
+    /// The registry's tarball address (`{registry}/{package}/-/{basename}-{version}.tgz`).
+    fn tarball_url(&self, registry: &str) -> String {
+        let base = self.package.rsplit('/').next().unwrap_or(&self.package);
+        format!(
+            "{}/{}/-/{base}-{}.tgz",
+            registry.trim_end_matches('/'),
+            self.package,
+            self.version
+        )
+    }
+
+    fn file_name(&self) -> String {
+        format!(
+            "{}-{}.tgz",
+            self.package.trim_start_matches('@').replace('/', "-"),
+            self.version
+        )
+    }
+
+    /// The directory under /opt/dejima/clis the package lands in.
+    fn dir(&self) -> &str {
+        &self.agent
+    }
+}
+
+/// The CLIs pinned for this host's architecture (the engine runs what the host runs).
+pub fn pinned_clis() -> Vec<CliPin> {
+    let pins: CliPins = serde_json::from_str(CLIS_JSON).expect("image/agent-clis.json parses");
+    pins.clis
+        .into_iter()
+        .filter(|c| c.arch == std::env::consts::ARCH)
+        .collect()
+}
+
+fn registry() -> String {
+    std::env::var("DEJIMA_NPM_REGISTRY")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| {
+            serde_json::from_str::<CliPins>(CLIS_JSON)
+                .map(|p| p.registry)
+                .unwrap_or_default()
+        })
+}
+
+/// Check bytes against an npm `sha512-<base64>` integrity string.
+fn integrity_ok(integrity: &str, digest: &[u8]) -> bool {
+    use base64::Engine as _;
+    integrity
+        .strip_prefix("sha512-")
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .is_some_and(|want| want.as_slice() == digest)
+}
+
+/// The package's tarball in the cache, fetched (on the host, which trusts what the host
+/// trusts) and checked against its pinned integrity first when missing. A tarball that does
+/// not match is never used.
+fn fetch_cli(pin: &CliPin, cache: &Path, out: &mut dyn FnMut(&[u8]) -> bool) -> Result<PathBuf> {
+    use sha2::Sha512;
+    let path = cache.join(pin.file_name());
+    if let Ok(mut f) = fs::File::open(&path) {
+        let mut h = Sha512::new();
+        io::copy(&mut f, &mut h)?;
+        if integrity_ok(&pin.integrity, &h.finalize()) {
+            return Ok(path);
+        }
+        let _ = fs::remove_file(&path);
+    }
+    fs::create_dir_all(cache)?;
+    let url = pin.tarball_url(&registry());
+    out(format!("fetching {}@{} from {url}\n", pin.package, pin.version).as_bytes());
+    let resp = ureq::AgentBuilder::new()
+        .timeout_connect(std::time::Duration::from_secs(30))
+        .timeout_read(std::time::Duration::from_secs(120))
+        .build()
+        .get(&url)
+        .call()
+        .map_err(|e| {
+            Error::Unprocessable(format!(
+                "cannot fetch {}@{} from {url}: {e}; check the host's network (or set \
+                 DEJIMA_NPM_REGISTRY to a mirror), or build a slim image without agent CLIs",
+                pin.package, pin.version
+            ))
+        })?;
+    let tmp = cache.join(format!(".{}.part", pin.file_name()));
+    let mut f = fs::File::create(&tmp)?;
+    let mut h = Sha512::new();
+    let mut r = resp.into_reader();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(Error::Unprocessable(format!(
+                    "fetching {}@{} broke off: {e}",
+                    pin.package, pin.version
+                )));
+            }
+        };
+        h.update(&buf[..n]);
+        io::Write::write_all(&mut f, &buf[..n])?;
+    }
+    f.sync_all()?;
+    if !integrity_ok(&pin.integrity, &h.finalize()) {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::Unprocessable(format!(
+            "{}@{} from {url} does not match its pinned integrity; refusing it",
+            pin.package, pin.version
+        )));
+    }
+    fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// The build stage's install script: unpack each package's kept files under
+/// /out/opt/dejima/clis/<agent>/ and link its commands from /out/usr/local/bin.
+fn install_script(pins: &[(CliPin, String)]) -> String {
+    let q = crate::session::tmux::sh_quote;
+    let mut s = String::from("#!/bin/sh\n# Written by dejimad: unpacks the pinned agent CLIs.\nset -eu\nmkdir -p /out/usr/local/bin /out/opt/dejima/clis\n");
+    for (pin, file) in pins {
+        let dir = format!("/out/opt/dejima/clis/{}", pin.dir());
+        let keep: Vec<String> = if pin.keep.is_empty() {
+            vec![q("package")]
+        } else {
+            pin.keep
+                .iter()
+                .map(|k| q(&format!("package/{k}")))
+                .collect()
+        };
+        s.push_str(&format!(
+            "mkdir -p {d}\ntar -xzf /tmp/clis/{f} -C {d} --strip-components=1 --no-same-owner {k}\n",
+            d = q(&dir),
+            f = q(file),
+            k = keep.join(" ")
+        ));
+        for (name, path) in &pin.bin {
+            s.push_str(&format!(
+                "chmod 0755 {p}\nln -sf {t} /out/usr/local/bin/{n}\n",
+                p = q(&format!("{dir}/{path}")),
+                t = q(&format!("/opt/dejima/clis/{}/{path}", pin.dir())),
+                n = q(name)
+            ));
+        }
+    }
+    s
+}
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -57,8 +243,8 @@ pub struct BuildOpts {
     pub base: String,
     /// Rebuild even when the image was built from this exact context.
     pub force: bool,
-    /// npm packages for real agent CLIs (opt-in; empty in tests).
-    pub agent_clis: String,
+    /// Leave the agent CLIs out (a slim image: custom and headless agents only).
+    pub slim: bool,
 }
 
 impl Default for BuildOpts {
@@ -67,7 +253,7 @@ impl Default for BuildOpts {
             tag: DEFAULT_IMAGE.into(),
             base: String::new(),
             force: false,
-            agent_clis: String::new(),
+            slim: false,
         }
     }
 }
@@ -81,13 +267,6 @@ pub fn validate_opts(o: &BuildOpts) -> Result<()> {
     }
     if bad(&o.base) {
         return Err(Error::bad(format!("invalid base image {:?}", o.base)));
-    }
-    if o.agent_clis.split_whitespace().any(|p| p.starts_with('-'))
-        || o.agent_clis.chars().any(|c| c.is_control())
-    {
-        return Err(Error::bad(
-            "agent_clis must be npm package names separated by spaces",
-        ));
     }
     Ok(())
 }
@@ -133,8 +312,9 @@ impl Drop for BuildSlot {
     }
 }
 
-/// Hash of the embedded context plus the build inputs that change the result.
-pub fn context_hash(base: &str, agent_clis: &str) -> String {
+/// Hash of the embedded context plus the build inputs that change the result (the base and
+/// the pinned CLIs, named by their integrity).
+pub fn context_hash(base: &str, clis: &[CliPin]) -> String {
     let mut h = Sha256::new();
     for (name, bytes, mode) in FILES {
         h.update(name.as_bytes());
@@ -145,19 +325,45 @@ pub fn context_hash(base: &str, agent_clis: &str) -> String {
     }
     h.update(base.as_bytes());
     h.update([0]);
-    h.update(agent_clis.as_bytes());
+    for c in clis {
+        h.update(c.integrity.as_bytes());
+        h.update([0]);
+        for k in &c.keep {
+            h.update(k.as_bytes());
+            h.update([0]);
+        }
+        for (n, p) in &c.bin {
+            h.update(n.as_bytes());
+            h.update([0]);
+            h.update(p.as_bytes());
+            h.update([0]);
+        }
+    }
     format!("sha256:{}", crate::util::hex(&h.finalize()))
 }
 
-/// Write the embedded context into `dir` (fresh each time).
-fn write_context(dir: &Path) -> io::Result<()> {
+/// Write the embedded context into `dir` (fresh each time), with the CLI tarballs
+/// (hard-linked from the cache where it can) and their install script under `clis/`.
+fn write_context(dir: &Path, clis: &[(CliPin, PathBuf)]) -> io::Result<()> {
     let _ = fs::remove_dir_all(dir);
-    fs::create_dir_all(dir)?;
+    fs::create_dir_all(dir.join("clis"))?;
     for (name, bytes, mode) in FILES {
         let p = dir.join(name);
         fs::write(&p, bytes)?;
         fs::set_permissions(&p, fs::Permissions::from_mode(*mode))?;
     }
+    let mut named = Vec::new();
+    for (pin, src) in clis {
+        let file = pin.file_name();
+        let dst = dir.join("clis").join(&file);
+        if fs::hard_link(src, &dst).is_err() {
+            fs::copy(src, &dst)?;
+        }
+        named.push((pin.clone(), file));
+    }
+    let p = dir.join("clis").join("install.sh");
+    fs::write(&p, install_script(&named))?;
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755))?;
     Ok(())
 }
 
@@ -171,7 +377,8 @@ pub fn build(
     out: &mut dyn FnMut(&[u8]) -> bool,
 ) -> Result<bool> {
     let base = resolve_base(engine, &opts.base, "")?;
-    let hash = context_hash(&base, &opts.agent_clis);
+    let pins = if opts.slim { Vec::new() } else { pinned_clis() };
+    let hash = context_hash(&base, &pins);
     if !opts.force && engine.image_label(&opts.tag, CONTEXT_LABEL)? == hash {
         out(format!("{} is up to date ({hash})\n", opts.tag).as_bytes());
         return Ok(false);
@@ -181,12 +388,14 @@ pub fn build(
         std::process::id(),
         crate::util::random_hex(4)
     ));
-    write_context(&ctx)?;
-    out(format!("building {} on {base} ({hash})\n", opts.tag).as_bytes());
-    let mut args = vec![("BASE".to_string(), base.clone())];
-    if !opts.agent_clis.is_empty() {
-        args.push(("AGENT_CLIS".into(), opts.agent_clis.clone()));
+    let cache = work_dir.join("cache").join("npm");
+    let mut clis = Vec::new();
+    for pin in &pins {
+        clis.push((pin.clone(), fetch_cli(pin, &cache, out)?));
     }
+    write_context(&ctx, &clis)?;
+    out(format!("building {} on {base} ({hash})\n", opts.tag).as_bytes());
+    let args = vec![("BASE".to_string(), base.clone())];
     let labels = [(CONTEXT_LABEL.to_string(), hash)];
     let result = (|| {
         let mut child = engine.build_image(&ctx, &opts.tag, &args, &labels)?;
@@ -250,10 +459,34 @@ mod tests {
 
     #[test]
     fn hash_depends_on_inputs() {
-        let a = context_hash("x", "");
-        assert_eq!(a, context_hash("x", ""));
-        assert_ne!(a, context_hash("y", ""));
-        assert_ne!(a, context_hash("x", "@openai/codex"));
+        let a = context_hash("x", &[]);
+        assert_eq!(a, context_hash("x", &[]));
+        assert_ne!(a, context_hash("y", &[]));
+        assert_ne!(a, context_hash("x", &pinned_clis()));
         assert!(a.starts_with("sha256:"));
+    }
+
+    #[test]
+    fn pins_parse_and_check() {
+        let pins = pinned_clis();
+        assert!(pins.iter().any(|p| p.agent == "claude-code"));
+        assert!(pins.iter().any(|p| p.agent == "codex"));
+        let c = &pins[0];
+        assert!(c
+            .tarball_url("https://r.example/")
+            .starts_with("https://r.example/@"));
+        assert!(c.tarball_url("https://r.example").ends_with(".tgz"));
+        use sha2::Sha512;
+        let d = Sha512::digest(b"x");
+        use base64::Engine as _;
+        let good = format!(
+            "sha512-{}",
+            base64::engine::general_purpose::STANDARD.encode(d)
+        );
+        assert!(integrity_ok(&good, &d));
+        assert!(!integrity_ok(&good, &Sha512::digest(b"y")));
+        assert!(!integrity_ok("sha1-abc", &d));
+        let s = install_script(&[(c.clone(), c.file_name())]);
+        assert!(s.contains("tar -xzf"), "{s}");
     }
 }

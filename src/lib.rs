@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod client;
+pub mod creds;
 pub mod daemon;
 pub mod error;
 pub mod events;

@@ -251,9 +251,10 @@ fn agents_report_from_inside_the_island_through_their_own_socket() {
     );
     rx.wait_event("agent.waiting-for-input", &n, T);
 
-    // Plain curl with the env the island has; the body's island is ignored for the token's.
+    // Plain curl with the env a login shell in the island has (its token read from the
+    // read-only secrets mount); the body's island is ignored for the token's.
     let script = r#"curl -sS -o /dev/null -w '%{http_code}' --unix-socket /run/dejima/dejimad.sock -H "Authorization: Bearer $DEJIMA_TOKEN" -d '{"island":"someone-else","type":"agent.task-complete"}' http://dejimad/v1/internal/agent-event"#;
-    assert_eq!(d.exec(&n, &["sh", "-c", script]).0, "202");
+    assert_eq!(d.exec(&n, &["bash", "-lc", script]).0, "202");
     let v = s.until("agent.task-complete", T);
     assert_eq!(v["island"], n.as_str());
     assert_eq!(
@@ -262,9 +263,12 @@ fn agents_report_from_inside_the_island_through_their_own_socket() {
     );
     // The env points agents at that socket; the operator socket is not in the island.
     assert_eq!(
-        d.exec(&n, &["printenv", "DEJIMA_HOST"]).0,
+        d.exec(&n, &["bash", "-lc", "printenv DEJIMA_HOST"]).0,
         "unix:/run/dejima/dejimad.sock\n"
     );
+    // The token is in no container environment `docker inspect` shows.
+    let inspect = docker_ok(&["inspect", &format!("dejima-{n}")]);
+    assert!(!inspect.contains("DEJIMA_TOKEN"), "{inspect}");
     let (ls, _) = d.exec(&n, &["ls", "/run/dejima"]);
     assert_eq!(
         ls.lines()
@@ -281,11 +285,11 @@ fn agents_report_from_inside_the_island_through_their_own_socket() {
         let script = format!(
             r#"curl -sS -o /dev/null -w '%{{http_code}}' --unix-socket /run/dejima/dejimad.sock {auth} -d '{{"type":"agent.error"}}' "http://dejimad/v1/internal/agent-event{query}""#
         );
-        assert_eq!(d.exec(&n, &["sh", "-c", &script]).0, want, "{script}");
+        assert_eq!(d.exec(&n, &["bash", "-lc", &script]).0, want, "{script}");
     }
     // Bad bodies are 400 and change nothing.
     let script = r#"curl -sS -o /dev/null -w '%{http_code}' --unix-socket /run/dejima/dejimad.sock -H "Authorization: Bearer $DEJIMA_TOKEN" -d '{"type":"agent.exploded"}' http://dejimad/v1/internal/agent-event"#;
-    assert_eq!(d.exec(&n, &["sh", "-c", script]).0, "400");
+    assert_eq!(d.exec(&n, &["bash", "-lc", script]).0, "400");
 }
 
 /// Fill a route pattern for island `island`.
@@ -294,6 +298,7 @@ fn fill(pattern: &str, island: &str) -> String {
         .replace("{name}", island)
         .replace("{path...}", "workspace/x")
         .replace("{id}", "a1")
+        .replace("{provider}", "anthropic")
 }
 
 #[test]
@@ -302,12 +307,12 @@ fn an_island_token_reaches_only_its_own_autonomy_routes() {
     let a = d.create("tok-a");
     let b = d.create("tok-b");
     let token_a = d
-        .exec(&a.name, &["printenv", "DEJIMA_TOKEN"])
+        .exec(&a.name, &["cat", "/run/secrets/dejima/token"])
         .0
         .trim()
         .to_string();
     let token_b = d
-        .exec(&b.name, &["printenv", "DEJIMA_TOKEN"])
+        .exec(&b.name, &["cat", "/run/secrets/dejima/token"])
         .0
         .trim()
         .to_string();
@@ -409,7 +414,7 @@ fn an_island_token_reaches_only_its_own_autonomy_routes() {
         name: c.clone(),
     };
     let token_c = d
-        .exec(&c, &["printenv", "DEJIMA_TOKEN"])
+        .exec(&c, &["cat", "/run/secrets/dejima/token"])
         .0
         .trim()
         .to_string();

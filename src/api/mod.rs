@@ -383,6 +383,16 @@ pub struct AgentInfo {
     /// `bash`, a custom command); absent when nothing does.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub runtime: String,
+    /// The provider whose key and base URL the agent is given at launch (a stored
+    /// credential's name); absent when none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub provider: String,
+    /// The model the agent's CLI is started with; absent: the CLI's own default.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model: String,
+    /// Set by a config change: true when it takes effect only after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_required: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_state: Option<AgentStateInfo>,
     #[serde(default)]
@@ -457,6 +467,12 @@ pub struct CreateIsland {
     /// Command for a `custom` or `headless` primary agent.
     #[serde(default)]
     pub cmd: String,
+    /// Provider (a stored credential) for the primary agent; default: the one its type uses.
+    #[serde(default)]
+    pub provider: String,
+    /// Model for the primary agent's CLI.
+    #[serde(default)]
+    pub model: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -565,6 +581,20 @@ pub struct AddAgent {
     /// Command for `custom` (optional) and `headless` (required) agents.
     #[serde(default)]
     pub cmd: String,
+    /// Provider (a stored credential); default: the one the agent's type uses.
+    #[serde(default)]
+    pub provider: String,
+    /// Model for the agent's CLI.
+    #[serde(default)]
+    pub model: String,
+}
+
+/// PATCH /v1/islands/{name}/agents/{id}/config. An empty string clears the field.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub provider: Option<String>,
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -31,9 +31,9 @@ struct Build {
     /// base image (default: $DEJIMA_BASE_IMAGE, dejima/base:bookworm if present, else debian:bookworm-slim)
     #[argh(option)]
     base: Option<String>,
-    /// npm packages for real agent CLIs, e.g. "@anthropic-ai/claude-code @openai/codex"
-    #[argh(option)]
-    agent_clis: Option<String>,
+    /// leave out the agent CLIs (Claude Code, Codex): a smaller image for custom and headless agents
+    #[argh(switch)]
+    slim: bool,
     /// image tag (default: the daemon's island image)
     #[argh(option)]
     tag: Option<String>,
@@ -44,7 +44,7 @@ pub fn image(c: &Client, a: ImageCmd) -> Out {
     let body = serde_json::json!({
         "force": b.force,
         "base": b.base.unwrap_or_default(),
-        "agent_clis": b.agent_clis.unwrap_or_default(),
+        "slim": b.slim,
         "tag": b.tag.unwrap_or_default(),
     });
     let bytes = serde_json::to_vec(&body).unwrap_or_default();

@@ -176,6 +176,10 @@ pub fn run(opts: Options) -> Result<(), String> {
         shutdown.on_trigger(move || ev.close_streams());
     }
     let hub = Hub::new(Some(events.clone()));
+    let creds = Arc::new(
+        crate::creds::Creds::open(home.root.join("credentials"))
+            .map_err(|e| format!("cannot read the credentials store: {e}"))?,
+    );
     let islands = Arc::new(Islands::new(
         home.clone(),
         engine,
@@ -187,6 +191,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         },
         hub.clone(),
         events.clone(),
+        creds,
     ));
     {
         // The watcher outlives nothing it points at: a weak link, so no cycle.

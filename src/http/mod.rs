@@ -46,6 +46,7 @@ pub fn status_of(e: &Error) -> u16 {
         Error::TooManyRequests(_) => 429,
         Error::Unprocessable(_) => 422,
         Error::Internal(_) => 500,
+        Error::BadGateway(_) => 502,
         Error::Unavailable(_) => 503,
         Error::Exhausted(_) => 507,
     }

@@ -2,7 +2,7 @@
 //! segment, `{x...}` the rest of the path), and a handler. `openapi.yaml` is kept equal to this
 //! table by a test.
 
-use super::handlers::{access, agents, audit, events, islands, sessions, system, tokens};
+use super::handlers::{access, agents, audit, creds, events, islands, sessions, system, tokens};
 use super::wire::Caller;
 use super::wire::{Request, Response};
 use super::{error_response, App};
@@ -131,6 +131,11 @@ pub static ROUTES: &[Route] = &[
         agents::restart,
     ),
     op(
+        "PATCH",
+        "/v1/islands/{name}/agents/{id}/config",
+        agents::config,
+    ),
+    op(
         "GET",
         "/v1/islands/{name}/agents/{id}/session",
         agents::agent_session,
@@ -164,6 +169,42 @@ pub static ROUTES: &[Route] = &[
     own("GET", "/v1/tokens", tokens::list),
     own("POST", "/v1/tokens", tokens::create),
     own("DELETE", "/v1/tokens/{id}", tokens::revoke),
+    own("GET", "/v1/credentials/claude", creds::claude_status),
+    own("PUT", "/v1/credentials/claude", creds::claude_put),
+    own("DELETE", "/v1/credentials/claude", creds::claude_delete),
+    own("GET", "/v1/credentials/github", creds::github_list),
+    own("PUT", "/v1/credentials/github/{name}", creds::github_put),
+    own(
+        "DELETE",
+        "/v1/credentials/github/{name}",
+        creds::github_delete,
+    ),
+    own(
+        "GET",
+        "/v1/credentials/github/{name}/repos",
+        creds::github_repos,
+    ),
+    own(
+        "POST",
+        "/v1/credentials/github/{name}/repos",
+        creds::github_create_repo,
+    ),
+    own("GET", "/v1/credentials/providers", creds::provider_list),
+    own(
+        "GET",
+        "/v1/credentials/providers/{provider}",
+        creds::provider_get,
+    ),
+    own(
+        "PUT",
+        "/v1/credentials/providers/{provider}",
+        creds::provider_put,
+    ),
+    own(
+        "DELETE",
+        "/v1/credentials/providers/{provider}",
+        creds::provider_delete,
+    ),
 ];
 
 /// Match `path` against `pattern`; the parameters when it fits.

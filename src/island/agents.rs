@@ -39,6 +39,12 @@ pub struct AgentRecord {
     /// The last orchestration failure, if any.
     #[serde(default)]
     pub error: String,
+    /// The stored provider whose key the agent is launched with (empty: none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub provider: String,
+    /// The model its CLI is started with (empty: the CLI's default).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model: String,
 }
 
 impl AgentRecord {
@@ -55,18 +61,6 @@ impl AgentRecord {
             created_at: util::now_rfc3339(),
             ..AgentRecord::default()
         }
-    }
-
-    /// What the session runs.
-    fn argv(&self) -> Vec<String> {
-        let v: Vec<&str> = match self.kind {
-            AgentType::Headless => vec!["dejima-supervise", &self.id, &self.cmd],
-            AgentType::ClaudeCode if self.cmd.is_empty() => vec!["claude"],
-            AgentType::Codex if self.cmd.is_empty() => vec!["codex"],
-            _ if self.cmd.is_empty() => vec!["bash", "-l"],
-            _ => vec!["bash", "-lc", &self.cmd],
-        };
-        v.into_iter().map(str::to_string).collect()
     }
 }
 
@@ -96,10 +90,17 @@ pub fn parse_obs(out: &str, agents: &[AgentRecord]) -> HashMap<String, AgentObs>
         .map(|a| {
             let s = tmux::session_name(&a.id);
             let pane = panes.iter().find(|p| p.session == s);
+            // A CLI agent whose pane shows a shell again has ended, whatever the tmux
+            // session says: the shell outlived the agent (a custom cmd like `claude; bash`).
+            let cli_gone = matches!(a.kind, AgentType::ClaudeCode | AgentType::Codex)
+                && pane.is_some_and(|p| {
+                    !p.dead && matches!(p.command.as_str(), "bash" | "zsh" | "fish")
+                });
             let obs = AgentObs {
                 state: match pane {
                     None => AgentRun::Stopped,
                     Some(p) if p.dead => AgentRun::Exited,
+                    Some(_) if cli_gone => AgentRun::Exited,
                     Some(_) => AgentRun::Running,
                 },
                 restarts: restarts.get(a.id.as_str()).copied().unwrap_or(0),
@@ -167,7 +168,8 @@ impl Islands {
         }
         for a in &rec.agents {
             let p = dir.join(format!("{}.sh", a.id));
-            store::atomic_write(&p, start_script(&rec.name, a).as_bytes()).map_err(io)?;
+            let script = start_script(&rec.name, a, &self.agent_launch(rec, a, false));
+            store::atomic_write(&p, script.as_bytes()).map_err(io)?;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).map_err(io)?;
         }
         Ok(run)
@@ -330,6 +332,10 @@ impl Islands {
         } else {
             check_type(&req.kind, &req.cmd)?
         };
+        if !req.model.is_empty() {
+            super::creds::check_model(&req.model)?;
+        }
+        let provider = self.resolve_provider(kind, &req.provider)?;
         let id = format!("a{}", rec.next_agent.max(2));
         let a = AgentRecord {
             id: id.clone(),
@@ -340,6 +346,8 @@ impl Islands {
             worktree: format!("{WORKSPACE}/.agents/{id}"),
             created_at: util::now_rfc3339(),
             error: String::new(),
+            provider,
+            model: req.model,
         };
         let a2 = a.clone();
         let rec = self.update(island, |r| {
@@ -347,6 +355,7 @@ impl Islands {
             r.agents.push(a2);
         })?;
         self.prepare_run_dir(&rec)?;
+        self.write_secrets(&rec)?;
         if self.observed.running(island) {
             if let Err(e) = self.start_agent(island, &a, None) {
                 let msg = e.to_string();
@@ -398,6 +407,7 @@ impl Islands {
         }
         let rec = self.update(island, |r| r.agents.retain(|x| x.id != id))?;
         self.prepare_run_dir(&rec)?;
+        self.write_secrets(&rec)?;
         self.with_slot(island, |slot| {
             if let Some(m) = slot.agent_obs.as_mut() {
                 m.remove(id);
@@ -419,17 +429,18 @@ impl Islands {
                 "island {island:?} is not running; wake it first"
             )));
         }
-        let mut argv = a.argv();
-        if resume {
-            match a.kind {
-                AgentType::ClaudeCode if a.cmd.is_empty() => argv.push("--continue".into()),
-                k => {
-                    return Err(Error::Unprocessable(format!(
-                        "agent {id} ({k}) cannot resume a conversation; restart it without resume"
-                    )))
-                }
-            }
+        if resume
+            && !(matches!(a.kind, AgentType::ClaudeCode | AgentType::Codex) && a.cmd.is_empty())
+        {
+            return Err(Error::Unprocessable(format!(
+                "agent {id} ({}) cannot resume a conversation; restart it without resume",
+                a.kind
+            )));
         }
+        // Its start script and secrets follow the record and credentials as they are now.
+        self.prepare_run_dir(&rec)?;
+        self.write_secrets(&rec)?;
+        let argv = self.agent_launch(&rec, &a, resume);
         let session = tmux::session_name(id);
         let has = self.exec_agent_script(
             island,
@@ -458,6 +469,48 @@ impl Islands {
         }
         self.observe_agents(island)?;
         self.agent_info(island, id)
+    }
+
+    /// PATCH /v1/islands/{name}/agents/{id}/config: provider and model. Both are read when
+    /// the agent's program launches, so a running agent needs a restart to take them up
+    /// (`restart_required`); its start script and the island's secrets change at once.
+    pub fn configure_agent(
+        &self,
+        island: &str,
+        id: &str,
+        cfg: crate::api::AgentConfig,
+    ) -> Result<AgentInfo> {
+        let _busy = self.begin(island, "configuring an agent")?;
+        let rec = self.record(island)?;
+        let a = find(&rec, id)?.clone();
+        let provider = match cfg.provider.as_deref() {
+            None => a.provider.clone(),
+            Some("") => String::new(),
+            Some(p) => self.resolve_provider(a.kind, p)?,
+        };
+        let model = match cfg.model {
+            None => a.model.clone(),
+            Some(m) => {
+                if !m.is_empty() {
+                    super::creds::check_model(&m)?;
+                }
+                m
+            }
+        };
+        let changed = provider != a.provider || model != a.model;
+        let rec = self.update(island, |r| {
+            if let Some(x) = r.agents.iter_mut().find(|x| x.id == id) {
+                x.provider = provider;
+                x.model = model;
+            }
+        })?;
+        self.prepare_run_dir(&rec)?;
+        self.write_secrets(&rec)?;
+        let mut info = self.agent_info(island, id)?;
+        let running = self.observed.running(island)
+            && matches!(info.state, AgentRun::Running | AgentRun::Exited);
+        info.restart_required = Some(changed && running);
+        Ok(info)
     }
 
     /// PATCH /v1/islands/{name}/agents/{id}
@@ -606,7 +659,12 @@ pub(super) fn info_from(
         .cloned()
         .unwrap_or_default();
     let mut error = a.error.clone();
-    if error.is_empty() && obs.state == AgentRun::Exited {
+    if error.is_empty() && obs.state == AgentRun::Exited && !obs.runtime.is_empty() {
+        error = format!(
+            "the agent's CLI is not running; its session shows {} (restart the agent)",
+            obs.runtime
+        );
+    } else if error.is_empty() && obs.state == AgentRun::Exited {
         error = format!(
             "agent program exited{}",
             obs.exit_status
@@ -628,6 +686,9 @@ pub(super) fn info_from(
         attachable: !a.headless(),
         state: obs.state,
         runtime: obs.runtime,
+        provider: a.provider.clone(),
+        model: a.model.clone(),
+        restart_required: None,
         restarts: obs.restarts,
         agent_state: slot.agent_states.agents.get(&a.id).cloned(),
         attached: presence
@@ -643,12 +704,12 @@ pub(super) fn info_from(
 }
 
 /// The shell script that starts one agent's session (run by the entrypoint as the agent user).
-fn start_script(island: &str, a: &AgentRecord) -> String {
+fn start_script(island: &str, a: &AgentRecord, launch: &[String]) -> String {
     let env = vec![
         ("DEJIMA_ISLAND".to_string(), island.to_string()),
         ("DEJIMA_AGENT".to_string(), a.id.clone()),
     ];
-    let argv = tmux::new_session(&tmux::session_name(&a.id), &a.worktree, &env, &a.argv());
+    let argv = tmux::new_session(&tmux::session_name(&a.id), &a.worktree, &env, launch);
     let cmd: Vec<String> = argv.iter().map(|w| tmux::sh_quote(w)).collect();
     let wt = tmux::sh_quote(&a.worktree);
     let mut s = format!(
@@ -716,9 +777,9 @@ pub fn agent_types() -> Vec<crate::api::AgentTypeInfo> {
                 key_env: Some("OPENAI_API_KEY".into()),
                 base_url_env: Some("OPENAI_BASE_URL".into()),
                 default_model: None,
-                can_resume: false,
-                emits_events: false,
-                description: "OpenAI Codex CLI".into(),
+                can_resume: true,
+                emits_events: true,
+                description: "OpenAI Codex CLI; its notify hook reports task-complete".into(),
             },
             AgentType::Custom => plain(
                 *k,
@@ -782,6 +843,11 @@ mod tests {
         ];
         let out = "agent-a1|1|3|80|24\nagent-a2|0||80|24\n---\na2|4\n";
         let o = parse_obs(out, &agents);
+        let claude = vec![AgentRecord::primary(AgentType::ClaudeCode, "claude; bash")];
+        let o2 = parse_obs("agent-a1|0||80|24|bash\n---\n", &claude);
+        assert_eq!(o2["a1"].state, AgentRun::Exited);
+        let o3 = parse_obs("agent-a1|0||80|24|claude\n---\n", &claude);
+        assert_eq!(o3["a1"].state, AgentRun::Running);
         assert_eq!(
             (o["a1"].state, o["a1"].exit_status),
             (AgentRun::Exited, Some(3))
@@ -792,13 +858,17 @@ mod tests {
 
     #[test]
     fn argv_per_type() {
+        use super::super::creds::program;
         let mut a = AgentRecord::primary(AgentType::ClaudeCode, "");
-        assert_eq!(a.argv(), vec!["claude"]);
+        assert_eq!(program(&a, None, false), vec!["claude"]);
         a.kind = AgentType::Custom;
-        assert_eq!(a.argv(), vec!["bash", "-l"]);
+        assert_eq!(program(&a, None, false), vec!["bash", "-l"]);
         a.cmd = "python x.py".into();
-        assert_eq!(a.argv(), vec!["bash", "-lc", "python x.py"]);
+        assert_eq!(program(&a, None, false), vec!["bash", "-lc", "python x.py"]);
         a.kind = AgentType::Headless;
-        assert_eq!(a.argv(), vec!["dejima-supervise", "a1", "python x.py"]);
+        assert_eq!(
+            program(&a, None, false),
+            vec!["dejima-supervise", "a1", "python x.py"]
+        );
     }
 }

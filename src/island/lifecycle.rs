@@ -80,7 +80,7 @@ fn base_spec(rec: &Record) -> ContainerSpec {
         disk: rec.resources.disk.clone(),
         oom_score_adj: Some(rec.resources.oom_priority.unwrap_or(DEFAULT_OOM_PRIORITY) * 100),
         run_dir: None,
-        secret_env: Vec::new(),
+        secrets_dir: None,
     }
 }
 
@@ -118,12 +118,10 @@ impl Islands {
     /// the agent start scripts the entrypoint runs) is written first.
     fn container_spec(&self, rec: &Record) -> Result<ContainerSpec> {
         let run_dir = self.prepare_run_dir(rec)?;
+        let secrets_dir = self.write_secrets(rec)?;
         Ok(ContainerSpec {
             run_dir: Some(run_dir),
-            secret_env: vec![
-                ("DEJIMA_TOKEN".into(), rec.token.clone()),
-                ("DEJIMA_HOST".into(), "unix:/run/dejima/dejimad.sock".into()),
-            ],
+            secrets_dir: Some(secrets_dir),
             ..base_spec(rec)
         })
     }
@@ -196,6 +194,11 @@ impl Islands {
         if image.starts_with('-') || image.chars().any(char::is_whitespace) {
             return Err(Error::bad(format!("invalid image reference {image:?}")));
         }
+        if !req.model.is_empty() {
+            super::creds::check_model(&req.model)?;
+        }
+        let provider = self.resolve_provider(agent, &req.provider)?;
+        let github_identity = self.resolve_identity(&req.github_identity, &req.repo)?;
         let now = util::now_rfc3339();
         let rec = Record {
             name: name.clone(),
@@ -210,7 +213,7 @@ impl Islands {
             role: req.role.clone(),
             owner: req.owner.clone(),
             tags: req.tags.clone(),
-            github_identity: req.github_identity.clone(),
+            github_identity,
             resources,
             no_repo: req.no_repo,
             provisioned: false,
@@ -220,9 +223,14 @@ impl Islands {
             next_agent: 2,
             token: String::new(),
             subnet: String::new(),
+            claude_seeded_at: String::new(),
         };
         let mut rec = rec;
         Self::ensure_primary(&mut rec);
+        if let Some(a1) = rec.agents.first_mut() {
+            a1.provider = provider;
+            a1.model = req.model.clone();
+        }
         let busy = self.reserve(rec.clone(), "creating")?;
         if let Err(e) = self.provision(&rec) {
             log::warn!("create {name}: {e}; rolling back");
@@ -233,6 +241,8 @@ impl Islands {
             return Err(e);
         }
         let rec = self.update(&name, |r| r.provisioned = true)?;
+        // Before the clone: it may need the identity's git configuration.
+        self.seed_home(&name, true);
         log::info!("island {name} created");
         self.events.publish(
             EventType::IslandCreated,
@@ -336,6 +346,9 @@ impl Islands {
         }
         let known_missing = self.observed.synced() && obs.state == ContainerState::Missing;
         if !known_missing {
+            // The container keeps its mounts: bring what they hold up to date first.
+            self.prepare_run_dir(rec)?;
+            self.write_secrets(rec)?;
             match self.engine.start(n) {
                 Ok(()) => {
                     self.observed.set_state(n, ContainerState::Running);
@@ -564,6 +577,8 @@ impl Islands {
         }
         self.forget_agent_obs(name);
         self.update(name, |r| r.last_used_at = util::now_rfc3339())?;
+        // Newer Claude credentials and a changed identity reach the home on upgrade.
+        self.seed_home(name, false);
         self.get(name)
     }
 

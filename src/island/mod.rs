@@ -6,6 +6,7 @@
 pub mod access;
 pub mod agents;
 pub mod autonomy;
+mod creds;
 pub mod lifecycle;
 pub mod names;
 pub mod panic;
@@ -76,6 +77,9 @@ pub struct Record {
     /// Its network's subnet, from the daemon's pool (empty on records older than the pool).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub subnet: String,
+    /// `updated_at` of the Claude credentials last seeded into the agent home.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub claude_seeded_at: String,
 }
 
 /// Everything the daemon keeps about one island, in one place: create fills one entry and
@@ -137,6 +141,8 @@ pub struct Islands {
     pub hub: Arc<Hub>,
     /// Typed events.
     pub events: Arc<Bus>,
+    /// The credentials islands are given (keys, identities, Claude's login).
+    pub creds: Arc<crate::creds::Creds>,
     /// The panic switch, when engaged (see `panic.rs`).
     panic: Mutex<Option<panic::PanicState>>,
     /// Pool subnets found in use by networks not ours; tried last.
@@ -172,8 +178,10 @@ impl Islands {
         config: Config,
         hub: Arc<Hub>,
         events: Arc<Bus>,
+        creds: Arc<crate::creds::Creds>,
     ) -> Islands {
         Islands {
+            creds,
             home,
             engine,
             observed,
@@ -607,6 +615,7 @@ mod tests {
             },
             Hub::new(None),
             Bus::new(),
+            Arc::new(crate::creds::Creds::open(dir.join("credentials")).unwrap()),
         )
     }
 

@@ -172,10 +172,14 @@ pub struct ContainerSpec {
     pub oom_score_adj: Option<i64>,
     /// A host directory bind-mounted at /run/dejima (the island's socket and agent scripts).
     pub run_dir: Option<std::path::PathBuf>,
-    /// Environment whose values must not appear in an argv (and so in logs): only the names
-    /// go on the command line, the values through the docker CLI's own environment.
-    pub secret_env: Vec<(String, String)>,
+    /// A host directory bind-mounted read-only at /run/secrets/dejima: the island's token and
+    /// the credentials its agents are given, as files. Secrets never go in the container's
+    /// environment, where `docker inspect` shows them.
+    pub secrets_dir: Option<std::path::PathBuf>,
 }
+
+/// Where an island sees its secrets (read-only).
+pub const SECRETS_MOUNT: &str = "/run/secrets/dejima";
 
 /// Facts from `docker inspect` (the slow path).
 #[derive(Debug, Clone, Default)]
@@ -416,11 +420,17 @@ impl Engine {
                 format!("type=bind,src={},dst=/run/dejima", dir.display()),
             ]);
         }
-        for (k, _) in &spec.secret_env {
-            args.extend(["--env".into(), k.clone()]);
+        if let Some(dir) = &spec.secrets_dir {
+            args.extend([
+                "--mount".into(),
+                format!(
+                    "type=bind,src={},dst={SECRETS_MOUNT},readonly",
+                    dir.display()
+                ),
+            ]);
         }
         args.push(spec.image.clone());
-        let out = self.call_env(&args, &spec.secret_env, Input::None, self.timeout)?;
+        let out = self.call_env(&args, &[], Input::None, self.timeout)?;
         if out.ok() {
             return Ok(());
         }

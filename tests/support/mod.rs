@@ -772,3 +772,101 @@ impl Sse {
         }
     }
 }
+
+/// A stand-in for an external service (tests/standins/*.py, run by the host's python3):
+/// on the host's loopback, or inside an island's network namespace (its own loopback, where
+/// the island's agents reach it as 127.0.0.1). Secrets go in through `envs`, never argv.
+/// Killed on drop.
+pub struct Standin {
+    child: Child,
+    pub port: u16,
+}
+
+impl Standin {
+    fn spawn(mut cmd: Command, port: u16) -> Standin {
+        use std::io::{BufRead, BufReader};
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn python3 stand-in");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(out).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("stand-in to say ready");
+        assert_eq!(line.trim(), "ready", "stand-in did not start");
+        Standin { child, port }
+    }
+
+    fn script(name: &str) -> String {
+        format!("{}/tests/standins/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    /// On the host's loopback (for the daemon's own calls).
+    pub fn on_host(script: &str, port: u16, args: &[&str], envs: &[(&str, &str)]) -> Standin {
+        let mut cmd = Command::new("python3");
+        cmd.arg(Self::script(script))
+            .arg(port.to_string())
+            .args(args)
+            .envs(envs.iter().copied());
+        Self::spawn(cmd, port)
+    }
+
+    /// In island `island`'s network namespace.
+    pub fn in_island(
+        island: &str,
+        script: &str,
+        port: u16,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Standin {
+        let pid = docker_ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Pid}}",
+            &format!("dejima-{island}"),
+        ]);
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &pid, "-n", "python3", &Self::script(script)])
+            .arg(port.to_string())
+            .args(args)
+            .envs(envs.iter().copied());
+        Self::spawn(cmd, port)
+    }
+}
+
+impl Drop for Standin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The JSON lines a stand-in logged.
+pub fn standin_log(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The visible screen of an agent's pane, as tmux renders it.
+pub fn screen(d: &Daemon, island: &str, agent: &str) -> String {
+    d.exec(
+        island,
+        &[
+            "tmux",
+            "-L",
+            "dejima",
+            "capture-pane",
+            "-p",
+            "-t",
+            &format!("agent-{agent}"),
+        ],
+    )
+    .0
+}

@@ -57,6 +57,16 @@ pub fn restart(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     ))
 }
 
+/// PATCH /v1/islands/{name}/agents/{id}/config {provider?, model?}
+pub fn config(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let n = name(p)?;
+    let body: crate::api::AgentConfig = req.json()?;
+    Ok(Response::json(
+        200,
+        &app.islands.configure_agent(n, p.get("id"), body)?,
+    ))
+}
+
 pub fn remove(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
     app.islands.remove_agent(name(p)?, p.get("id"))?;
     Ok(Response::no_content())

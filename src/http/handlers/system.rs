@@ -75,7 +75,7 @@ struct BuildBody {
     #[serde(default)]
     force: bool,
     #[serde(default)]
-    agent_clis: String,
+    slim: bool,
 }
 
 /// Streams the build's progress as text; the last line is `ok: ...` or `error: ...`
@@ -94,7 +94,7 @@ pub fn image_build(app: &App, req: &mut Request, _p: &Params) -> Result<Response
             b.base
         },
         force: b.force || req.query_bool("force")?,
-        agent_clis: b.agent_clis,
+        slim: b.slim,
     };
     image::validate_opts(&opts)?;
     // Claimed before the 200 goes out, so a second build is a plain 409.

@@ -1,0 +1,262 @@
+//! The real agent CLIs of the default image (Claude Code and Codex), driven end to end: a
+//! provider key and base URL from the credential store, a stand-in of the provider's API on
+//! the island's own loopback, a prompt typed through the session websocket, the reply on the
+//! agent's screen, and its hook reported as an event and a signed webhook.
+
+mod support;
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+use support::*;
+
+const T: Duration = Duration::from_secs(60);
+
+fn hmac_hex(secret: &str, body: &[u8]) -> String {
+    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    m.update(body);
+    m.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A port for a stand-in inside an island (its own network namespace: anything is free).
+fn island_port() -> u16 {
+    20000 + free_port() % 20000
+}
+
+/// Type `prompt` into the agent's session, wait for the stand-in's reply on the screen and
+/// for the agent's task-complete hook as a stream event and a signed webhook.
+fn prompt_round_trip(d: &Daemon, island: &str, agent: &str, ready: &str, reply: &str) {
+    let rx = Receiver::start();
+    d.ok(
+        "POST",
+        "/v1/events/subscribe",
+        Some(json!({"url": rx.url, "secret": "hush", "events": ["agent.task-complete"], "islands": [island]})),
+    );
+    let mut sse = d.stream(&format!("?island={island}&type=agent.task-complete"));
+    let mut ws = d.attach(&format!(
+        "/v1/islands/{island}/agents/{agent}/session?label=e2e"
+    ));
+    ws.hello();
+    // The CLI's own prompt, on the screen an attached client sees.
+    wait_for(T, "the agent's prompt", || {
+        ws.pump_once_nowait();
+        screen(d, island, agent).contains(ready).then_some(())
+    });
+    ws.send_data(b"say hi");
+    wait_for(T, "the typed prompt on screen", || {
+        ws.pump_once_nowait();
+        screen(d, island, agent).contains("say hi").then_some(())
+    });
+    ws.send_data(b"\r");
+    // The reply travels the websocket (the bytes the client renders) and lands on screen.
+    ws.expect(reply, T);
+    assert!(screen(d, island, agent).contains(reply));
+    let ev = sse.until("agent.task-complete", T);
+    assert_eq!(ev["island"], island);
+    assert_eq!(ev["agent"], agent);
+    let hook = rx.wait_event("agent.task-complete", island, T);
+    assert_eq!(
+        hook.header("X-Dejima-Signature").unwrap(),
+        format!("sha256={}", hmac_hex("hush", &hook.body))
+    );
+    let info = d.ok("GET", &format!("/v1/islands/{island}/agents/{agent}"), None);
+    assert_eq!(info["agent_state"]["latest"], "task-complete", "{info}");
+}
+
+#[test]
+fn claude_code_answers_through_its_provider_and_reports_task_complete() {
+    let d = Daemon::start_with(&[], &[("DEJIMA_WEBHOOK_MAX_BACKOFF_SECS", "1")]);
+    let port = island_port();
+    let key = format!("sk-ant-e2e-{}", dejima::util::random_hex(12));
+    d.ok(
+        "PUT",
+        "/v1/credentials/providers/anthropic",
+        Some(json!({"api_key": key, "base_url": format!("http://127.0.0.1:{port}")})),
+    );
+    let name = unique("claude");
+    let (s, v) = d.req(
+        "POST",
+        "/v1/islands",
+        Some(json!({"name": name, "no_repo": true})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let _g = Island {
+        d: &d,
+        name: name.clone(),
+    };
+    assert_eq!(v["agent"], "claude-code");
+    assert_eq!(v["agents"][0]["provider"], "anthropic");
+    let log = d.home.join("llm.log");
+    let reply = "STANDIN-SAYS-HI-42";
+    let _llm = Standin::in_island(
+        &name,
+        "llm.py",
+        port,
+        &[reply, log.to_str().unwrap()],
+        &[("STANDIN_KEY", &key)],
+    );
+    let a1 = wait_for(T, "claude to run", || {
+        let a = d.ok("GET", &format!("/v1/islands/{name}/agents/a1"), None);
+        (a["state"] == "running" && a["runtime"] == "claude").then_some(a)
+    });
+    assert_eq!(a1["provider"], "anthropic");
+    prompt_round_trip(&d, &name, "a1", "❯", reply);
+    // The stand-in saw the island's key (it says whether it matched, never what it was).
+    let calls = standin_log(&log);
+    assert!(
+        calls
+            .iter()
+            .any(|c| c["path"] == "/v1/messages" && c["authed"] == true),
+        "{calls:?}"
+    );
+    assert!(calls.iter().all(|c| c["authed"] == true), "{calls:?}");
+
+    // A model change needs a relaunch; the restart resumes the conversation.
+    let v = d.ok(
+        "PATCH",
+        &format!("/v1/islands/{name}/agents/a1/config"),
+        Some(json!({"model": "claude-stand-in-1"})),
+    );
+    assert_eq!(v["model"], "claude-stand-in-1");
+    assert_eq!(v["restart_required"], true);
+    let v = d.ok(
+        "POST",
+        &format!("/v1/islands/{name}/agents/a1/restart"),
+        Some(json!({"resume": true})),
+    );
+    assert_eq!(v["model"], "claude-stand-in-1");
+    let (args, _) = d.exec(&name, &["sh", "-c", "ps -o args= -C claude"]);
+    assert!(
+        args.contains("--model claude-stand-in-1") && args.contains("--continue"),
+        "{args}"
+    );
+    // The resumed conversation is on the screen again.
+    wait_for(T, "the resumed conversation", || {
+        screen(&d, &name, "a1").contains(reply).then_some(())
+    });
+    // Unknown provider: a clear 422, nothing changed.
+    let (s, v) = d.req(
+        "PATCH",
+        &format!("/v1/islands/{name}/agents/a1/config"),
+        Some(json!({"provider": "nope"})),
+    );
+    assert_eq!(s, 422, "{v}");
+    let a = d.ok("GET", &format!("/v1/islands/{name}/agents/a1"), None);
+    assert_eq!(a["provider"], "anthropic");
+}
+
+#[test]
+fn codex_answers_through_its_provider_and_reports_task_complete() {
+    let d = Daemon::start_with(&[], &[("DEJIMA_WEBHOOK_MAX_BACKOFF_SECS", "1")]);
+    let port = island_port();
+    let key = format!("sk-proj-e2e-{}", dejima::util::random_hex(12));
+    d.ok(
+        "PUT",
+        "/v1/credentials/providers/openai",
+        Some(json!({"api_key": key, "base_url": format!("http://127.0.0.1:{port}/v1")})),
+    );
+    let name = unique("codex");
+    let (s, v) = d.req(
+        "POST",
+        "/v1/islands",
+        Some(json!({"name": name, "no_repo": true, "agent": "codex"})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let _g = Island {
+        d: &d,
+        name: name.clone(),
+    };
+    let log = d.home.join("llm.log");
+    let reply = "STANDIN-CODEX-SAYS-HI";
+    let _llm = Standin::in_island(
+        &name,
+        "llm.py",
+        port,
+        &[reply, log.to_str().unwrap()],
+        &[("STANDIN_KEY", &key)],
+    );
+    wait_for(T, "codex to run", || {
+        let a = d.ok("GET", &format!("/v1/islands/{name}/agents/a1"), None);
+        (a["state"] == "running" && a["runtime"] == "codex").then_some(())
+    });
+    prompt_round_trip(&d, &name, "a1", "Ask Codex", reply);
+    let calls = standin_log(&log);
+    assert!(
+        calls
+            .iter()
+            .any(|c| c["path"] == "/v1/responses" && c["authed"] == true),
+        "{calls:?}"
+    );
+}
+
+#[test]
+fn without_credentials_the_agent_is_alive_and_says_so() {
+    let d = Daemon::start();
+    let name = unique("nocreds");
+    let (s, v) = d.req(
+        "POST",
+        "/v1/islands",
+        Some(json!({"name": name, "no_repo": true})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let _g = Island {
+        d: &d,
+        name: name.clone(),
+    };
+    assert!(v["agents"][0].get("provider").is_none(), "{v}");
+    // The real CLI runs and its own screen says what is missing; no dead pane.
+    wait_for(T, "claude's not-logged-in screen", || {
+        screen(&d, &name, "a1")
+            .contains("Not logged in")
+            .then_some(())
+    });
+    let a = d.ok("GET", &format!("/v1/islands/{name}/agents/a1"), None);
+    assert_eq!(a["state"], "running", "{a}");
+    assert_eq!(a["runtime"], "claude", "{a}");
+    // The shell outliving the agent reads as exited, with the reason.
+    let (s, v) = d.req(
+        "POST",
+        &format!("/v1/islands/{name}/agents"),
+        Some(json!({"type": "claude-code", "cmd": "claude --version; exec bash"})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let a2 = wait_for(T, "a2 to show its shell outlived claude", || {
+        let a = d.ok("GET", &format!("/v1/islands/{name}/agents/a2"), None);
+        (a["state"] == "exited").then_some(a)
+    });
+    assert_eq!(a2["runtime"], "bash", "{a2}");
+    assert!(
+        a2["error"].as_str().unwrap().contains("not running"),
+        "{a2}"
+    );
+    // The agent types say what each needs.
+    let types = d.ok("GET", "/v1/agent-types", None);
+    let claude = types
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type"] == "claude-code")
+        .unwrap()
+        .clone();
+    assert_eq!(claude["binary"], "claude");
+    assert_eq!(claude["key_env"], "ANTHROPIC_API_KEY");
+    assert_eq!(claude["can_resume"], true);
+    assert_eq!(claude["emits_events"], true);
+    // Both CLIs are in the image, at their pinned versions.
+    let (v, code) = d.exec(
+        &name,
+        &[
+            "sh",
+            "-c",
+            "claude --version && codex --version && gh --version",
+        ],
+    );
+    assert_eq!(code, 0, "{v}");
+    assert!(v.contains("Claude Code") && v.contains("codex-cli"), "{v}");
+}
