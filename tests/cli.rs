@@ -277,3 +277,143 @@ fn cli_webhooks_events_agents_and_clients() {
     assert!(ok(&d, &["logout-all"]).contains("revoked 1"));
     w.expect_close(std::time::Duration::from_secs(20));
 }
+
+/// `dejima` with `input` on its standard input.
+fn ok_stdin(d: &Daemon, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dejima"))
+        .args(args)
+        .env("DEJIMA_HOME", &d.home)
+        .env_remove("DEJIMA_HOST")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "dejima {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn cli_manages_credentials_without_secrets_on_its_command_line() {
+    let d = Daemon::start();
+    let key = "sk-ant-CLI-0123456789abcdef";
+    // Keys come on standard input or from a file, never as arguments.
+    let out = ok_stdin(
+        &d,
+        &["creds", "provider", "set", "anthropic", "--default"],
+        &format!("{key}\n"),
+    );
+    assert!(
+        out.contains("ANTHROPIC_API_KEY") && out.contains("sk-a…cdef"),
+        "{out}"
+    );
+    assert!(!out.contains(key));
+    let ls = ok(&d, &["creds", "provider", "ls"]);
+    assert!(
+        ls.starts_with("NAME") && ls.contains("anthropic") && !ls.contains(key),
+        "{ls}"
+    );
+    let f = d.home.join("gh-token");
+    std::fs::write(&f, "ghp_CLI0123456789abcdef\n").unwrap();
+    let out = ok(
+        &d,
+        &[
+            "creds",
+            "github",
+            "add",
+            "work",
+            "--login",
+            "octo",
+            "--token-file",
+            f.to_str().unwrap(),
+            "--id",
+            "9",
+        ],
+    );
+    assert!(out.contains("octo on github.com"), "{out}");
+    let ls: serde_json::Value =
+        serde_json::from_str(&ok(&d, &["creds", "github", "ls", "--json"])).unwrap();
+    assert_eq!(ls[0]["login"], "octo");
+    assert!(!ls.to_string().contains("ghp_CLI"));
+    let cf = d.home.join("claude.json");
+    std::fs::write(&cf, r#"{"claudeAiOauth":{"accessToken":"x"}}"#).unwrap();
+    ok(
+        &d,
+        &["creds", "claude", "set", "--file", cf.to_str().unwrap()],
+    );
+    assert!(ok(&d, &["creds", "claude", "status"]).starts_with("present"));
+    // An island's agent gets the default provider; config changes it and says when it applies.
+    let name = unique("clicreds");
+    ok(
+        &d,
+        &[
+            "create",
+            "--no-repo",
+            "--name",
+            &name,
+            "--agent",
+            "custom",
+            "--cmd",
+            "bash",
+        ],
+    );
+    let _g = Island {
+        d: &d,
+        name: name.clone(),
+    };
+    let out = ok(
+        &d,
+        &[
+            "agent",
+            "add",
+            &name,
+            "--type",
+            "claude-code",
+            "--model",
+            "m1",
+            "--json",
+        ],
+    );
+    let a: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(a["provider"], "anthropic");
+    assert_eq!(a["model"], "m1");
+    let out = ok(
+        &d,
+        &[
+            "agent",
+            "config",
+            &name,
+            "a2",
+            "--model",
+            "m2",
+            "--restart",
+            "--json",
+        ],
+    );
+    let a: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(a["model"], "m2");
+    assert!(ok(&d, &["agent", "ls", &name]).contains("PROVIDER"));
+    let out = ok(&d, &["creds", "provider", "rm", "anthropic"]);
+    assert!(
+        out.contains("still named by") && out.contains(&name),
+        "{out}"
+    );
+    assert!(ok(&d, &["agent", "types"]).contains("ANTHROPIC_API_KEY"));
+    // Bad input is a clear refusal.
+    let o = dejima(&d, &["creds", "github", "repos", "work", "--create", "x"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--private or --public"));
+}

@@ -22,7 +22,30 @@ enum AgentSub {
     Rm(Rm),
     Rename(Rename),
     Restart(Restart),
+    Config(Config),
     Types(Types),
+}
+
+/// set an agent's provider and model (taken up at its next restart)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "config")]
+struct Config {
+    #[argh(positional)]
+    island: String,
+    #[argh(positional)]
+    id: String,
+    /// stored provider (empty: none)
+    #[argh(option)]
+    provider: Option<String>,
+    /// model for its CLI (empty: the CLI's default)
+    #[argh(option)]
+    model: Option<String>,
+    /// restart the agent now if the change needs it
+    #[argh(switch)]
+    restart: bool,
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
 }
 
 /// the agent types this daemon runs, and what each needs
@@ -60,6 +83,12 @@ struct Add {
     /// command for a custom or headless agent
     #[argh(option)]
     cmd: Option<String>,
+    /// stored provider whose key it gets (default: the one its type uses)
+    #[argh(option)]
+    provider: Option<String>,
+    /// model for its CLI
+    #[argh(option)]
+    model: Option<String>,
     /// print JSON
     #[argh(switch)]
     json: bool,
@@ -83,7 +112,7 @@ struct Restart {
     island: String,
     #[argh(positional)]
     id: String,
-    /// continue the last conversation (claude-code)
+    /// continue the last conversation (claude-code, codex)
     #[argh(switch)]
     resume: bool,
 }
@@ -111,7 +140,13 @@ fn agent_path(island: &str, id: &str) -> String {
 /// The add body: only what was given, so the daemon's defaults apply to the rest.
 fn add_body(a: &Add) -> serde_json::Value {
     let mut m = serde_json::Map::new();
-    for (k, v) in [("type", &a.kind), ("label", &a.label), ("cmd", &a.cmd)] {
+    for (k, v) in [
+        ("type", &a.kind),
+        ("label", &a.label),
+        ("cmd", &a.cmd),
+        ("provider", &a.provider),
+        ("model", &a.model),
+    ] {
         if let Some(v) = v {
             m.insert(k.into(), v.clone().into());
         }
@@ -134,6 +169,8 @@ fn row(a: &AgentInfo) -> Vec<String> {
         a.kind.to_string(),
         dash(&a.label),
         dash(a.state.as_str()),
+        dash(&a.runtime),
+        dash(&a.provider),
         dash(&a.branch),
         dash(&attached.join(",")),
     ]
@@ -142,7 +179,9 @@ fn row(a: &AgentInfo) -> Vec<String> {
 fn rows(list: &[AgentInfo]) {
     let rows: Vec<Vec<String>> = list.iter().map(row).collect();
     table(
-        &["ID", "TYPE", "LABEL", "STATE", "BRANCH", "ATTACHED"],
+        &[
+            "ID", "TYPE", "LABEL", "STATE", "RUNTIME", "PROVIDER", "BRANCH", "ATTACHED",
+        ],
         &rows,
     );
 }
@@ -197,6 +236,31 @@ pub fn agent(c: &Client, a: AgentCmd) -> Out {
             )?;
             println!("restarted agent {} of {} ({})", r.id, a.island, r.state);
         }
+        AgentSub::Config(a) => {
+            let mut body = serde_json::Map::new();
+            for (k, v) in [("provider", &a.provider), ("model", &a.model)] {
+                if let Some(v) = v {
+                    body.insert(k.into(), v.clone().into());
+                }
+            }
+            let path = format!("{}/config", agent_path(&a.island, &a.id));
+            let mut r: AgentInfo = c.send_json("PATCH", &path, &serde_json::Value::from(body))?;
+            if r.restart_required == Some(true) {
+                if a.restart {
+                    r = c.send_json(
+                        "POST",
+                        &format!("{}/restart", agent_path(&a.island, &a.id)),
+                        &serde_json::json!({}),
+                    )?;
+                } else if !a.json {
+                    eprintln!(
+                        "the change takes effect at the agent's next restart (dejima agent restart {} {})",
+                        a.island, a.id
+                    );
+                }
+            }
+            show(&r, a.json);
+        }
         AgentSub::Rm(a) => {
             c.call("DELETE", &agent_path(&a.island, &a.id), Body::None)?;
             println!("removed agent {} from {}", a.id, a.island);
@@ -231,6 +295,8 @@ mod tests {
             kind: Some("headless".into()),
             label: None,
             cmd: Some("python loop.py".into()),
+            provider: None,
+            model: None,
             json: false,
         };
         assert_eq!(
@@ -259,7 +325,16 @@ mod tests {
         };
         assert_eq!(
             row(&a),
-            ["a1", "claude-code", "-", "running", "-", "laptop,phone"]
+            [
+                "a1",
+                "claude-code",
+                "-",
+                "running",
+                "-",
+                "-",
+                "-",
+                "laptop,phone"
+            ]
         );
     }
 }

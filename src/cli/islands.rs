@@ -34,6 +34,15 @@ pub struct Create {
     /// command for a custom or headless agent
     #[argh(option)]
     cmd: Option<String>,
+    /// stored provider whose key the agent gets (default: the one its type uses)
+    #[argh(option)]
+    provider: Option<String>,
+    /// model for the agent's CLI
+    #[argh(option)]
+    model: Option<String>,
+    /// stored GitHub identity to clone and push as
+    #[argh(option)]
+    github_identity: Option<String>,
     /// island image (default: the daemon's)
     #[argh(option)]
     image: Option<String>,
@@ -237,6 +246,9 @@ pub fn create(c: &Client, a: Create) -> Out {
         image: a.image.unwrap_or_default(),
         no_repo: a.no_repo,
         cmd: a.cmd.unwrap_or_default(),
+        provider: a.provider.unwrap_or_default(),
+        model: a.model.unwrap_or_default(),
+        github_identity: a.github_identity.unwrap_or_default(),
         title: a.title.unwrap_or_default(),
         resources: (resources != Resources::default()).then_some(resources),
         ..CreateIsland::default()

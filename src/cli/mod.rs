@@ -5,6 +5,7 @@ mod access;
 mod agents;
 pub mod attach;
 mod audit;
+mod creds;
 mod events;
 mod image;
 mod islands;
@@ -60,6 +61,7 @@ pub enum Command {
     Token(tokens::TokenCmd),
     Panic(panic::PanicCmd),
     Audit(audit::AuditCmd),
+    Creds(creds::CredsCmd),
 }
 
 /// What a command failed with.
@@ -134,6 +136,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Token(a) => tokens::token(&c, a),
         Command::Panic(a) => panic::panic(&c, a),
         Command::Audit(a) => audit::audit(&c, a),
+        Command::Creds(a) => creds::creds(&c, a),
     };
     match r {
         Ok(()) => 0,
