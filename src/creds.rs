@@ -96,7 +96,7 @@ pub struct Provider {
     pub updated_at: String,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct State {
     #[serde(default)]
     claude: Option<ClaudeCreds>,
@@ -242,10 +242,15 @@ fn check_env_var(v: &str) -> Result<()> {
         && v.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
         && !v.as_bytes()[0].is_ascii_digit()
-        && !v.starts_with("DEJIMA_")
+        // Variables the island or its programs rely on, or that make a shell or loader run
+        // something: a key must never land in one.
+        && !["DEJIMA_", "LD_", "GIT_", "GH_", "BASH_", "NODE_", "PYTHON", "SSH_", "LC_"]
+            .iter()
+            .any(|p| v.starts_with(p))
         && !matches!(
             v,
-            "PATH" | "HOME" | "USER" | "SHELL" | "LD_PRELOAD" | "TERM"
+            "PATH" | "HOME" | "USER" | "LOGNAME" | "SHELL" | "TERM" | "ENV" | "PWD" | "TMPDIR"
+                | "LANG" | "IFS" | "PS4" | "PROMPT_COMMAND" | "MAIL"
         );
     if ok {
         Ok(())
@@ -259,7 +264,23 @@ fn check_env_var(v: &str) -> Result<()> {
 /// An http(s) URL with a host; plain http only to a loopback address (a local stand-in or
 /// proxy), since the key travels with every request.
 fn check_url(what: &str, u: &str) -> Result<()> {
-    let parsed = url::Url::parse(u).map_err(|e| Error::bad(format!("{what} {u:?}: {e}")))?;
+    // It is written into CLI configuration (a TOML string for codex): plain URL characters
+    // only, no quoting to escape.
+    if u.len() > 2048
+        || u.chars()
+            .any(|c| !c.is_ascii_graphic() || matches!(c, '"' | '\\' | '`' | '<' | '>'))
+    {
+        return Err(Error::bad(format!(
+            "{what} must be a plain URL (no spaces, quotes, backslashes or control characters)"
+        )));
+    }
+    let parsed = url::Url::parse(u).map_err(|e| Error::bad(format!("{what}: {e}")))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        // It is shown in listings and in CLI command lines; credentials belong in the key.
+        return Err(Error::bad(format!(
+            "{what} must not carry a user or password"
+        )));
+    }
     let host = parsed.host_str().unwrap_or("");
     let loopback = host == "localhost"
         || host
@@ -270,7 +291,7 @@ fn check_url(what: &str, u: &str) -> Result<()> {
         "https" if !host.is_empty() => Ok(()),
         "http" if loopback => Ok(()),
         _ => Err(Error::bad(format!(
-            "{what} {u:?} must be https (http only to a loopback address)"
+            "{what} {u} must be https (http only to a loopback address)"
         ))),
     }
 }
@@ -301,8 +322,20 @@ impl Creds {
     /// daemon must not start and then overwrite credentials it could not read.
     pub fn open(dir: PathBuf) -> std::io::Result<Creds> {
         let path = dir.join("credentials.json");
-        let state = match store::read_json::<State>(&path) {
-            Ok(s) => s,
+        let state = match std::fs::read(&path) {
+            // A parse error's text can quote a value: name only where it is.
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{} is not a credential store ({:?} error at line {} column {})",
+                        path.display(),
+                        e.classify(),
+                        e.line(),
+                        e.column()
+                    ),
+                )
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
             Err(e) => return Err(e),
         };
@@ -322,17 +355,14 @@ impl Creds {
             .map_err(|e| Error::Internal(format!("cannot save credentials: {e}")))
     }
 
-    /// Change the state and save it; on a failed save the change is undone.
+    /// Change a copy of the state, save it, and only then make it the state: a refused
+    /// change or a failed save leaves everything as it was.
     fn change<T>(&self, f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
         let mut s = lock(&self.state);
-        let before = serde_json::to_value(&*s).unwrap_or_default();
-        let out = f(&mut s)?;
-        if let Err(e) = self.save(&s) {
-            if let Ok(old) = serde_json::from_value(before) {
-                *s = old;
-            }
-            return Err(e);
-        }
+        let mut next = s.clone();
+        let out = f(&mut next)?;
+        self.save(&next)?;
+        *s = next;
         Ok(out)
     }
 
@@ -663,6 +693,11 @@ mod tests {
         assert!(put("openai", "k k", None, None).is_err());
         assert!(put("openai", "key", None, Some("http://example.com")).is_err());
         assert!(put("openai", "key", None, Some("http://127.0.0.1:9/v1")).is_ok());
+        assert!(put("openai", "key", None, Some("https://x.example/\"a")).is_err());
+        assert!(put("openai", "key", None, Some("https://x.example/a b")).is_err());
+        assert!(put("openai", "key", None, Some("https://u:p@x.example/")).is_err());
+        assert!(put("mine", "k", Some("LD_LIBRARY_PATH"), None).is_err());
+        assert!(put("mine", "k", Some("BASH_ENV"), None).is_err());
         assert!(put("Bad Name", "key", None, None).is_err());
         let v = c.provider_view("anthropic", vec![]).unwrap();
         assert_eq!(v.env_var, "ANTHROPIC_API_KEY");

@@ -57,6 +57,21 @@ impl Latch {
         self.rd.as_fd()
     }
 
+    /// Sleep up to `d`, waking early when set; true when set.
+    pub fn wait_timeout(&self, d: std::time::Duration) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        if self.is_set() {
+            return true;
+        }
+        let ms = d.as_millis().min(i32::MAX as u128) as i32;
+        let mut fds = [PollFd::new(self.rd.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        );
+        self.is_set()
+    }
+
     /// Run `f` when set (at once if it already is). `f` must not block.
     pub fn on_trigger(&self, f: impl Fn() + Send + Sync + 'static) {
         let mut h = lock(&self.hooks);

@@ -193,6 +193,7 @@ fn codex_answers_through_its_provider_and_reports_task_complete() {
             .any(|c| c["path"] == "/v1/responses" && c["authed"] == true),
         "{calls:?}"
     );
+    assert!(calls.iter().all(|c| c["authed"] == true), "{calls:?}");
 }
 
 #[test]

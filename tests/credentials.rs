@@ -74,6 +74,52 @@ fn host_environ(island: &str, pid: u32) -> String {
     panic!("no process {pid} in island {island}");
 }
 
+/// Every command line the host's process list showed while it ran: /proc is read in a tight
+/// loop, so short-lived processes (docker execs, curl from a hook, git helpers) are caught too.
+struct PsSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PsSampler {
+    fn start() -> PsSampler {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>> =
+            Default::default();
+        let (st, sn) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let mut batch = Vec::new();
+                for e in std::fs::read_dir("/proc").unwrap().flatten() {
+                    if let Ok(b) = std::fs::read(e.path().join("cmdline")) {
+                        if !b.is_empty() {
+                            batch.push(String::from_utf8_lossy(&b).replace('\0', " "));
+                        }
+                    }
+                }
+                sn.lock().unwrap().extend(batch);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        });
+        PsSampler {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> String {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        let seen = self.seen.lock().unwrap();
+        seen.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+}
+
 fn host_ps() -> String {
     String::from_utf8_lossy(
         &std::process::Command::new("ps")
@@ -89,6 +135,7 @@ fn host_ps() -> String {
 fn credentials_reach_their_island_and_leak_nowhere() {
     let d = Daemon::start();
     let seen = Seen::new(&d);
+    let sampler = PsSampler::start();
     let key = format!("sk-ant-LEAKCHECK{}", dejima::util::random_hex(10));
     let okey = format!("sk-proj-LEAKCHECK{}", dejima::util::random_hex(10));
     let ghtok = format!("ghp_LEAKCHECK{}", dejima::util::random_hex(10));
@@ -110,7 +157,24 @@ fn credentials_reach_their_island_and_leak_nowhere() {
         "/v1/credentials/providers/openai",
         Some(json!({"api_key": okey})),
     );
+    let store = d.home.join("credentials/credentials.json");
+    let before = std::fs::read(&store).unwrap();
     for (path, body, want) in [
+        (
+            "/v1/credentials/providers/anthropic",
+            json!({"api_key": key, "base_url": "https://x.example/v1\",env_key=\"HOME"}),
+            400,
+        ),
+        (
+            "/v1/credentials/providers/anthropic",
+            json!({"api_key": key, "base_url": "https://user:pw@proxy.example/v1"}),
+            400,
+        ),
+        (
+            "/v1/credentials/providers/anthropic",
+            json!({"api_key": key, "default": key}),
+            400,
+        ),
         (
             "/v1/credentials/providers/mine",
             json!({"api_key": key}),
@@ -151,6 +215,8 @@ fn credentials_reach_their_island_and_leak_nowhere() {
         assert_eq!(s, want, "PUT {path}: {v}");
         assert!(v["error"].is_string());
     }
+    // Refusals changed nothing on disk (and created no identity).
+    assert_eq!(std::fs::read(&store).unwrap(), before);
     let v = seen.ok("GET", "/v1/credentials/providers/anthropic", None);
     assert_eq!(v["base_url"], "http://127.0.0.1:9/", "nothing changed: {v}");
     let v = seen.ok(
@@ -272,6 +338,12 @@ fn credentials_reach_their_island_and_leak_nowhere() {
     );
     assert!(gc.contains("github.com:\n    user: octo"), "{gc}");
 
+    // A hook fires the way Claude Code's would (its token goes to curl on stdin).
+    let (out, code) = d.exec(
+        &name,
+        &["bash", "-lc", "echo '{}' | dejima-notify task-complete -"],
+    );
+    assert_eq!(code, 0, "{out}");
     // Exec, restart, config, upgrade, clone: none of it may carry a secret anywhere.
     seen.ok(
         "POST",
@@ -305,6 +377,12 @@ fn credentials_reach_their_island_and_leak_nowhere() {
         out.contains("up").then_some(())
     });
     let ps_after = host_ps();
+    let ps_all = sampler.finish();
+    // The sampler does see short-lived processes: the hook's helper was one.
+    assert!(
+        ps_all.contains("dejima-notify task-complete"),
+        "the sampler missed the hook"
+    );
     // Rotating a key rewrites the bound islands' files at once (read at the next launch).
     let key2 = format!("sk-ant-LEAKCHECK{}", dejima::util::random_hex(10));
     seen.ok(
@@ -372,6 +450,7 @@ fn credentials_reach_their_island_and_leak_nowhere() {
             ("docker inspect", &inspect),
             ("host ps (agents running)", &ps_running),
             ("host ps (after clone)", &ps_after),
+            ("host ps (sampled throughout)", &ps_all),
             ("daemon log", &log),
             ("API responses", &bodies),
             ("events", &evs),
@@ -388,7 +467,8 @@ fn credentials_reach_their_island_and_leak_nowhere() {
 
 #[test]
 fn keys_stay_in_their_island_and_off_island_tokens() {
-    let d = Daemon::start();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let d = Daemon::start_with(&["--tcp", &addr], &[]);
     let key = format!("sk-ant-ISO{}", dejima::util::random_hex(10));
     d.ok(
         "PUT",
@@ -405,11 +485,97 @@ fn keys_stay_in_their_island_and_off_island_tokens() {
         d: &d,
         name: a.clone(),
     };
-    // B's agent is custom: no provider, so no key in B at all.
+    // B's agents use a provider of their own; A's key is nowhere in B.
+    let bkey = format!("sk-proj-ISO{}", dejima::util::random_hex(10));
+    d.ok(
+        "PUT",
+        "/v1/credentials/providers/openai",
+        Some(json!({"api_key": bkey})),
+    );
     let b = d.create("iso-b");
+    d.ok(
+        "POST",
+        &format!("/v1/islands/{}/agents", b.name),
+        Some(json!({"type": "codex"})),
+    );
     let (out, _) = d.exec(&b.name, &["ls", "-R", "/run/secrets/dejima"]);
-    assert!(!out.contains("providers/anthropic"), "{out}");
-    assert!(!out.contains(&key));
+    assert!(
+        out.contains("openai") && !out.contains("anthropic"),
+        "{out}"
+    );
+    // Searched for by its tail, so the search's own command line does not hold it.
+    let tail = &key[key.len() - 10..];
+    let (hits, _) = d.exec(
+        &b.name,
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "grep -rls -- '{tail}' /run /home /workspace /tmp /etc 2>/dev/null; echo done"
+            ),
+        ],
+    );
+    assert_eq!(hits.trim(), "done", "A's key found in B: {hits}");
+    let (hits, _) = d.exec(
+        &a,
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "grep -rls -- '{}' /run /home /workspace /tmp /etc 2>/dev/null; echo done",
+                &bkey[bkey.len() - 10..]
+            ),
+        ],
+    );
+    assert_eq!(hits.trim(), "done", "B's key found in A: {hits}");
+    let token_of = |i: &str| {
+        std::fs::read_to_string(d.home.join("islands").join(i).join("secrets/token")).unwrap()
+    };
+    assert_ne!(token_of(&a), token_of(&b.name));
+    // An operator token cannot bind a credential by name (the owner's call), only get the
+    // defaults; a codex agent cannot be given a key meant for another vendor's endpoint.
+    let op = d.ok("POST", "/v1/tokens", Some(json!({"role": "operator"})));
+    let opc = Client {
+        target: dejima::client::Target::Tcp(addr.clone()),
+        token: Some(op["secret"].as_str().unwrap().to_string()),
+        timeout: Some(Duration::from_secs(30)),
+    };
+    let send = |m: &str, p: &str, body: Value| {
+        let b = body.to_string();
+        let r = opc
+            .send(m, p, Body::Bytes(b.as_bytes(), "application/json"))
+            .unwrap();
+        (r.status, r.text().unwrap_or_default())
+    };
+    let agents = format!("/v1/islands/{}/agents", b.name);
+    let (st, body) = send(
+        "POST",
+        &agents,
+        json!({"type": "codex", "provider": "openai"}),
+    );
+    assert_eq!(st, 403, "{body}");
+    let (st, body) = send(
+        "POST",
+        "/v1/islands",
+        json!({"name": unique("op"), "no_repo": true, "github_identity": "x"}),
+    );
+    assert_eq!(st, 403, "{body}");
+    let (st, body) = send(
+        "PATCH",
+        &format!("{agents}/a2/config"),
+        json!({"provider": "openai"}),
+    );
+    assert_eq!(st, 403, "{body}");
+    // The defaults are an operator's to use.
+    let (st, body) = send("POST", &agents, json!({"type": "codex"}));
+    assert_eq!(st, 201, "{body}");
+    assert!(body.contains("\"provider\":\"openai\""), "{body}");
+    let (s, v) = d.req(
+        "POST",
+        &format!("/v1/islands/{}/agents", b.name),
+        Some(json!({"type": "codex", "provider": "anthropic"})),
+    );
+    assert_eq!(s, 422, "{v}");
     // Neither island's token reaches the credential routes, on its own socket or ours.
     for island in [&a, &b.name] {
         let token =

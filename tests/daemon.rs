@@ -166,13 +166,14 @@ fn killed_mid_create_then_restarted_finishes_the_island() {
         .0,
         "true\n"
     );
-    // No stray temp files beside the record (only the record and the island's run dir).
+    // No stray temp files beside the record (only the record and the island's run and
+    // secrets directories).
     let mut names: Vec<String> = std::fs::read_dir(record.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, vec!["island.json".to_string(), "run".to_string()]);
+    assert_eq!(names, ["island.json", "run", "secrets"]);
 }
 
 #[test]

@@ -236,6 +236,25 @@ pub fn run(opts: Options) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
 
+    // Agent states follow their programs without a request having to ask: a bounded sweep
+    // re-observes each running island whose last look is older than 10 s, one island per
+    // 100 ms at most (so a host of 500 islands costs at most ten small execs a second).
+    {
+        let (islands, shutdown) = (islands.clone(), shutdown.clone());
+        thread::Builder::new()
+            .name("agent-sweep".into())
+            .spawn(move || {
+                while !shutdown.wait_timeout(Duration::from_secs(2)) {
+                    islands.sweep_agents(
+                        Duration::from_secs(10),
+                        Duration::from_millis(100),
+                        &shutdown,
+                    );
+                }
+            })
+            .map_err(|e| e.to_string())?;
+    }
+
     let tokens =
         Arc::new(crate::auth::Tokens::load(&home).map_err(|e| format!("cannot read tokens: {e}"))?);
     let audit_key = match &opts.audit_key {

@@ -166,6 +166,33 @@ impl<'a> Request<'a> {
         serde_json::from_slice(bytes).map_err(|e| Error::bad(format!("invalid JSON body: {e}")))
     }
 
+    /// `json`, for bodies that carry secrets: a parse error names its kind and place, never
+    /// the text (serde quotes a value of the wrong type, and that value may be a key).
+    pub fn json_secret<T: DeserializeOwned>(&mut self) -> Result<T> {
+        let bytes = self.bytes(MAX_JSON)?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            let what = match e.classify() {
+                serde_json::error::Category::Data => {
+                    // Field names are safe to show; values are not.
+                    let m = e.to_string();
+                    if m.starts_with("unknown field") || m.starts_with("missing field") {
+                        m.split(", expected").next().unwrap_or("").to_string()
+                    } else {
+                        "a field has the wrong type or value".to_string()
+                    }
+                }
+                serde_json::error::Category::Syntax => "not valid JSON".into(),
+                serde_json::error::Category::Eof => "the body ended early".into(),
+                serde_json::error::Category::Io => "the body could not be read".into(),
+            };
+            Error::bad(format!(
+                "invalid JSON body: {what} (line {} column {})",
+                e.line(),
+                e.column()
+            ))
+        })
+    }
+
     /// Read what is left of the body so the connection can carry the next request. False when
     /// too much is left to be worth it (the connection is closed instead).
     pub fn drain(&mut self) -> bool {

@@ -20,6 +20,8 @@ use crate::store;
 use crate::util;
 
 pub const PRIMARY: &str = "a1";
+/// An agent observation younger than this answers reads without asking the island again.
+const OBS_FRESH: std::time::Duration = std::time::Duration::from_millis(1500);
 const LOG_DIR: &str = "/home/agent/.dejima/logs";
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
@@ -208,13 +210,70 @@ impl Islands {
                 })
                 .collect()
         };
-        self.with_slot(island, |slot| slot.agent_obs = Some(obs.clone()));
+        self.with_slot(island, |slot| {
+            slot.agent_obs = Some(obs.clone());
+            slot.agent_obs_at = Some(std::time::Instant::now());
+        });
         Ok(obs)
     }
 
     /// The container was (re)started: what ran before says nothing now.
     pub(super) fn forget_agent_obs(&self, island: &str) {
-        self.with_slot(island, |slot| slot.agent_obs = None);
+        self.with_slot(island, |slot| {
+            slot.agent_obs = None;
+            slot.agent_obs_at = None;
+        });
+    }
+
+    /// How old the island's agent observation is (None: there is none).
+    fn agent_obs_age(&self, island: &str) -> Option<std::time::Duration> {
+        self.with_slot(island, |slot| {
+            slot.agent_obs
+                .as_ref()
+                .and(slot.agent_obs_at)
+                .map(|t| t.elapsed())
+        })
+        .flatten()
+    }
+
+    /// Look again only when the last look is older than `OBS_FRESH`: readers of a busy
+    /// island share one exec, and the sweep keeps quiet islands current.
+    fn observe_if_stale(&self, island: &str) -> Result<()> {
+        if self.agent_obs_age(island).is_some_and(|a| a < OBS_FRESH) {
+            return Ok(());
+        }
+        self.observe_agents(island).map(drop)
+    }
+
+    /// One pass of the background sweep: re-observe, one island at a time and at most one
+    /// every `pace`, the running islands whose observation is older than `max_age`. Returns
+    /// how many were looked at. `stop` ends the pass early.
+    pub fn sweep_agents(
+        &self,
+        max_age: std::time::Duration,
+        pace: std::time::Duration,
+        stop: &crate::latch::Latch,
+    ) -> usize {
+        let mut n = 0;
+        for island in self.names() {
+            if stop.is_set() {
+                break;
+            }
+            if !self.observed.running(&island) || self.panicked() {
+                continue;
+            }
+            if self.agent_obs_age(&island).is_some_and(|a| a < max_age) {
+                continue;
+            }
+            if let Err(e) = self.observe_agents(&island) {
+                log::debug!("island {island}: agent sweep: {e}");
+            }
+            n += 1;
+            if stop.wait_timeout(pace) {
+                break;
+            }
+        }
+        n
     }
 
     /// One agent's view (the island's `View` taken once).
@@ -234,14 +293,14 @@ impl Islands {
     /// GET /v1/islands/{name}/agents
     pub fn list_agents(&self, island: &str) -> Result<Vec<AgentInfo>> {
         self.record(island)?;
-        self.observe_agents(island)?;
+        self.observe_if_stale(island)?;
         Ok(self.info(island)?.agents)
     }
 
     /// GET /v1/islands/{name}/agents/{id}
     pub fn get_agent(&self, island: &str, id: &str) -> Result<AgentInfo> {
         find(&self.record(island)?, id)?;
-        self.observe_agents(island)?;
+        self.observe_if_stale(island)?;
         self.agent_info(island, id)
     }
 
@@ -355,7 +414,7 @@ impl Islands {
             r.agents.push(a2);
         })?;
         self.prepare_run_dir(&rec)?;
-        self.write_secrets(&rec)?;
+        self.write_secrets(&rec.name)?;
         if self.observed.running(island) {
             if let Err(e) = self.start_agent(island, &a, None) {
                 let msg = e.to_string();
@@ -407,7 +466,7 @@ impl Islands {
         }
         let rec = self.update(island, |r| r.agents.retain(|x| x.id != id))?;
         self.prepare_run_dir(&rec)?;
-        self.write_secrets(&rec)?;
+        self.write_secrets(&rec.name)?;
         self.with_slot(island, |slot| {
             if let Some(m) = slot.agent_obs.as_mut() {
                 m.remove(id);
@@ -439,7 +498,7 @@ impl Islands {
         }
         // Its start script and secrets follow the record and credentials as they are now.
         self.prepare_run_dir(&rec)?;
-        self.write_secrets(&rec)?;
+        self.write_secrets(&rec.name)?;
         let argv = self.agent_launch(&rec, &a, resume);
         let session = tmux::session_name(id);
         let has = self.exec_agent_script(
@@ -505,7 +564,7 @@ impl Islands {
             }
         })?;
         self.prepare_run_dir(&rec)?;
-        self.write_secrets(&rec)?;
+        self.write_secrets(&rec.name)?;
         let mut info = self.agent_info(island, id)?;
         let running = self.observed.running(island)
             && matches!(info.state, AgentRun::Running | AgentRun::Exited);

@@ -33,8 +33,7 @@ pub struct ProviderEnv {
 /// Write one secret file: temp file with its final owner and mode, then renamed, so the
 /// island never sees a half-written or wrongly owned file.
 fn put_secret(dir: &Path, name: &str, value: &str, can_chown: bool) -> std::io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let _ = fs::remove_file(&tmp);
+    let tmp = dir.join(format!(".{name}.{}.tmp", crate::util::random_hex(6)));
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -51,7 +50,11 @@ fn put_secret(dir: &Path, name: &str, value: &str, can_chown: bool) -> std::io::
         f.set_permissions(fs::Permissions::from_mode(0o444))?;
     }
     drop(f);
-    fs::rename(&tmp, dir.join(name))
+    let r = fs::rename(&tmp, dir.join(name));
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    r
 }
 
 /// Make `dir` hold exactly `files` (name -> value); anything else in it is removed.
@@ -244,16 +247,28 @@ impl Islands {
         )
     }
 
-    /// Write the island's secrets directory from its record and the credential store: the
-    /// token, each bound provider's key and base URL, the GitHub identity. Called before
-    /// every container start and after every change that affects it.
-    pub(super) fn write_secrets(&self, rec: &Record) -> Result<PathBuf> {
-        let dir = self.secrets_dir(&rec.name);
+    /// Write the island's secrets directory from its record and the credential store as they
+    /// are now: the token, each bound provider's key and base URL, the GitHub identity.
+    /// Called before every container start and after every change that affects it; one
+    /// writer at a time (the record is read under the lock, so the last writer wins with the
+    /// latest record). A purged island's directory is never made again.
+    pub(super) fn write_secrets(&self, name: &str) -> Result<PathBuf> {
+        let _one = crate::util::lock(&self.secrets_lock);
+        let rec = self.record(name)?;
+        if !self.home.island_dir(name).is_dir() {
+            return Err(Error::island_not_found(name));
+        }
+        let rec = &rec;
+        let dir = self.secrets_dir(name);
         let can_chown = nix::unistd::geteuid().is_root();
         let io = |e: std::io::Error| {
-            Error::Internal(format!("cannot write island {:?}'s secrets: {e}", rec.name))
+            Error::Internal(format!("cannot write island {name:?}'s secrets: {e}"))
         };
-        fs::create_dir_all(&dir).map_err(io)?;
+        if let Err(e) = fs::create_dir(&dir) {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(io(e));
+            }
+        }
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(io)?;
         put_secret(&dir, "token", &rec.token, can_chown).map_err(io)?;
         // Providers: one directory each, for those an agent is bound to.
@@ -320,10 +335,9 @@ impl Islands {
     /// key reaches them (read at each agent's next launch).
     pub fn refresh_secrets(&self, islands: &[String]) {
         for n in islands {
-            if let Ok(rec) = self.record(n) {
-                if let Err(e) = self.write_secrets(&rec) {
-                    log::warn!("island {n}: {e}");
-                }
+            match self.write_secrets(n) {
+                Ok(_) | Err(Error::NotFound(_)) => {}
+                Err(e) => log::warn!("island {n}: {e}"),
             }
         }
     }
@@ -404,18 +418,28 @@ impl Islands {
     /// The provider a new agent of `kind` gets: the one asked for (which must exist), else
     /// the default for its type's key, else none.
     pub(super) fn resolve_provider(&self, kind: AgentType, asked: &str) -> Result<String> {
-        if !asked.is_empty() {
-            crate::creds::check_name("provider", asked)?;
-            if self.creds.provider(asked).is_none() {
-                return Err(Error::Unprocessable(format!(
-                    "provider {asked:?} is not stored; add it with `dejima creds provider set {asked}`"
-                )));
-            }
-            return Ok(asked.to_string());
-        }
         let t = super::agents::agent_types()
             .into_iter()
             .find(|t| t.kind == kind);
+        if !asked.is_empty() {
+            crate::creds::check_name("provider", asked)?;
+            let Some(p) = self.creds.provider(asked) else {
+                return Err(Error::Unprocessable(format!(
+                    "provider {asked:?} is not stored; add it with `dejima creds provider set {asked}`"
+                )));
+            };
+            // A key meant for one vendor must not go to another's default endpoint: a CLI
+            // agent takes a provider of its own kind, or one with its own base URL.
+            if let Some(want) = t.as_ref().and_then(|t| t.key_env.clone()) {
+                if p.env_var != want && p.base_url.is_empty() {
+                    return Err(Error::Unprocessable(format!(
+                        "provider {asked:?} holds a {} key and has no base_url; a {kind} agent reads {want}",
+                        p.env_var
+                    )));
+                }
+            }
+            return Ok(asked.to_string());
+        }
         Ok(match t.and_then(|t| Some((t.key_env?, t.provider?))) {
             Some((key_env, family)) => self
                 .creds

@@ -118,7 +118,10 @@ impl Islands {
     /// the agent start scripts the entrypoint runs) is written first.
     fn container_spec(&self, rec: &Record) -> Result<ContainerSpec> {
         let run_dir = self.prepare_run_dir(rec)?;
-        let secrets_dir = self.write_secrets(rec)?;
+        let secrets_dir = self.write_secrets(&rec.name)?;
+        if rec.container_gen != super::CONTAINER_GEN {
+            self.update(&rec.name, |r| r.container_gen = super::CONTAINER_GEN)?;
+        }
         Ok(ContainerSpec {
             run_dir: Some(run_dir),
             secrets_dir: Some(secrets_dir),
@@ -223,6 +226,7 @@ impl Islands {
             next_agent: 2,
             token: String::new(),
             subnet: String::new(),
+            container_gen: super::CONTAINER_GEN,
             claude_seeded_at: String::new(),
         };
         let mut rec = rec;
@@ -344,11 +348,20 @@ impl Islands {
         if obs.state == ContainerState::Running && self.observed.synced() {
             return Ok(());
         }
-        let known_missing = self.observed.synced() && obs.state == ContainerState::Missing;
+        let mut known_missing = self.observed.synced() && obs.state == ContainerState::Missing;
+        if rec.container_gen < super::CONTAINER_GEN && !known_missing {
+            // Made by an older daemon (its secrets in its environment, no secrets mount):
+            // recreated on the volumes, as an upgrade would.
+            log::info!("island {n}: recreating a container an older dejimad made");
+            self.expect_stop(n);
+            self.engine.remove_container(n)?;
+            self.observed.set_state(n, ContainerState::Missing);
+            known_missing = true;
+        }
         if !known_missing {
             // The container keeps its mounts: bring what they hold up to date first.
             self.prepare_run_dir(rec)?;
-            self.write_secrets(rec)?;
+            self.write_secrets(&rec.name)?;
             match self.engine.start(n) {
                 Ok(()) => {
                     self.observed.set_state(n, ContainerState::Running);

@@ -77,10 +77,18 @@ pub struct Record {
     /// Its network's subnet, from the daemon's pool (empty on records older than the pool).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub subnet: String,
+    /// The shape of the container last run for it (`CONTAINER_GEN`); an older one is
+    /// recreated (volumes kept) the next time it starts.
+    #[serde(default)]
+    pub container_gen: u32,
     /// `updated_at` of the Claude credentials last seeded into the agent home.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub claude_seeded_at: String,
 }
+
+/// What containers are made with now. 1: secrets on a read-only mount at /run/secrets/dejima,
+/// none in the environment.
+pub const CONTAINER_GEN: u32 = 1;
 
 /// Everything the daemon keeps about one island, in one place: create fills one entry and
 /// purge removes it, so nothing keyed by the name outlives the island.
@@ -94,6 +102,8 @@ struct Slot {
     /// The last observation of the island's agents; None until looked at (or after the
     /// container restarted, when what ran before says nothing).
     agent_obs: Option<HashMap<String, agents::AgentObs>>,
+    /// When `agent_obs` was taken.
+    agent_obs_at: Option<Instant>,
     /// The latest agent-emitted signals.
     agent_states: autonomy::AgentStates,
     /// When we announced a stop of our own (its `die` is not a crash).
@@ -108,6 +118,7 @@ impl Slot {
             rec,
             busy,
             agent_obs: None,
+            agent_obs_at: None,
             agent_states: Default::default(),
             own_stop: None,
         }
@@ -143,6 +154,8 @@ pub struct Islands {
     pub events: Arc<Bus>,
     /// The credentials islands are given (keys, identities, Claude's login).
     pub creds: Arc<crate::creds::Creds>,
+    /// One writer of island secrets directories at a time.
+    secrets_lock: Mutex<()>,
     /// The panic switch, when engaged (see `panic.rs`).
     panic: Mutex<Option<panic::PanicState>>,
     /// Pool subnets found in use by networks not ours; tried last.
@@ -182,6 +195,7 @@ impl Islands {
     ) -> Islands {
         Islands {
             creds,
+            secrets_lock: Mutex::new(()),
             home,
             engine,
             observed,

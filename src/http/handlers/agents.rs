@@ -19,6 +19,7 @@ pub fn list(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
 pub fn add(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     let n = name(p)?;
     let body: AddAgent = req.json()?;
+    super::creds::may_name_credentials(req, &body.provider, "")?;
     Ok(Response::json(201, &app.islands.add_agent(n, body)?))
 }
 
@@ -61,6 +62,7 @@ pub fn restart(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
 pub fn config(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     let n = name(p)?;
     let body: crate::api::AgentConfig = req.json()?;
+    super::creds::may_name_credentials(req, body.provider.as_deref().unwrap_or(""), "")?;
     Ok(Response::json(
         200,
         &app.islands.configure_agent(n, p.get("id"), body)?,

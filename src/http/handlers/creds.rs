@@ -6,6 +6,20 @@ use crate::error::Result;
 use crate::http::router::{actor, Params};
 use crate::http::{App, Request, Response};
 
+/// Naming a stored credential gives an island its secret, which anyone who can exec there can
+/// read: the owner's call. Operators' islands and agents get the defaults.
+pub fn may_name_credentials(req: &Request, provider: &str, identity: &str) -> Result<()> {
+    if (provider.is_empty() && identity.is_empty())
+        || req.caller.role() == Some(crate::api::Role::Owner)
+    {
+        return Ok(());
+    }
+    Err(crate::error::Error::Forbidden(
+        "naming a provider or GitHub identity needs the owner role; an operator's agents get the default ones"
+            .into(),
+    ))
+}
+
 fn ledger(app: &App, req: &Request, kind: &str, detail: serde_json::Value) {
     app.audit.append(crate::audit::Record {
         kind: kind.into(),
@@ -21,7 +35,7 @@ pub fn claude_status(app: &App, _req: &mut Request, _p: &Params) -> Result<Respo
 }
 
 pub fn claude_put(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
-    let body: PutClaude = req.json()?;
+    let body: PutClaude = req.json_secret()?;
     let status = app.islands.creds.put_claude(body)?;
     ledger(
         app,
@@ -58,7 +72,7 @@ pub fn github_list(app: &App, _req: &mut Request, _p: &Params) -> Result<Respons
 
 pub fn github_put(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     let name = p.get("name");
-    let body: PutGithub = req.json()?;
+    let body: PutGithub = req.json_secret()?;
     let (mut view, created) = app.islands.creds.put_github(name, body)?;
     view.islands = app.islands.islands_with_identity(name);
     app.islands.refresh_secrets(&view.islands);
@@ -149,7 +163,7 @@ pub fn provider_get(app: &App, _req: &mut Request, p: &Params) -> Result<Respons
 
 pub fn provider_put(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     let name = p.get("provider");
-    let body: PutProvider = req.json()?;
+    let body: PutProvider = req.json_secret()?;
     let (mut view, created) = app.islands.creds.put_provider(name, body)?;
     view.islands = app.islands.islands_with_provider(name);
     // A rotated key reaches the islands' files now, and each agent at its next launch.

@@ -32,6 +32,7 @@ pub fn may_make(req: &Request, name: &str) -> Result<()> {
 
 pub fn create(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
     let body: CreateIsland = req.json()?;
+    super::creds::may_name_credentials(req, &body.provider, &body.github_identity)?;
     // A repo that is a path on the daemon host copies that directory into the island: host
     // file access, which is the owner's alone.
     if !body.repo.is_empty()
