@@ -361,7 +361,18 @@ fn credentials_reach_their_island_and_leak_nowhere() {
         Some(json!({"model": "gpt-stand-in"})),
     );
     let ps_running = host_ps();
+    // Newer Claude credentials reach an existing island on upgrade.
+    let claude_tok2 = format!("sk-ant-oat-LEAKCHECK{}", dejima::util::random_hex(10));
+    seen.ok(
+        "PUT",
+        "/v1/credentials/claude",
+        Some(json!({"credentials_json": {"claudeAiOauth": {"accessToken": claude_tok2}}})),
+    );
+    let (cj, _) = d.exec(&name, &["cat", "/home/agent/.claude/.credentials.json"]);
+    assert!(cj.contains(&claude_tok), "not before the upgrade");
     seen.ok("POST", &format!("/v1/islands/{name}/upgrade"), None);
+    let (cj, _) = d.exec(&name, &["cat", "/home/agent/.claude/.credentials.json"]);
+    assert!(cj.contains(&claude_tok2), "seeded on upgrade");
     let clone = unique("creds-clone");
     seen.ok(
         "POST",
@@ -445,7 +456,15 @@ fn credentials_reach_their_island_and_leak_nowhere() {
     ]);
     let log = d.log();
     let bodies = seen.bodies.borrow().join("\n");
-    for secret in [&key, &key2, &okey, &ghtok, &claude_tok, &islands_token] {
+    for secret in [
+        &key,
+        &key2,
+        &okey,
+        &ghtok,
+        &claude_tok,
+        &claude_tok2,
+        &islands_token,
+    ] {
         for (place, text) in [
             ("docker inspect", &inspect),
             ("host ps (agents running)", &ps_running),
