@@ -778,16 +778,24 @@ fn an_island_clones_and_pushes_a_private_repo_as_its_identity() {
             json!({"login": "octo", "token": token, "id": 7, "host": format!("127.0.0.1:{port}")}),
         ),
     );
+    // Made from the private repo's URL on the island's own loopback: the server is not up
+    // yet (it can only listen once the island's network exists), so the first clone fails.
+    let url = format!("http://127.0.0.1:{port}/git/octo/private.git");
     let v = d.ok(
         "POST",
         "/v1/islands",
-        Some(json!({"name": name, "no_repo": true, "agent": "custom", "cmd": "bash", "github_identity": "work"})),
+        Some(json!({"name": name, "repo": url, "agent": "custom", "cmd": "bash", "github_identity": "work"})),
     );
     assert_eq!(v["github_identity"], "work", "{v}");
     let _g = Island {
         d: &d,
         name: name.clone(),
     };
+    let ws = wait_for(T, "the first clone to fail", || {
+        let w = d.ok("GET", &format!("/v1/islands/{name}/workspace-ready"), None);
+        (w["clone_failed"] == true).then_some(w)
+    });
+    assert!(ws["clone_reason"].as_str().unwrap().len() > 0, "{ws}");
     let log = d.home.join("git.log");
     let _git = Standin::in_island(
         &name,
@@ -796,13 +804,14 @@ fn an_island_clones_and_pushes_a_private_repo_as_its_identity() {
         &[root.path().to_str().unwrap(), log.to_str().unwrap(), "octo"],
         &[("STANDIN_TOKEN", &token)],
     );
-    // The same git and credential helper the create-time clone uses, as the agent user.
-    let url = format!("http://127.0.0.1:{port}/git/octo/private.git");
-    let script = format!(
-        "set -e; export GIT_TERMINAL_PROMPT=0; cd /workspace; git clone -q {url} repo; cd repo; \
-         echo change >> README; git commit -qam 'from the island'; git push -q origin main; \
-         git log -1 --format='%an <%ae>'"
-    );
+    // The create-time clone, run again: through the identity's credential helper.
+    let ws = d.ok("POST", &format!("/v1/islands/{name}/reclone"), None);
+    assert_eq!(ws["ready"], true, "{ws}");
+    let (s, v) = d.req("POST", &format!("/v1/islands/{name}/reclone"), None);
+    assert_eq!(s, 409, "a ready workspace is never cloned over: {v}");
+    let script = "set -e; cd /workspace; cat README; echo change >> README; \
+         git commit -qam 'from the island'; git push -q origin main; \
+         git log -1 --format='%an <%ae>'";
     let v = d.ok(
         "POST",
         &format!("/v1/islands/{name}/exec"),
@@ -811,7 +820,7 @@ fn an_island_clones_and_pushes_a_private_repo_as_its_identity() {
     assert_eq!(v["exit_code"], 0, "{v}");
     assert_eq!(
         v["stdout"].as_str().unwrap().trim(),
-        "octo <7+octo@users.noreply.127.0.0.1>",
+        "hello\nocto <7+octo@users.noreply.127.0.0.1>",
         "{v}"
     );
     // The push arrived, authored as the identity; every git request carried its token.

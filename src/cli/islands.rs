@@ -126,6 +126,30 @@ verb!(
     "upgrade",
     "recreate an island on the current image, volumes kept"
 );
+verb!(
+    Reclone,
+    "reclone",
+    "clone an island's git URL again after its clone failed (e.g. once its identity is fixed)"
+);
+
+pub fn reclone(c: &Client, a: Reclone) -> Out {
+    let v: crate::api::WorkspaceReady = c.send_json(
+        "POST",
+        &format!("/v1/islands/{}/reclone", seg(&a.island)),
+        &serde_json::json!({}),
+    )?;
+    if a.json {
+        print_json(&v);
+    } else if v.ready {
+        println!("{}: workspace cloned", a.island);
+    } else {
+        return Err(super::fail(format!(
+            "{}: the clone failed again: {}",
+            a.island, v.clone_reason
+        )));
+    }
+    Ok(())
+}
 
 /// copy an island (both volumes) to a new name
 #[derive(FromArgs)]

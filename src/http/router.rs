@@ -105,6 +105,7 @@ pub static ROUTES: &[Route] = &[
         "/v1/islands/{name}/workspace-ready",
         islands::workspace_ready,
     ),
+    op("POST", "/v1/islands/{name}/reclone", islands::reclone),
     op("POST", "/v1/islands/{name}/exec", access::exec),
     view(
         "GET",

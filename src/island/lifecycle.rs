@@ -452,6 +452,39 @@ impl Islands {
         self.mark_workspace_ready(name)
     }
 
+    /// POST /v1/islands/{name}/reclone: clone the island's git URL again after a clone that
+    /// failed (an identity added or fixed since, a server that was down). Waits for the
+    /// clone; the outcome is the workspace status.
+    pub fn retry_clone(&self, name: &str) -> Result<WorkspaceReady> {
+        self.refuse_if_panicked("clone a repository")?;
+        let _busy = self.begin(name, "cloning")?;
+        let rec = self.record(name)?;
+        let url = match names::classify_repo(&rec.repo) {
+            Ok(Source::Url(u)) if !rec.no_repo => u,
+            _ => {
+                return Err(Error::Conflict(format!(
+                    "island {name:?} was not made from a git URL; there is nothing to clone"
+                )))
+            }
+        };
+        if rec.workspace.ready {
+            return Err(Error::Conflict(format!(
+                "island {name:?}'s workspace is ready; a clone would replace its work"
+            )));
+        }
+        if !self.observed.running(name) {
+            return Err(Error::Conflict(format!(
+                "island {name:?} is not running; wake it first"
+            )));
+        }
+        // Its identity may be new since the island was made.
+        self.write_secrets(name)?;
+        self.seed_home(name, false);
+        self.update(name, |r| r.workspace = WorkspaceReady::default())?;
+        self.populate_from_url(name, &url);
+        self.workspace_ready(name)
+    }
+
     /// Clone `url` into the island's workspace; the outcome is recorded, not returned.
     fn populate_from_url(&self, name: &str, url: &str) {
         let script = "set -e\ncd /workspace\n\

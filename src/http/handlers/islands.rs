@@ -111,3 +111,8 @@ pub fn resources(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
 pub fn workspace_ready(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
     Ok(Response::json(200, &app.islands.workspace_ready(name(p)?)?))
 }
+
+/// POST /v1/islands/{name}/reclone
+pub fn reclone(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
+    Ok(Response::json(200, &app.islands.retry_clone(name(p)?)?))
+}
