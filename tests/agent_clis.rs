@@ -261,3 +261,31 @@ fn without_credentials_the_agent_is_alive_and_says_so() {
     assert_eq!(code, 0, "{v}");
     assert!(v.contains("Claude Code") && v.contains("codex-cli"), "{v}");
 }
+
+#[test]
+fn agent_states_follow_their_programs_without_a_request_asking() {
+    let d = Daemon::start();
+    let name = unique("sweep");
+    let (s, v) = d.req(
+        "POST",
+        "/v1/islands",
+        Some(json!({"name": name, "no_repo": true, "agent": "custom", "cmd": "sleep 4"})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let _g = Island {
+        d: &d,
+        name: name.clone(),
+    };
+    // The island view never asks the island; the daemon's sweep brings the news.
+    let a1 = wait_for(T, "the island view to show a1 exited", || {
+        let i = d.ok("GET", &format!("/v1/islands/{name}"), None);
+        (i["agents"][0]["state"] == "exited").then(|| i["agents"][0].clone())
+    });
+    assert!(a1["error"].as_str().unwrap().contains("exited"), "{a1}");
+    // Reads of the agents share one look: two in a row ask the island once.
+    let before = d.log().matches("list-panes").count();
+    d.ok("GET", &format!("/v1/islands/{name}/agents"), None);
+    d.ok("GET", &format!("/v1/islands/{name}/agents/a1"), None);
+    let after = d.log().matches("list-panes").count();
+    assert!(after - before <= 1, "{before} -> {after}");
+}
