@@ -117,14 +117,14 @@ impl Tokens {
                 "an owner token cannot be scoped to islands; scope an operator or viewer token",
             ));
         }
+        if islands.len() > 256 {
+            return Err(Error::bad("a token may be scoped to at most 256 islands"));
+        }
         for i in &islands {
             crate::island::names::validate(i)?;
         }
         islands.sort();
         islands.dedup();
-        if islands.len() > 256 {
-            return Err(Error::bad("a token may be scoped to at most 256 islands"));
-        }
         let secret = format!("{SECRET_PREFIX}{}", util::random_hex(32));
         let rec = TokenRecord {
             id: format!("tok_{}", util::random_hex(6)),

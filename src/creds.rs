@@ -111,7 +111,7 @@ struct State {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PutClaude {
-    /// The blob: a JSON object, or a string holding one.
+    /// The blob: the JSON object of ~/.claude/.credentials.json.
     pub credentials_json: serde_json::Value,
     #[serde(default)]
     pub source: Option<String>,
@@ -122,7 +122,7 @@ pub struct PutClaude {
 pub struct PutGithub {
     pub login: String,
     pub token: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::whole::opt_u64")]
     pub id: Option<u64>,
     #[serde(default)]
     pub host: Option<String>,
@@ -228,7 +228,7 @@ fn check_secret(what: &str, s: &str) -> Result<()> {
     if s.trim().is_empty() {
         return Err(Error::bad(format!("{what} is required")));
     }
-    if s.len() > MAX_SECRET || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if s.chars().count() > MAX_SECRET || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(Error::bad(format!(
             "{what} must be at most {MAX_SECRET} bytes with no spaces or control characters"
         )));
@@ -237,11 +237,17 @@ fn check_secret(what: &str, s: &str) -> Result<()> {
 }
 
 fn check_env_var(v: &str) -> Result<()> {
-    let ok = !v.is_empty()
+    let shaped = !v.is_empty()
         && v.len() <= 64
         && v.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-        && !v.as_bytes()[0].is_ascii_digit()
+        && !v.as_bytes()[0].is_ascii_digit();
+    if !shaped {
+        return Err(Error::bad(format!(
+            "env var {v:?} must be an upper-case name (A-Z, 0-9, _, not starting with a digit)"
+        )));
+    }
+    let ok = true
         // Variables the island or its programs rely on, or that make a shell or loader run
         // something: a key must never land in one.
         && !["DEJIMA_", "LD_", "GIT_", "GH_", "BASH_", "NODE_", "PYTHON", "SSH_", "LC_"]
@@ -255,8 +261,8 @@ fn check_env_var(v: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::bad(format!(
-            "env var {v:?} must be an upper-case name (A-Z, 0-9, _) and not one the island relies on"
+        Err(Error::Unprocessable(format!(
+            "env var {v:?} is one the island or its programs rely on; pick another"
         )))
     }
 }
@@ -274,7 +280,8 @@ fn check_url(what: &str, u: &str) -> Result<()> {
             "{what} must be a plain URL (no spaces, quotes, backslashes or control characters)"
         )));
     }
-    let parsed = url::Url::parse(u).map_err(|e| Error::bad(format!("{what}: {e}")))?;
+    // Shaped like a URL but not one (a host no parser takes): well-formed, unusable.
+    let parsed = url::Url::parse(u).map_err(|e| Error::Unprocessable(format!("{what}: {e}")))?;
     if !parsed.username().is_empty() || parsed.password().is_some() {
         // It is shown in listings and in CLI command lines; credentials belong in the key.
         return Err(Error::bad(format!(
@@ -370,11 +377,10 @@ impl Creds {
 
     pub fn put_claude(&self, req: PutClaude) -> Result<ClaudeStatus> {
         let blob = match req.credentials_json {
-            serde_json::Value::String(s) => s,
             v @ serde_json::Value::Object(_) => v.to_string(),
             _ => {
                 return Err(Error::bad(
-                    "credentials_json must be a JSON object (or a string holding one)",
+                    "credentials_json must be a JSON object (the content of ~/.claude/.credentials.json)",
                 ))
             }
         };
@@ -550,7 +556,7 @@ impl Creds {
             (Some(v), _) => v,
             (None, Some((k, _))) => k.to_string(),
             (None, None) => {
-                return Err(Error::bad(format!(
+                return Err(Error::Unprocessable(format!(
                     "provider {name:?} is not one dejima knows (anthropic, openai); say which env var its key goes in (env_var)"
                 )))
             }
@@ -568,11 +574,13 @@ impl Creds {
         if !base_url_env.is_empty() {
             check_env_var(&base_url_env)?;
             if base_url_env == env_var {
-                return Err(Error::bad("base_url_env must differ from env_var"));
+                return Err(Error::Unprocessable(
+                    "base_url_env must differ from env_var".into(),
+                ));
             }
         } else if !base_url.is_empty() {
-            return Err(Error::bad(
-                "base_url needs base_url_env: the variable the agent reads it from",
+            return Err(Error::Unprocessable(
+                "base_url needs base_url_env: the variable the agent reads it from".into(),
             ));
         }
         let now = util::now_rfc3339();
@@ -753,7 +761,7 @@ mod tests {
         let (_d, c) = creds();
         let e = c
             .put_claude(PutClaude {
-                credentials_json: serde_json::json!("not json secret"),
+                credentials_json: serde_json::json!("{\"not\": \"an object secret\"}"),
                 source: None,
             })
             .unwrap_err();

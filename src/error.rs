@@ -78,6 +78,11 @@ impl From<EngineError> for Error {
         match e {
             EngineError::Unavailable(_) => Error::Unavailable(e.to_string()),
             EngineError::NotFound(m) => Error::NotFound(m),
+            // The container stopped under the caller (a hibernate, a crash): the island's
+            // state, not our fault.
+            EngineError::Failed { .. } if e.text().contains("is not running") => Error::Conflict(
+                format!("the island's container is not running: {}", e.text()),
+            ),
             EngineError::Failed { .. } => {
                 log::warn!("engine refused: {} ({})", e.text(), e.command());
                 Error::Internal(format!("engine: {}", e.text()))

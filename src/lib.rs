@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod creds;
 pub mod daemon;
+pub mod egress;
 pub mod error;
 pub mod events;
 pub mod http;

@@ -178,7 +178,7 @@ fn credentials_reach_their_island_and_leak_nowhere() {
         (
             "/v1/credentials/providers/mine",
             json!({"api_key": key}),
-            400,
+            422,
         ),
         (
             "/v1/credentials/providers/anthropic",
@@ -727,14 +727,17 @@ fn github_repos_are_listed_and_created_through_the_rest_api() {
     let e = v["error"].as_str().unwrap();
     assert!(e.contains("401") && e.contains("stale"), "{e}");
     assert!(!e.contains("ghp_stale"), "{e}");
-    // Unreachable GitHub: 502, not a 500.
+    // Unreachable at the identity's own api_url: 422, never a 5xx.
     d.ok(
         "PUT",
         "/v1/credentials/github/gone",
         Some(json!({"login": "octo", "token": token, "api_url": format!("http://127.0.0.1:{}", free_port())})),
     );
     let (s, v) = d.req("GET", "/v1/credentials/github/gone/repos", None);
-    assert_eq!(s, 502, "{v}");
+    assert_eq!(
+        s, 422,
+        "an api_url of the caller's that fails is theirs to fix: {v}"
+    );
     let (s, _) = d.req("GET", "/v1/credentials/github/nope/repos", None);
     assert_eq!(s, 404);
     // The list never shows a token; deleting reports bound islands (none here).

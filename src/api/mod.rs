@@ -343,7 +343,11 @@ pub struct Resources {
     pub cpus: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub disk: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::opt_i64"
+    )]
     pub oom_priority: Option<i64>,
 }
 
@@ -494,6 +498,7 @@ pub struct PatchIsland {
 #[serde(deny_unknown_fields)]
 pub struct PutResources {
     pub memory: Option<String>,
+    #[serde(default, deserialize_with = "whole::opt_i64")]
     pub oom_priority: Option<i64>,
 }
 
@@ -511,7 +516,7 @@ pub struct ExecRequest {
     #[serde(default)]
     pub stdin: Option<String>,
     /// Seconds before the command is killed; default 60, at most 3600.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::opt_u64")]
     pub timeout_secs: Option<u64>,
     /// Working directory; default the workspace.
     #[serde(default)]
@@ -656,4 +661,58 @@ pub struct TerminalInfo {
     pub status: TerminalStatus,
     #[serde(default)]
     pub attached: Vec<PresenceEntry>,
+}
+
+/// JSON numbers as JSON Schema counts them: `274.0` is the integer 274 (clients in languages
+/// with one number type send whole numbers that way). Anything with a fraction is refused.
+pub mod whole {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+
+    fn number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Number>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)
+    }
+
+    pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        let Some(n) = number(d)? else { return Ok(None) };
+        n.as_u64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1.8e19)
+                    .map(|f| f as u64)
+            })
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number of 0 or more")))
+    }
+
+    pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        let Some(n) = number(d)? else { return Ok(None) };
+        n.as_i64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
+                    .map(|f| f as i64)
+            })
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number")))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[derive(serde::Deserialize)]
+        struct T {
+            #[serde(default, deserialize_with = "super::opt_i64")]
+            n: Option<i64>,
+        }
+
+        #[test]
+        fn whole_floats_are_integers() {
+            let t = |s: &str| serde_json::from_str::<T>(s).map(|t| t.n);
+            assert_eq!(t(r#"{"n": -1.0}"#).unwrap(), Some(-1));
+            assert_eq!(t(r#"{"n": 3}"#).unwrap(), Some(3));
+            assert_eq!(t(r#"{"n": null}"#).unwrap(), None);
+            assert_eq!(t(r#"{}"#).unwrap(), None);
+            assert!(t(r#"{"n": 1.5}"#).is_err());
+        }
+    }
 }

@@ -45,6 +45,9 @@ struct Args {
     /// IPv4 range island networks are cut from, one subnet each (default 10.213.0.0/16)
     #[argh(option, default = "dejima::runtime::SubnetPool::DEFAULT.to_string()")]
     subnet_pool: String,
+    /// send the daemon's own outbound HTTP (webhooks, GitHub) to loopback addresses only
+    #[argh(switch)]
+    egress_loopback: bool,
     /// prefix length of each island's subnet within --subnet-pool (default 28)
     #[argh(option, default = "dejima::runtime::SubnetPool::DEFAULT_SUBNET_BITS")]
     subnet_prefix: u8,
@@ -118,6 +121,9 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
+    if args.egress_loopback {
+        dejima::egress::restrict_to_loopback();
+    }
     let result = options(args).and_then(dejima::daemon::run);
     if let Err(e) = result {
         eprintln!("dejimad: {e}");

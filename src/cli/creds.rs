@@ -312,10 +312,13 @@ pub fn creds(c: &Client, a: CredsCmd) -> Out {
                     std::io::stdin().read_to_string(&mut t)?;
                     (t, "api")
                 };
+                let blob: Value = serde_json::from_str(text.trim()).map_err(|_| {
+                    fail("the credentials are not JSON (expected the content of ~/.claude/.credentials.json)")
+                })?;
                 let v: Value = c.send_json(
                     "PUT",
                     "/v1/credentials/claude",
-                    &json!({"credentials_json": text.trim(), "source": source}),
+                    &json!({"credentials_json": blob, "source": source}),
                 )?;
                 println!(
                     "stored Claude credentials ({}); new islands get them, existing ones on upgrade",

@@ -59,7 +59,19 @@ fn agent() -> ureq::Agent {
 }
 
 /// What GitHub's refusal means for the caller. `what` names the identity, never its token.
-fn upstream(e: ureq::Error, name: &str, base: &str) -> Error {
+/// An identity with its own `api_url` that fails is the caller's to fix (422); the real
+/// GitHub failing is a bad gateway (502).
+fn upstream(e: ureq::Error, name: &str, g: &GithubIdentity) -> Error {
+    let base = g.api_base();
+    match upstream_at(e, name, &base) {
+        Error::BadGateway(m) if !g.api_url.is_empty() => {
+            Error::Unprocessable(format!("{m}; check identity {name:?}'s api_url"))
+        }
+        other => other,
+    }
+}
+
+fn upstream_at(e: ureq::Error, name: &str, base: &str) -> Error {
     match e {
         ureq::Error::Status(code, resp) => {
             // GitHub's own message (e.g. "Bad credentials", "name already exists").
@@ -123,6 +135,7 @@ pub fn list_repos(name: &str, g: &GithubIdentity, page: u32, per_page: u32) -> R
         return Err(Error::bad("page starts at 1; per_page is 1-100"));
     }
     let base = g.api_base();
+    crate::egress::check(&base)?;
     let resp = agent()
         .get(&format!("{base}/user/repos"))
         .query("page", &page.to_string())
@@ -132,7 +145,7 @@ pub fn list_repos(name: &str, g: &GithubIdentity, page: u32, per_page: u32) -> R
         .set("X-GitHub-Api-Version", "2022-11-28")
         .set("Authorization", &format!("Bearer {}", g.token))
         .call()
-        .map_err(|e| upstream(e, name, &base))?;
+        .map_err(|e| upstream(e, name, g))?;
     let next = resp.header("Link").and_then(next_page);
     let repos: Vec<Repo> = resp.into_json().map_err(|e| {
         Error::BadGateway(format!(
@@ -168,19 +181,20 @@ pub fn create_repo(name: &str, g: &GithubIdentity, req: &NewRepo) -> Result<Repo
     })?;
     let mut body = serde_json::json!({ "name": req.name, "private": private });
     if let Some(d) = &req.description {
-        if d.len() > 350 {
+        if d.chars().count() > 350 {
             return Err(Error::bad("description is at most 350 bytes"));
         }
         body["description"] = serde_json::Value::String(d.clone());
     }
     let base = g.api_base();
+    crate::egress::check(&base)?;
     let resp = agent()
         .post(&format!("{base}/user/repos"))
         .set("Accept", "application/vnd.github+json")
         .set("X-GitHub-Api-Version", "2022-11-28")
         .set("Authorization", &format!("Bearer {}", g.token))
         .send_json(body)
-        .map_err(|e| upstream(e, name, &base))?;
+        .map_err(|e| upstream(e, name, g))?;
     resp.into_json().map_err(|e| {
         Error::BadGateway(format!(
             "GitHub at {base} sent a repository we cannot read: {e}"

@@ -264,8 +264,14 @@ impl Webhooks {
         }
         match url::Url::parse(url) {
             Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => {}
-            _ => return Err(Error::bad(format!("url {url:?} is not a valid URL"))),
+            // Shaped like a URL but not one (a bad port, a host no resolver takes).
+            _ => {
+                return Err(Error::Unprocessable(format!(
+                    "url {url:?} is not a usable URL"
+                )))
+            }
         }
+        crate::egress::check(url)?;
         let mut events = Vec::new();
         for t in &req.events {
             events.push(t.parse::<EventType>().map_err(|_| {
@@ -488,6 +494,7 @@ impl Webhooks {
     }
 
     fn post(&self, url: &str, secret: &str, d: &Delivery) -> std::result::Result<(), String> {
+        crate::egress::check(url).map_err(|e| e.to_string())?;
         let mut req = self
             .agent
             .post(url)

@@ -92,12 +92,13 @@ impl<'a> Request<'a> {
 
     /// `?key=true|1|yes` (anything else, or absent, is false; a junk value is a 400).
     pub fn query_bool(&self, key: &str) -> Result<bool> {
-        match self.query(key) {
+        match self.query(key).map(str::to_ascii_lowercase).as_deref() {
             None => Ok(false),
             Some("" | "true" | "1" | "yes") => Ok(true),
             Some("false" | "0" | "no") => Ok(false),
-            Some(v) => Err(Error::bad(format!(
-                "query {key}={v:?} must be true or false"
+            Some(_) => Err(Error::bad(format!(
+                "query {key}={:?} must be true or false",
+                self.query(key).unwrap_or_default()
             ))),
         }
     }
@@ -163,6 +164,10 @@ impl<'a> Request<'a> {
         } else {
             &bytes
         };
+        // A body is an object: serde would otherwise fill a struct from an array by position.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(Error::bad("the JSON body must be an object"));
+        }
         serde_json::from_slice(bytes).map_err(|e| Error::bad(format!("invalid JSON body: {e}")))
     }
 
@@ -170,6 +175,9 @@ impl<'a> Request<'a> {
     /// the text (serde quotes a value of the wrong type, and that value may be a key).
     pub fn json_secret<T: DeserializeOwned>(&mut self) -> Result<T> {
         let bytes = self.bytes(MAX_JSON)?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(Error::bad("the JSON body must be an object"));
+        }
         serde_json::from_slice(&bytes).map_err(|e| {
             let what = match e.classify() {
                 serde_json::error::Category::Data => {

@@ -33,7 +33,7 @@ impl Islands {
 
     /// POST /v1/islands/{name}/exec
     pub fn exec(&self, name: &str, req: ExecRequest) -> Result<ExecResult> {
-        if req.cmd.is_empty() || req.cmd[0].is_empty() {
+        if req.cmd.is_empty() {
             return Err(Error::bad("cmd must be a non-empty array of strings"));
         }
         if req.cmd.iter().any(|a| a.contains('\0')) {

@@ -30,9 +30,10 @@ const DEFAULT_OOM_PRIORITY: i64 = 5;
 
 fn parse_memory(m: &str) -> Result<u64> {
     match util::parse_size(m) {
-        Some(b) if b >= 6 << 20 => Ok(b),
-        Some(_) => Err(Error::bad(format!(
-            "memory {m:?} is below the engine's 6 MiB minimum"
+        // Below this an island's init and tmux cannot start (runc fails opaquely).
+        Some(b) if b >= 64 << 20 => Ok(b),
+        Some(_) => Err(Error::Unprocessable(format!(
+            "memory {m:?} is below an island's 64 MiB minimum"
         ))),
         None => Err(Error::bad(format!(
             "memory {m:?} is not a size like 512m or 4G"
@@ -47,6 +48,11 @@ fn validate_resources(r: &Resources) -> Result<()> {
     if !r.cpus.is_empty() {
         match r.cpus.parse::<f64>() {
             Ok(c) if c > 0.0 && c.is_finite() => {}
+            Ok(c) if c == 0.0 => {
+                return Err(Error::Unprocessable(
+                    "cpus must be above 0 (leave it out for no cap)".into(),
+                ))
+            }
             _ => {
                 return Err(Error::bad(format!(
                     "cpus {:?} is not a positive number",
@@ -92,6 +98,13 @@ fn run_error(e: EngineError, rec: &Record) -> Error {
         Error::Unprocessable(format!(
             "the engine cannot honour disk {:?}: {m}",
             rec.resources.disk
+        ))
+    } else if refused
+        && (m.contains("OCI runtime create failed") || m.contains("failed to create shim task"))
+    {
+        Error::Unprocessable(format!(
+            "the engine could not start the island's container (its resources may be too small: {:?}): {m}",
+            rec.resources
         ))
     } else if refused
         && (m.contains("Minimum memory") || m.contains("memory") && m.contains("limit"))
@@ -182,12 +195,20 @@ impl Islands {
         )?;
         let resources = req.resources.clone().unwrap_or_default();
         validate_resources(&resources)?;
+        if req.tags.len() > 64 {
+            return Err(Error::bad("tags: at most 64"));
+        }
         for (k, v) in &req.tags {
-            if k.is_empty() || k.len() > 128 || v.len() > 1024 {
+            let (kc, vc) = (k.chars().count(), v.chars().count());
+            if kc == 0 || kc > 128 || vc > 1024 {
                 return Err(Error::bad(
-                    "tags: keys must be 1-128 bytes, values at most 1024",
+                    "tags: keys must be 1-128 characters, values at most 1024",
                 ));
             }
+        }
+        names::check_title(&req.title)?;
+        if req.owner.chars().count() > 256 || req.role.chars().count() > 256 {
+            return Err(Error::bad("owner and role are at most 256 characters"));
         }
         let image = if req.image.is_empty() {
             self.config.default_image.clone()
@@ -775,11 +796,7 @@ impl Islands {
 
     /// PATCH /v1/islands/{name}
     pub fn set_title(&self, name: &str, title: &str) -> Result<IslandInfo> {
-        if title.len() > 256 || title.chars().any(char::is_control) {
-            return Err(Error::bad(
-                "title must be at most 256 bytes with no control characters",
-            ));
-        }
+        names::check_title(title)?;
         self.update(name, |r| r.title = title.to_string())?;
         self.info(name)
     }

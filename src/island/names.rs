@@ -23,9 +23,19 @@ pub fn validate(name: &str) -> Result<()> {
 
 /// A display label (agents, terminals, attached clients): short, no control characters.
 pub fn check_label(l: &str) -> Result<()> {
-    if l.len() > 128 || l.chars().any(char::is_control) {
+    if l.chars().count() > 128 || l.chars().any(char::is_control) {
         return Err(Error::bad(
-            "label must be at most 128 bytes with no control characters",
+            "label must be at most 128 characters with no control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A display title: at most 256 characters, no control characters.
+pub fn check_title(t: &str) -> Result<()> {
+    if t.chars().count() > 256 || t.chars().any(char::is_control) {
+        return Err(Error::bad(
+            "title must be at most 256 characters with no control characters",
         ));
     }
     Ok(())
@@ -89,7 +99,7 @@ pub fn classify_repo(repo: &str) -> Result<Source> {
         )));
     }
     if !path.is_dir() {
-        return Err(Error::bad(format!(
+        return Err(Error::Unprocessable(format!(
             "repo path {} is not a directory on the daemon host",
             path.display()
         )));

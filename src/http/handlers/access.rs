@@ -64,7 +64,11 @@ pub fn write_file(app: &App, req: &mut Request, p: &Params) -> Result<Response> 
 pub fn logs(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     let n = name(p)?;
     let follow = req.query_bool("follow")?;
-    let tail = req.query("tail").unwrap_or("all").to_string();
+    let tail = req
+        .query("tail")
+        .filter(|t| !t.is_empty())
+        .unwrap_or("all")
+        .to_string();
     let stream = match req.query("agent") {
         Some(agent) => app.islands.agent_log(n, agent, follow, &tail)?,
         None => app.islands.logs(n, follow, &tail)?,

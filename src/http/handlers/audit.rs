@@ -22,25 +22,23 @@ struct Filter {
 
 fn time_param(req: &Request, k: &str) -> Result<Option<u64>> {
     match req.query(k) {
-        None | Some("") => Ok(None),
-        Some(v) => util::parse_rfc3339(v)
-            .map(Some)
-            .ok_or_else(|| Error::bad(format!("{k}={v:?} is not an RFC 3339 time"))),
+        None => Ok(None),
+        // Any RFC 3339 time; one before 1970 bounds nothing the ledger holds.
+        Some(v) => time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+            .map(|t| Some(u64::try_from(t.unix_timestamp()).unwrap_or(0)))
+            .map_err(|_| Error::bad(format!("{k}={v:?} is not an RFC 3339 time"))),
     }
 }
 
 fn filter(req: &Request, default_limit: Option<usize>) -> Result<Filter> {
-    let decision = req
-        .query("decision")
-        .filter(|d| !d.is_empty())
-        .map(str::to_string);
+    let decision = req.query("decision").map(str::to_string);
     if let Some(d) = &decision {
         if d != "allowed" && d != "denied" {
             return Err(Error::bad("decision must be allowed or denied"));
         }
     }
     let limit = match req.query("limit") {
-        None | Some("") => default_limit,
+        None => default_limit,
         Some(v) => Some(
             v.parse::<usize>()
                 .ok()
@@ -303,10 +301,7 @@ fn text_of(e: &Entry) -> String {
 /// GET /v1/activity
 pub fn activity(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
     let f = filter(req, Some(50))?;
-    let kind = req
-        .query("kind")
-        .filter(|k| !k.is_empty())
-        .map(str::to_string);
+    let kind = req.query("kind").map(str::to_string);
     if let Some(k) = &kind {
         if !["lifecycle", "broker", "system"].contains(&k.as_str()) {
             return Err(Error::bad("kind must be lifecycle, broker or system"));

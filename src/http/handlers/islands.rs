@@ -92,8 +92,10 @@ pub fn clone(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     let from = name(p)?;
     let body: CloneIsland = req.json()?;
     let to = match (body.name.as_str(), body.new_name.as_str()) {
-        (a, b) if !a.is_empty() && !b.is_empty() && a != b => {
-            return Err(Error::bad("name and new_name disagree; send one"))
+        (a, b) if !a.is_empty() && !b.is_empty() => {
+            return Err(Error::bad(
+                "send the new island's name once: name or new_name",
+            ))
         }
         ("", b) => b,
         (a, _) => a,

@@ -1,0 +1,876 @@
+"""The Dejima REST client: one method per operation in openapi.yaml."""
+
+import json as _json
+import os
+from typing import (
+    IO,
+    Any,
+    Dict,
+    Iterable,
+    List,
+    Literal,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+    overload,
+)
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ._version import __version__
+from ._transport import UnixAdapter, make_retry
+from .errors import DejimaConnectionError, DejimaError
+from .session import Session, open_session
+from .streams import Stream, iter_lines, iter_sse
+
+__all__ = ["Client", "ROUTES", "JSON"]
+
+JSON = Dict[str, Any]
+Timeout = Union[None, float, Tuple[Optional[float], Optional[float]]]
+_DEFAULT: Any = object()  # "the client's timeout"
+
+# Every operation in openapi.yaml and the Client method that performs it. The test suite
+# fails when openapi.yaml gains an operation this table lacks, or names a missing method.
+ROUTES: Dict[Tuple[str, str], str] = {
+    ("GET", "/v1/healthz"): "healthz",
+    ("GET", "/v1/overview"): "overview",
+    ("POST", "/v1/image/build"): "image_build",
+    ("GET", "/v1/islands"): "list_islands",
+    ("POST", "/v1/islands"): "create_island",
+    ("GET", "/v1/islands/{name}"): "get_island",
+    ("PATCH", "/v1/islands/{name}"): "set_title",
+    ("DELETE", "/v1/islands/{name}"): "purge_island",
+    ("POST", "/v1/islands/{name}/hibernate"): "hibernate",
+    ("POST", "/v1/islands/{name}/wake"): "wake",
+    ("POST", "/v1/islands/{name}/reset"): "reset",
+    ("POST", "/v1/islands/{name}/upgrade"): "upgrade",
+    ("POST", "/v1/islands/{name}/clone"): "clone_island",
+    ("PUT", "/v1/islands/{name}/resources"): "set_resources",
+    ("GET", "/v1/islands/{name}/workspace-ready"): "workspace_ready",
+    ("POST", "/v1/islands/{name}/reclone"): "reclone",
+    ("POST", "/v1/islands/{name}/exec"): "exec",
+    ("GET", "/v1/islands/{name}/files/{path}"): "read_file",
+    ("PUT", "/v1/islands/{name}/files/{path}"): "write_file",
+    ("GET", "/v1/islands/{name}/logs"): "logs",
+    ("GET", "/v1/islands/{name}/session"): "attach",
+    ("GET", "/v1/islands/{name}/agents"): "list_agents",
+    ("POST", "/v1/islands/{name}/agents"): "add_agent",
+    ("GET", "/v1/islands/{name}/agents/{id}"): "get_agent",
+    ("PATCH", "/v1/islands/{name}/agents/{id}"): "relabel_agent",
+    ("DELETE", "/v1/islands/{name}/agents/{id}"): "remove_agent",
+    ("GET", "/v1/agent-types"): "agent_types",
+    ("POST", "/v1/islands/{name}/agents/{id}/restart"): "restart_agent",
+    ("PATCH", "/v1/islands/{name}/agents/{id}/config"): "configure_agent",
+    ("GET", "/v1/islands/{name}/agents/{id}/session"): "attach",
+    ("GET", "/v1/clients"): "clients",
+    ("POST", "/v1/sessions/revoke"): "revoke_sessions",
+    ("GET", "/v1/terminals"): "list_terminals",
+    ("POST", "/v1/terminals"): "create_terminal",
+    ("PATCH", "/v1/terminals/{id}"): "relabel_terminal",
+    ("DELETE", "/v1/terminals/{id}"): "close_terminal",
+    ("GET", "/v1/terminals/{id}/session"): "attach_terminal",
+    ("GET", "/v1/islands/{name}/events"): "events",
+    ("POST", "/v1/events/subscribe"): "subscribe",
+    ("GET", "/v1/events/subscriptions"): "subscriptions",
+    ("DELETE", "/v1/events/subscriptions/{id}"): "unsubscribe",
+    ("GET", "/v1/events/stream"): "event_stream",
+    ("POST", "/v1/internal/agent-event"): "post_agent_event",
+    ("GET", "/v1/audit"): "audit",
+    ("GET", "/v1/activity"): "activity",
+    ("GET", "/v1/panic"): "panic_status",
+    ("POST", "/v1/panic"): "engage_panic",
+    ("DELETE", "/v1/panic"): "clear_panic",
+    ("GET", "/v1/tokens"): "list_tokens",
+    ("POST", "/v1/tokens"): "create_token",
+    ("DELETE", "/v1/tokens/{id}"): "revoke_token",
+    ("GET", "/v1/credentials/claude"): "claude_status",
+    ("PUT", "/v1/credentials/claude"): "set_claude_credentials",
+    ("DELETE", "/v1/credentials/claude"): "delete_claude_credentials",
+    ("GET", "/v1/credentials/github"): "list_github_identities",
+    ("PUT", "/v1/credentials/github/{name}"): "put_github_identity",
+    ("DELETE", "/v1/credentials/github/{name}"): "delete_github_identity",
+    ("GET", "/v1/credentials/github/{name}/repos"): "github_repos",
+    ("POST", "/v1/credentials/github/{name}/repos"): "create_github_repo",
+    ("GET", "/v1/credentials/providers"): "list_providers",
+    ("GET", "/v1/credentials/providers/{provider}"): "get_provider",
+    ("PUT", "/v1/credentials/providers/{provider}"): "set_provider",
+    ("DELETE", "/v1/credentials/providers/{provider}"): "delete_provider",
+}
+
+# Engine operations (create, wake, clone, ...) may take minutes; they get at least this long.
+_SLOW_SECS = 600.0
+
+
+def _seg(value: str) -> str:
+    """One path segment, percent-encoded (a name can never reach another route)."""
+    return quote(str(value), safe="")
+
+
+def _compact(d: Mapping[str, Any]) -> Dict[str, Any]:
+    """The fields the caller gave (None means not given)."""
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _query(d: Mapping[str, Any]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        if v is None:
+            continue
+        out[k] = ("true" if v else "false") if isinstance(v, bool) else v
+    return out
+
+
+def _csv(v: Union[None, str, Iterable[str]]) -> Optional[str]:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    return ",".join(v)
+
+
+def _home() -> str:
+    home = os.environ.get("DEJIMA_HOME") or ""
+    return home if home else os.path.join(os.path.expanduser("~"), ".dejima")
+
+
+class Client:
+    """A client of one dejimad.
+
+    ``host``: ``"host:port"`` (or ``http://host:port``, ``https://...``) for TCP, or
+    ``"unix:/path/to/dejimad.sock"``; default ``$DEJIMA_HOST``. ``socket``: a Unix socket path
+    (overrides ``host``). With neither, the Unix socket ``$DEJIMA_HOME/dejimad.sock``
+    (``~/.dejima/dejimad.sock``). ``token``: an operator token (``djo_...``) sent as
+    ``Authorization: Bearer``; default ``$DEJIMA_TOKEN``. ``timeout``: seconds for each
+    ordinary request (engine operations such as create or wake wait at least 600 s; streams
+    wait for data without a limit unless given one); None waits for ever.
+
+    Every non-2xx answer raises :class:`DejimaError` (``status``, ``message``); a daemon that
+    cannot be reached raises :class:`DejimaConnectionError` (a DejimaError with status None).
+    """
+
+    def __init__(
+        self,
+        host: Optional[str] = None,
+        token: Optional[str] = None,
+        socket: Optional[str] = None,
+        timeout: Optional[float] = 30.0,
+    ) -> None:
+        if host is None and socket is None:
+            host = os.environ.get("DEJIMA_HOST") or None
+        if token is None:
+            token = os.environ.get("DEJIMA_TOKEN") or None
+        self.token: Optional[str] = token or None
+        self.timeout: Optional[float] = timeout
+        self.socket_path: Optional[str] = None
+        self._http = requests.Session()
+        self._http.trust_env = False  # no proxies or .netrc for the daemon
+        self._http.headers["User-Agent"] = f"dejima-sdk-python/{__version__}"
+        if token:
+            self._http.headers["Authorization"] = f"Bearer {token}"
+        if socket is not None or host is None or host.startswith("unix:"):
+            if socket is not None:
+                path = socket
+            elif host is not None:
+                path = host[len("unix:"):]
+                if path.startswith("//"):
+                    path = path[2:]
+            else:
+                path = os.path.join(_home(), "dejimad.sock")
+            self.socket_path = os.path.expanduser(path)
+            self.base_url = "http://dejimad"
+            adapter: HTTPAdapter = UnixAdapter(self.socket_path)
+        else:
+            h = host.strip().rstrip("/")
+            if "://" not in h:
+                h = "http://" + h
+            scheme, rest = h.split("://", 1)
+            if scheme not in ("http", "https"):
+                raise ValueError(f"host {host!r}: want host:port, http(s)://host:port or unix:/path")
+            if rest.startswith(":"):
+                rest = "127.0.0.1" + rest
+            self.base_url = f"{scheme}://{rest}"
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=10, max_retries=make_retry())
+        self._http.mount("http://", adapter)
+        self._http.mount("https://", adapter)
+
+    def __repr__(self) -> str:
+        where = f"unix:{self.socket_path}" if self.socket_path else self.base_url
+        return f"<dejima.Client {where}{' (token)' if self.token else ''}>"
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _slow(self, at_least: float = _SLOW_SECS) -> Optional[float]:
+        return None if self.timeout is None else max(self.timeout, at_least)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, Any]] = None,
+        json: Any = None,
+        data: Any = None,
+        headers: Optional[Mapping[str, str]] = None,
+        stream: bool = False,
+        timeout: Timeout = _DEFAULT,
+    ) -> requests.Response:
+        if timeout is _DEFAULT:
+            timeout = self.timeout
+        kwargs: Dict[str, Any] = {}
+        if json is not None:
+            kwargs["data"] = _json.dumps(json, separators=(",", ":")).encode("utf-8")
+            kwargs["headers"] = {"Content-Type": "application/json", **(headers or {})}
+        else:
+            if data is not None:
+                kwargs["data"] = data
+            if headers:
+                kwargs["headers"] = dict(headers)
+        try:
+            resp = self._http.request(
+                method,
+                self.base_url + path,
+                params=_query(params) if params else None,
+                stream=stream,
+                timeout=timeout,
+                allow_redirects=False,
+                **kwargs,
+            )
+        except requests.RequestException as e:
+            raise DejimaConnectionError(str(e), method=method, path=path) from e
+        if not 200 <= resp.status_code < 300:
+            try:
+                raise self._error(resp, method, path)
+            finally:
+                resp.close()
+        return resp
+
+    @staticmethod
+    def _error(resp: requests.Response, method: str, path: str) -> DejimaError:
+        body: Any = None
+        message = ""
+        try:
+            text = resp.content.decode("utf-8", "replace")
+        except Exception:
+            text = ""
+        try:
+            body = _json.loads(text) if text else None
+        except ValueError:
+            body = text
+        if isinstance(body, dict) and "error" in body:
+            message = str(body["error"])
+        else:
+            message = text.strip()[:1000] or (resp.reason or "")
+        return DejimaError(resp.status_code, message, method=method, path=path, body=body)
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        """A request whose answer is JSON (or nothing, for a 204)."""
+        resp = self._request(method, path, **kw)
+        if resp.status_code == 204 or not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            return resp.text
+
+    def _stream(self, method: str, path: str, parse: Any, read_timeout: Optional[float], **kw: Any) -> Stream[Any]:
+        resp = self._request(method, path, stream=True, timeout=(self.timeout, read_timeout), **kw)
+        return Stream(resp, parse)
+
+    def _isl(self, island: str, *rest: str) -> str:
+        return "/v1/islands/" + _seg(island) + "".join("/" + r for r in rest)
+
+    def _file_path(self, island: str, path: str) -> str:
+        p = path.lstrip("/")
+        if not p:
+            raise ValueError("a file path is needed (e.g. /workspace/README.md)")
+        return self._isl(island, "files", quote(p, safe="/"))
+
+    # -- daemon -----------------------------------------------------------------------------
+
+    def healthz(self) -> JSON:
+        """``{status, ok, version, docker_reachable}``; reachable with any token."""
+        return self._call("GET", "/v1/healthz")  # type: ignore[no-any-return]
+
+    def version(self) -> str:
+        """The daemon's version (from healthz)."""
+        return str(self.healthz().get("version", ""))
+
+    def overview(self) -> JSON:
+        """Server-wide totals and substrate health."""
+        return self._call("GET", "/v1/overview")  # type: ignore[no-any-return]
+
+    def image_build(
+        self,
+        tag: Optional[str] = None,
+        base: Optional[str] = None,
+        force: Optional[bool] = None,
+        slim: Optional[bool] = None,
+        *,
+        read_timeout: Optional[float] = None,
+    ) -> Stream[str]:
+        """Build the island image; yields the build's output lines, the last ``ok: ...`` or
+        ``error: ...`` (a failed build is still a 200: check the last line). Owner."""
+        body = _compact({"tag": tag, "base": base, "force": force, "slim": slim})
+        return self._stream("POST", "/v1/image/build", iter_lines, read_timeout, json=body or None)
+
+    # -- islands ----------------------------------------------------------------------------
+
+    def list_islands(self) -> List[JSON]:
+        """Every island (lightweight)."""
+        return self._call("GET", "/v1/islands")  # type: ignore[no-any-return]
+
+    def create_island(
+        self,
+        repo: Optional[str] = None,
+        name: Optional[str] = None,
+        agent: Optional[str] = None,
+        no_repo: bool = False,
+        *,
+        cmd: Optional[str] = None,
+        image: Optional[str] = None,
+        github_identity: Optional[str] = None,
+        provider: Optional[str] = None,
+        model: Optional[str] = None,
+        resources: Optional[Mapping[str, Any]] = None,
+        title: Optional[str] = None,
+        owner: Optional[str] = None,
+        role: Optional[str] = None,
+        tags: Optional[Mapping[str, str]] = None,
+        **fields: Any,
+    ) -> JSON:
+        """Create an island from a git URL or host path (``repo``), or empty (``no_repo=True``,
+        with ``name``). ``agent``: claude-code (default), codex, custom or headless. A git URL
+        is cloned in the background: poll :meth:`workspace_ready`. Returns IslandInfo."""
+        body = _compact(
+            {
+                "repo": repo,
+                "name": name,
+                "agent": agent,
+                "no_repo": True if no_repo else None,
+                "cmd": cmd,
+                "image": image,
+                "github_identity": github_identity,
+                "provider": provider,
+                "model": model,
+                "resources": dict(resources) if resources is not None else None,
+                "title": title,
+                "owner": owner,
+                "role": role,
+                "tags": dict(tags) if tags is not None else None,
+            }
+        )
+        body.update(_compact(fields))
+        return self._call("POST", "/v1/islands", json=body, timeout=self._slow())  # type: ignore[no-any-return]
+
+    def get_island(self, island: str) -> JSON:
+        """Detail of one island (git, health, disk, resources)."""
+        return self._call("GET", self._isl(island))  # type: ignore[no-any-return]
+
+    def set_title(self, island: str, title: str) -> JSON:
+        """Set the display title (empty: show the name). Returns IslandInfo."""
+        return self._call("PATCH", self._isl(island), json={"title": title})  # type: ignore[no-any-return]
+
+    def purge_island(self, island: str, force: bool = False) -> None:
+        """Remove the island: container, volumes, network, records. Refused (409) while the
+        workspace holds unpushed work unless ``force``."""
+        self._call(
+            "DELETE", self._isl(island), params={"force": True} if force else None, timeout=self._slow()
+        )
+
+    def hibernate(self, island: str) -> JSON:
+        """Stop the container, keep the volumes."""
+        return self._call("POST", self._isl(island, "hibernate"), timeout=self._slow())  # type: ignore[no-any-return]
+
+    def wake(self, island: str) -> JSON:
+        """Start the container (recreated against the volumes if it was removed)."""
+        return self._call("POST", self._isl(island, "wake"), timeout=self._slow())  # type: ignore[no-any-return]
+
+    def reset(self, island: str) -> JSON:
+        """A new empty home volume; the workspace is untouched; the island runs after."""
+        return self._call("POST", self._isl(island, "reset"), timeout=self._slow())  # type: ignore[no-any-return]
+
+    def upgrade(self, island: str) -> JSON:
+        """Recreate the container on the current image, volumes kept."""
+        return self._call("POST", self._isl(island, "upgrade"), timeout=self._slow())  # type: ignore[no-any-return]
+
+    def clone_island(self, island: str, new_name: str) -> JSON:
+        """Copy both volumes into a new island ``new_name``. Returns the new IslandInfo."""
+        return self._call(  # type: ignore[no-any-return]
+            "POST", self._isl(island, "clone"), json={"new_name": new_name}, timeout=self._slow()
+        )
+
+    def set_resources(
+        self, island: str, memory: Optional[str] = None, oom_priority: Optional[int] = None
+    ) -> JSON:
+        """Change the memory cap (live, e.g. "6G") and OOM priority (-10..10, on the next
+        recreate). Returns ``{resources, restart_required}``."""
+        body = _compact({"memory": memory, "oom_priority": oom_priority})
+        return self._call("PUT", self._isl(island, "resources"), json=body)  # type: ignore[no-any-return]
+
+    def workspace_ready(self, island: str) -> JSON:
+        """``{ready, clone_failed, clone_reason}``."""
+        return self._call("GET", self._isl(island, "workspace-ready"))  # type: ignore[no-any-return]
+
+    def reclone(self, island: str) -> JSON:
+        """Clone the island's git URL again after a failed clone; waits for it."""
+        return self._call("POST", self._isl(island, "reclone"), timeout=self._slow())  # type: ignore[no-any-return]
+
+    def exec(
+        self,
+        island: str,
+        cmd: Union[str, Sequence[str]],
+        timeout_secs: Optional[int] = None,
+        *,
+        stdin: Optional[str] = None,
+        workdir: Optional[str] = None,
+        user: Optional[str] = None,
+        env: Optional[Mapping[str, str]] = None,
+    ) -> JSON:
+        """Run a command in the island (no PTY): ``{stdout, stderr, exit_code, timed_out?,
+        truncated?}``. ``cmd`` is an argv list; a string is run by ``sh -c``."""
+        argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        body = _compact(
+            {
+                "cmd": argv,
+                "stdin": stdin,
+                "timeout_secs": timeout_secs,
+                "workdir": workdir,
+                "user": user,
+                "env": dict(env) if env is not None else None,
+            }
+        )
+        wait = float(timeout_secs if timeout_secs is not None else 60) + 30.0
+        return self._call("POST", self._isl(island, "exec"), json=body, timeout=self._slow(wait))  # type: ignore[no-any-return]
+
+    def read_file(self, island: str, path: str) -> bytes:
+        """A file's bytes (``path`` absolute, under /workspace or /home/agent)."""
+        return self._request("GET", self._file_path(island, path), timeout=self._slow(120)).content
+
+    def write_file(self, island: str, path: str, data: Union[bytes, bytearray, str, IO[bytes]]) -> None:
+        """Write a file (parents created, replaced atomically). ``data``: bytes, str (UTF-8)
+        or a binary file object (streamed)."""
+        body: Any = data.encode("utf-8") if isinstance(data, str) else data
+        if isinstance(body, bytearray):
+            body = bytes(body)
+        self._request(
+            "PUT",
+            self._file_path(island, path),
+            data=body,
+            headers={"Content-Type": "application/octet-stream"},
+            timeout=self._slow(120),
+        ).close()
+
+    @overload
+    def logs(
+        self,
+        island: str,
+        follow: Literal[False] = False,
+        agent: Optional[str] = None,
+        tail: Union[int, str, None] = None,
+    ) -> str: ...
+
+    @overload
+    def logs(
+        self,
+        island: str,
+        follow: Literal[True],
+        agent: Optional[str] = None,
+        tail: Union[int, str, None] = None,
+    ) -> Stream[str]: ...
+
+    def logs(
+        self,
+        island: str,
+        follow: bool = False,
+        agent: Optional[str] = None,
+        tail: Union[int, str, None] = None,
+    ) -> Union[str, Stream[str]]:
+        """The container's output (or a headless ``agent``'s log). ``tail``: a number of
+        lines or "all". Without ``follow`` the text; with it, an iterator of lines that stays
+        open until closed."""
+        params = {"follow": True if follow else None, "agent": agent, "tail": tail}
+        path = self._isl(island, "logs")
+        if follow:
+            return self._stream("GET", path, iter_lines, None, params=params)
+        resp = self._request("GET", path, params=params, timeout=self._slow(120))
+        return resp.content.decode("utf-8", "replace")
+
+    # -- agents -----------------------------------------------------------------------------
+
+    def list_agents(self, island: str) -> List[JSON]:
+        """The island's agents, primary first."""
+        return self._call("GET", self._isl(island, "agents"))  # type: ignore[no-any-return]
+
+    def add_agent(
+        self,
+        island: str,
+        type: Optional[str] = None,
+        label: Optional[str] = None,
+        cmd: Optional[str] = None,
+        provider: Optional[str] = None,
+        model: Optional[str] = None,
+    ) -> JSON:
+        """Add an agent (next ``a<N>`` id, its own worktree and branch). Returns AgentInfo."""
+        body = _compact({"type": type, "label": label, "cmd": cmd, "provider": provider, "model": model})
+        return self._call("POST", self._isl(island, "agents"), json=body, timeout=self._slow())  # type: ignore[no-any-return]
+
+    def get_agent(self, island: str, agent: str) -> JSON:
+        """One agent."""
+        return self._call("GET", self._isl(island, "agents", _seg(agent)))  # type: ignore[no-any-return]
+
+    def relabel_agent(self, island: str, agent: str, label: str) -> JSON:
+        """Set an agent's label."""
+        return self._call("PATCH", self._isl(island, "agents", _seg(agent)), json={"label": label})  # type: ignore[no-any-return]
+
+    def remove_agent(self, island: str, agent: str) -> None:
+        """Remove an agent (session killed, worktree pruned, branch kept)."""
+        self._call("DELETE", self._isl(island, "agents", _seg(agent)), timeout=self._slow())
+
+    def restart_agent(self, island: str, agent: str, resume: bool = False) -> JSON:
+        """Relaunch the agent's program in place; ``resume`` continues the last conversation."""
+        return self._call(  # type: ignore[no-any-return]
+            "POST",
+            self._isl(island, "agents", _seg(agent), "restart"),
+            json={"resume": True} if resume else None,
+            timeout=self._slow(),
+        )
+
+    def configure_agent(
+        self, island: str, agent: str, provider: Optional[str] = None, model: Optional[str] = None
+    ) -> JSON:
+        """Set an agent's provider and model ("" clears); taken up at its next restart."""
+        body = _compact({"provider": provider, "model": model})
+        return self._call("PATCH", self._isl(island, "agents", _seg(agent), "config"), json=body)  # type: ignore[no-any-return]
+
+    def agent_types(self) -> List[JSON]:
+        """The agent types and what each needs."""
+        return self._call("GET", "/v1/agent-types")  # type: ignore[no-any-return]
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def attach(
+        self,
+        island: str,
+        agent: Optional[str] = None,
+        label: str = "python-sdk",
+        rows: Optional[int] = None,
+        cols: Optional[int] = None,
+    ) -> Session:
+        """Attach to the island's primary agent (or ``agent``'s) terminal over a websocket.
+        Needs ``pip install 'dejima-sdk[ws]'``."""
+        path = self._isl(island, "session") if agent is None else self._isl(island, "agents", _seg(agent), "session")
+        return self._open_session(path, label, rows, cols)
+
+    def attach_terminal(
+        self, terminal: str, label: str = "python-sdk", rows: Optional[int] = None, cols: Optional[int] = None
+    ) -> Session:
+        """Attach to a host terminal (dejimad --host-terminals; owner)."""
+        return self._open_session("/v1/terminals/" + _seg(terminal) + "/session", label, rows, cols)
+
+    def _open_session(self, path: str, label: str, rows: Optional[int], cols: Optional[int]) -> Session:
+        return open_session(
+            path=path + "?label=" + quote(label, safe=""),
+            label=label,
+            socket_path=self.socket_path,
+            http_base=self.base_url,
+            token=self.token,
+            timeout=self.timeout if self.timeout is not None else 30.0,
+            rows=rows,
+            cols=cols,
+        )
+
+    def clients(self) -> List[JSON]:
+        """Recent attach/detach records, newest first."""
+        return self._call("GET", "/v1/clients")  # type: ignore[no-any-return]
+
+    def revoke_sessions(self) -> JSON:
+        """Close every attached client (agents keep running): ``{revoked: N}``."""
+        return self._call("POST", "/v1/sessions/revoke")  # type: ignore[no-any-return]
+
+    # -- host terminals ---------------------------------------------------------------------
+
+    def list_terminals(self) -> List[JSON]:
+        """Host terminals (404 unless dejimad --host-terminals)."""
+        return self._call("GET", "/v1/terminals")  # type: ignore[no-any-return]
+
+    def create_terminal(
+        self,
+        label: Optional[str] = None,
+        command: Optional[str] = None,
+        args: Optional[Sequence[str]] = None,
+        cwd: Optional[str] = None,
+        env: Optional[Mapping[str, str]] = None,
+        cols: Optional[int] = None,
+        rows: Optional[int] = None,
+    ) -> JSON:
+        """Start a host terminal (tmux on the daemon host)."""
+        body = _compact(
+            {
+                "label": label,
+                "command": command,
+                "args": list(args) if args is not None else None,
+                "cwd": cwd,
+                "env": dict(env) if env is not None else None,
+                "cols": cols,
+                "rows": rows,
+            }
+        )
+        return self._call("POST", "/v1/terminals", json=body or None)  # type: ignore[no-any-return]
+
+    def relabel_terminal(self, terminal: str, label: str) -> JSON:
+        """Relabel a host terminal."""
+        return self._call("PATCH", "/v1/terminals/" + _seg(terminal), json={"label": label})  # type: ignore[no-any-return]
+
+    def close_terminal(self, terminal: str) -> None:
+        """Close a host terminal (its clients are closed)."""
+        self._call("DELETE", "/v1/terminals/" + _seg(terminal))
+
+    # -- events -----------------------------------------------------------------------------
+
+    def events(self, island: str) -> List[JSON]:
+        """The island's recent events, newest first."""
+        return self._call("GET", self._isl(island, "events"))  # type: ignore[no-any-return]
+
+    def event_stream(
+        self,
+        islands: Union[None, str, Iterable[str]] = None,
+        types: Union[None, str, Iterable[str]] = None,
+        replay: int = 0,
+        *,
+        read_timeout: Optional[float] = None,
+    ) -> Stream[JSON]:
+        """Live events (server-sent events) as dicts, optionally filtered by island names and
+        event types, after ``replay`` recent matching ones. Close it to disconnect."""
+        params = {"island": _csv(islands), "type": _csv(types), "replay": replay or None}
+        return self._stream("GET", "/v1/events/stream", iter_sse, read_timeout, params=params)
+
+    def subscribe(
+        self,
+        url: str,
+        secret: Optional[str] = None,
+        events: Optional[Sequence[str]] = None,
+        islands: Optional[Sequence[str]] = None,
+    ) -> JSON:
+        """Subscribe a webhook (``events``/``islands`` empty: all)."""
+        body = _compact(
+            {
+                "url": url,
+                "secret": secret,
+                "events": list(events) if events is not None else None,
+                "islands": list(islands) if islands is not None else None,
+            }
+        )
+        return self._call("POST", "/v1/events/subscribe", json=body)  # type: ignore[no-any-return]
+
+    def subscriptions(self) -> List[JSON]:
+        """Webhook subscriptions and their delivery state."""
+        return self._call("GET", "/v1/events/subscriptions")  # type: ignore[no-any-return]
+
+    def unsubscribe(self, subscription: str) -> None:
+        """Remove a webhook (its pending deliveries are dropped)."""
+        self._call("DELETE", "/v1/events/subscriptions/" + _seg(subscription))
+
+    def post_agent_event(
+        self,
+        type: str,
+        island: Optional[str] = None,
+        agent: Optional[str] = None,
+        payload: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        """Report an agent's state (agent.waiting-for-input, agent.task-complete,
+        agent.error). ``island`` is required unless the client holds an island's token."""
+        body = _compact(
+            {"type": type, "island": island, "agent": agent, "payload": dict(payload) if payload is not None else None}
+        )
+        self._call("POST", "/v1/internal/agent-event", json=body)
+
+    # -- audit ------------------------------------------------------------------------------
+
+    def audit(
+        self,
+        format: Optional[str] = None,
+        limit: Optional[int] = None,
+        since: Optional[str] = None,
+        until: Optional[str] = None,
+        island: Optional[str] = None,
+        type: Optional[str] = None,
+        actor: Optional[str] = None,
+        decision: Optional[str] = None,
+    ) -> Union[JSON, str]:
+        """The audit ledger: ``{entries, verify}`` for json (the default); the export text for
+        ``format="jsonl"`` or ``"csv"``. Owner."""
+        params = {
+            "format": format,
+            "limit": limit,
+            "since": since,
+            "until": until,
+            "island": island,
+            "type": type,
+            "actor": actor,
+            "decision": decision,
+        }
+        resp = self._request("GET", "/v1/audit", params=params, timeout=self._slow(120))
+        if format in (None, "json"):
+            return resp.json()  # type: ignore[no-any-return]
+        return resp.content.decode("utf-8", "replace")
+
+    def activity(
+        self,
+        kind: Optional[str] = None,
+        limit: Optional[int] = None,
+        since: Optional[str] = None,
+        until: Optional[str] = None,
+        island: Optional[str] = None,
+        actor: Optional[str] = None,
+        decision: Optional[str] = None,
+    ) -> List[JSON]:
+        """A newest-first timeline in words: ``[{seq, time, kind, actor, island?, decision, text}]``."""
+        params = {
+            "kind": kind,
+            "limit": limit,
+            "since": since,
+            "until": until,
+            "island": island,
+            "actor": actor,
+            "decision": decision,
+        }
+        return self._call("GET", "/v1/activity", params=params)  # type: ignore[no-any-return]
+
+    # -- panic ------------------------------------------------------------------------------
+
+    def panic_status(self) -> JSON:
+        """``{panicked, reason?, since?}``."""
+        return self._call("GET", "/v1/panic")  # type: ignore[no-any-return]
+
+    def engage_panic(self, reason: Optional[str] = None) -> JSON:
+        """Stop every island and revoke every session; nothing starts until cleared."""
+        body = _compact({"reason": reason})
+        return self._call("POST", "/v1/panic", json=body or None, timeout=self._slow())  # type: ignore[no-any-return]
+
+    def clear_panic(self) -> JSON:
+        """Clear the panic switch; islands meant to be running are woken."""
+        return self._call("DELETE", "/v1/panic", timeout=self._slow())  # type: ignore[no-any-return]
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def list_tokens(self) -> List[JSON]:
+        """Operator tokens (never their secrets)."""
+        return self._call("GET", "/v1/tokens")  # type: ignore[no-any-return]
+
+    def create_token(
+        self, role: str, label: Optional[str] = None, islands: Optional[Sequence[str]] = None
+    ) -> JSON:
+        """A new operator token (viewer, operator or owner); its ``secret`` is only here."""
+        body = _compact({"role": role, "label": label, "islands": list(islands) if islands is not None else None})
+        return self._call("POST", "/v1/tokens", json=body)  # type: ignore[no-any-return]
+
+    def revoke_token(self, token_id: str) -> None:
+        """Revoke a token at once (its sessions and streams are closed)."""
+        self._call("DELETE", "/v1/tokens/" + _seg(token_id))
+
+    # -- credentials ------------------------------------------------------------------------
+
+    def claude_status(self) -> JSON:
+        """Whether Claude Code's login is stored: ``{present, source?, updated_at?}``."""
+        return self._call("GET", "/v1/credentials/claude")  # type: ignore[no-any-return]
+
+    def set_claude_credentials(
+        self, credentials_json: Union[str, Mapping[str, Any]], source: Optional[str] = None
+    ) -> JSON:
+        """Store Claude Code's login (~/.claude/.credentials.json, as an object or its text)."""
+        creds = dict(credentials_json) if isinstance(credentials_json, Mapping) else credentials_json
+        body = _compact({"credentials_json": creds, "source": source})
+        return self._call("PUT", "/v1/credentials/claude", json=body)  # type: ignore[no-any-return]
+
+    def delete_claude_credentials(self) -> None:
+        """Forget the stored Claude login."""
+        self._call("DELETE", "/v1/credentials/claude")
+
+    def list_github_identities(self) -> List[JSON]:
+        """GitHub identities (token hints only) and their islands."""
+        return self._call("GET", "/v1/credentials/github")  # type: ignore[no-any-return]
+
+    def put_github_identity(
+        self,
+        name: str,
+        login: str,
+        token: str,
+        id: Optional[int] = None,
+        host: Optional[str] = None,
+        api_url: Optional[str] = None,
+        default: Optional[bool] = None,
+    ) -> JSON:
+        """Add or replace a GitHub identity."""
+        body = _compact(
+            {"login": login, "token": token, "id": id, "host": host, "api_url": api_url, "default": default}
+        )
+        return self._call("PUT", "/v1/credentials/github/" + _seg(name), json=body)  # type: ignore[no-any-return]
+
+    def delete_github_identity(self, name: str) -> JSON:
+        """Remove an identity: ``{removed, still_bound}``."""
+        return self._call("DELETE", "/v1/credentials/github/" + _seg(name))  # type: ignore[no-any-return]
+
+    def github_repos(self, name: str, page: Optional[int] = None, per_page: Optional[int] = None) -> JSON:
+        """One page of the identity's repositories: ``{repos, page, per_page, next_page?}``."""
+        return self._call(  # type: ignore[no-any-return]
+            "GET",
+            "/v1/credentials/github/" + _seg(name) + "/repos",
+            params={"page": page, "per_page": per_page},
+            timeout=self._slow(120),
+        )
+
+    def create_github_repo(
+        self, identity: str, name: str, private: bool, description: Optional[str] = None
+    ) -> JSON:
+        """Create a repository owned by the identity (``private`` is required)."""
+        body = _compact({"name": name, "private": private, "description": description})
+        return self._call(  # type: ignore[no-any-return]
+            "POST", "/v1/credentials/github/" + _seg(identity) + "/repos", json=body, timeout=self._slow(120)
+        )
+
+    def list_providers(self) -> List[JSON]:
+        """Provider keys (masked hints) and the islands using each."""
+        return self._call("GET", "/v1/credentials/providers")  # type: ignore[no-any-return]
+
+    def get_provider(self, name: str) -> JSON:
+        """One provider (masked)."""
+        return self._call("GET", "/v1/credentials/providers/" + _seg(name))  # type: ignore[no-any-return]
+
+    def set_provider(
+        self,
+        name: str,
+        api_key: str,
+        base_url: Optional[str] = None,
+        env_var: Optional[str] = None,
+        base_url_env: Optional[str] = None,
+        default: Optional[bool] = None,
+    ) -> JSON:
+        """Set a provider's key (write-only) and where agents get it."""
+        body = _compact(
+            {
+                "api_key": api_key,
+                "base_url": base_url,
+                "env_var": env_var,
+                "base_url_env": base_url_env,
+                "default": default,
+            }
+        )
+        return self._call("PUT", "/v1/credentials/providers/" + _seg(name), json=body)  # type: ignore[no-any-return]
+
+    def delete_provider(self, name: str) -> JSON:
+        """Remove a provider: ``{removed, still_bound}``."""
+        return self._call("DELETE", "/v1/credentials/providers/" + _seg(name))  # type: ignore[no-any-return]

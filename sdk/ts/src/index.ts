@@ -1,0 +1,21 @@
+export { Client, ROUTES } from "./client.js";
+export type {
+  ResponseOf, BodyOf, QueryOf, IslandInfo, AgentInfo, CreateIslandRequest, DejimaEvent,
+  Subscription, TerminalInfo, Overview, TokenInfo, PanicStatus, ClaudeStatus, GithubIdentity,
+  GithubRepo, Provider, Removed, Resources, Health, ImageBuildOptions, CreateIslandOptions,
+  ResourcesUpdate, ResourcesResult, WorkspaceStatus, ExecRequest, ExecOptions, ExecResult,
+  LogsQuery, AddAgentOptions, RestartAgentOptions, AgentConfig, ClientRecord, RevokeResult,
+  CreateTerminalOptions, SubscribeRequest, SubscribeOptions, EventStreamQuery,
+  AgentEventRequest, AuditQuery, ActivityQuery, CreateTokenRequest, CreateTokenOptions,
+  CreatedToken, TokenRole, SetClaudeOptions, GithubIdentityRequest, GithubReposQuery,
+  GithubRepoPage, CreateGithubRepoRequest, ProviderRequest, AgentType, AuditEntry, AuditResult,
+  ActivityItem, StreamEvent, ClientOptions, AttachOptions, StreamOptions, LogsOptions, Route,
+  SpecRoute,
+} from "./client.js";
+export { DejimaError, DejimaTimeoutError } from "./errors.js";
+export { Session } from "./session.js";
+export type { CloseInfo, Presence } from "./session.js";
+export type { SseMessage } from "./stream.js";
+export { parseHost, defaultHome } from "./transport.js";
+export type { Endpoint } from "./transport.js";
+export type { paths, components } from "./openapi.js";

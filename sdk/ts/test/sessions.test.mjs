@@ -1,0 +1,133 @@
+// Websocket sessions: the primary agent and a chosen agent, a shared screen, presence,
+// resize and ping, revoke, clients, and host terminals (when dejimad runs --host-terminals).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { DejimaError, Session } from "../dist/index.js";
+import { SKIP_LIVE, socketClient, makeIsland, until } from "./helpers.mjs";
+
+const skip = SKIP_LIVE;
+let dj;
+let name;
+
+before(async () => {
+  if (skip) return;
+  dj = socketClient();
+  name = (await makeIsland(dj, "sess")).name;
+});
+after(() => dj?.close());
+
+test("attach to the primary agent: hello, resize, ping, type and wait for the answer", { skip }, async () => {
+  const s = await dj.attach(name, { label: "sdk-primary", rows: 30, cols: 100 });
+  try {
+    assert.ok(s instanceof Session);
+    assert.ok(s.attached.some((p) => p.label === "sdk-primary" && p.joined_at), JSON.stringify(s.attached));
+    const rtt = await s.ping();
+    assert.ok(rtt >= 0 && rtt < 5000);
+    s.sendText("echo MARK-$((6*7))\r");
+    const upTo = await s.waitFor("MARK-42", 15_000);
+    assert.match(upTo, /MARK-42$/);
+    // waitFor consumes: the same mark again needs new output.
+    s.send(new TextEncoder().encode("echo MARK-$((6*7))\r"));
+    await s.waitFor(/MARK-4\d/, 15_000);
+    s.resize(40, 120);
+    // tmux may draw a run of spaces as a cursor move: keep markers free of spaces.
+    // The pane follows the resize asynchronously: ask again until it has.
+    await until(async () => {
+      s.sendText("stty size | tr ' ' x\r");
+      return s.waitFor("40x120", 1000).then(() => true, () => false);
+    }, { what: "the pane to take 40x120", interval: 0 });
+    const island = await dj.getIsland(name);
+    assert.ok(island.attached?.some((p) => p.label === "sdk-primary"));
+  } finally {
+    await s.close();
+  }
+});
+
+test("attach to a specific agent", { skip }, async () => {
+  const a = await dj.addAgent(name, { type: "custom", label: "side" });
+  const s = await dj.attach(name, { agent: a.id, label: "sdk-agent" });
+  try {
+    s.sendText("echo MARK-$((6*7))-in-$PWD\r");
+    await s.waitFor(`MARK-42-in-/workspace/.agents/${a.id}`, 15_000);
+    const agent = await dj.getAgent(name, a.id);
+    assert.ok(agent.attached?.some((p) => p.label === "sdk-agent"), "presence is per agent");
+    const primary = await dj.getAgent(name, "a1");
+    assert.ok(!primary.attached?.some((p) => p.label === "sdk-agent"));
+  } finally {
+    await s.close();
+  }
+  await assert.rejects(dj.attach(name, { agent: "a99" }), (e) => e instanceof DejimaError && e.status === 404);
+  await assert.rejects(dj.attach("no-such-island-here"), (e) => e instanceof DejimaError && e.status === 404);
+});
+
+test("two sessions on one screen see each other's output and presence", { skip }, async () => {
+  const one = await dj.attach(name, { label: "sdk-one" });
+  const two = await dj.attach(name, { label: "sdk-two" });
+  try {
+    assert.ok(two.attached.some((p) => p.label === "sdk-one"), "the second hello lists the first client");
+    one.sendText("echo SHARED-$((6*7))\r");
+    await Promise.all([one.waitFor("SHARED-42", 15_000), two.waitFor("SHARED-42", 15_000)]);
+    two.sendText("echo OTHER-$((7*6))\r");
+    await one.waitFor("OTHER-42", 15_000);
+    const chunks = [];
+    const off = two.onData((b) => chunks.push(b));
+    one.sendText("echo BYTES-$((2*3))\r");
+    await two.waitFor("BYTES-6", 15_000);
+    off();
+    assert.ok(chunks.length > 0 && chunks.every((c) => c instanceof Uint8Array));
+  } finally {
+    await Promise.all([one.close(), two.close()]);
+  }
+});
+
+test("clients() records attach and detach; revokeSessions closes every session", { skip }, async () => {
+  const s = await dj.attach(name, { label: "sdk-revoked" });
+  const recs = await dj.clients();
+  const live = recs.find((r) => r.label === "sdk-revoked" && r.island === name);
+  assert.ok(live, "the attach is recorded");
+  assert.equal(live.detached_at, undefined);
+  let closedBy;
+  s.onClose((info) => (closedBy = info));
+  const { revoked } = await dj.revokeSessions();
+  assert.ok(revoked >= 1);
+  const info = await s.closed;
+  assert.equal(info.code, 1008);
+  assert.equal(info.reason, "revoked");
+  assert.deepEqual(closedBy, info);
+  await assert.rejects(s.waitFor("never", 1000), /closed/);
+  assert.throws(() => s.sendText("x"), /not open/);
+  await until(async () => (await dj.clients()).some((r) => r.label === "sdk-revoked" && r.detached_at), { what: "the detach record" });
+});
+
+test("host terminals: CRUD and attach (404 when dejimad runs without --host-terminals)", { skip }, async () => {
+  let list;
+  try {
+    list = await dj.listTerminals();
+  } catch (e) {
+    assert.ok(e instanceof DejimaError);
+    assert.equal(e.status, 404);
+    assert.match(e.message, /host-terminals/);
+    for (const call of [() => dj.createTerminal({ label: "x" }), () => dj.relabelTerminal("t1", "y"), () => dj.closeTerminal("t1"), () => dj.attachTerminal("t1")]) {
+      await assert.rejects(call(), (err) => err instanceof DejimaError && err.status === 404);
+    }
+    return;
+  }
+  assert.ok(Array.isArray(list));
+  const t = await dj.createTerminal({ label: "sdk-term", command: "/bin/sh", cols: 90, rows: 20 });
+  try {
+    assert.equal(t.label, "sdk-term");
+    assert.ok((await dj.listTerminals()).some((x) => x.id === t.id));
+    assert.equal((await dj.relabelTerminal(t.id, "sdk-term-2")).label, "sdk-term-2");
+    const s = await dj.attachTerminal(t.id, { label: "sdk-host" });
+    let exited = false;
+    s.onExit(() => (exited = true));
+    s.sendText("echo TERM-$((6*7))\r");
+    await s.waitFor("TERM-42", 15_000);
+    s.sendText("exit\r");
+    await s.closed;
+    assert.equal(exited, true, "the exit frame came before the close");
+  } finally {
+    await dj.closeTerminal(t.id).catch(() => {});
+  }
+  await assert.rejects(dj.closeTerminal(t.id), (e) => e instanceof DejimaError && e.status === 404);
+});
