@@ -649,3 +649,29 @@ fn an_agent_restarts_in_place_and_says_what_runs() {
     assert_eq!(claude["key_env"], "ANTHROPIC_API_KEY");
     assert_eq!(types.as_array().unwrap().len(), 4);
 }
+
+#[test]
+fn a_client_close_is_answered_with_a_close() {
+    let d = Daemon::start();
+    let i = d.create("wsclose");
+    let mut w = d.attach(&format!("/v1/islands/{}/session?label=closer", i.name));
+    w.hello();
+    w.ws.close(None).unwrap();
+    // The handshake completes (the server's Close arrives) instead of a dropped connection.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let outcome = loop {
+        match w.ws.read() {
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) && std::time::Instant::now() < deadline => {}
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(outcome, tungstenite::Error::ConnectionClosed),
+        "{outcome:?}"
+    );
+}

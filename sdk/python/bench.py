@@ -38,7 +38,8 @@ def round_trips(client: dejima.Client, island: str, n: int) -> List[float]:
             s.send(ch)
             s.read_until(ch, 10)
             out.append(time.perf_counter() - t0)
-        s.send("\x15")  # ^U: clear the typed line
+        s.send("\x15echo clear-$((1+1))\r")  # ^U: clear the typed line
+        s.read_until("clear-2", 15)
     return out
 
 

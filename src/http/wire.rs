@@ -184,7 +184,8 @@ impl<'a> Request<'a> {
                     // Field names are safe to show; values are not.
                     let m = e.to_string();
                     if m.starts_with("unknown field") || m.starts_with("missing field") {
-                        m.split(", expected").next().unwrap_or("").to_string()
+                        // "unknown field `x`, expected one of `a`, `b`": names only.
+                        m.split(" at line ").next().unwrap_or("").to_string()
                     } else {
                         "a field has the wrong type or value".to_string()
                     }

@@ -283,7 +283,12 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                     match m {
                         Message::Text(t) => out.push(decode(&t)),
                         Message::Binary(b) => out.push(Ok(Inbound::Data(b))),
-                        Message::Close(_) => return Err(End::ClientGone),
+                        Message::Close(_) => {
+                            // tungstenite queued the answering Close: send it, so the
+                            // client sees a clean close (1000), not a dropped connection.
+                            self.flush_for(Duration::from_millis(500));
+                            return Err(End::ClientGone);
+                        }
                         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                     }
                 }
@@ -463,7 +468,12 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
             code,
             reason: Cow::Borrowed(reason),
         }));
-        let deadline = Instant::now() + Duration::from_secs(1);
+        self.flush_for(Duration::from_secs(1));
+    }
+
+    /// Flush what is queued for the client, waiting for the socket up to `limit`.
+    fn flush_for(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             match self.ws.flush() {
                 Ok(()) => break,

@@ -166,11 +166,12 @@ class Client:
         self.token: Optional[str] = token or None
         self.timeout: Optional[float] = timeout
         self.socket_path: Optional[str] = None
-        self._http = requests.Session()
-        self._http.trust_env = False  # no proxies or .netrc for the daemon
-        self._http.headers["User-Agent"] = f"dejima-sdk-python/{__version__}"
+        self._headers: Dict[str, str] = {
+            "User-Agent": f"dejima-sdk-python/{__version__}",
+            "Accept-Encoding": "identity",
+        }
         if token:
-            self._http.headers["Authorization"] = f"Bearer {token}"
+            self._headers["Authorization"] = f"Bearer {token}"
         if socket is not None or host is None or host.startswith("unix:"):
             if socket is not None:
                 path = socket
@@ -194,8 +195,7 @@ class Client:
                 rest = "127.0.0.1" + rest
             self.base_url = f"{scheme}://{rest}"
             adapter = HTTPAdapter(pool_connections=1, pool_maxsize=10, max_retries=make_retry())
-        self._http.mount("http://", adapter)
-        self._http.mount("https://", adapter)
+        self._adapter = adapter
 
     def __repr__(self) -> str:
         where = f"unix:{self.socket_path}" if self.socket_path else self.base_url
@@ -205,7 +205,7 @@ class Client:
 
     def close(self) -> None:
         """Close pooled connections."""
-        self._http.close()
+        self._adapter.close()
 
     def __enter__(self) -> "Client":
         return self
@@ -230,24 +230,28 @@ class Client:
     ) -> requests.Response:
         if timeout is _DEFAULT:
             timeout = self.timeout
-        kwargs: Dict[str, Any] = {}
+        hdrs: Dict[str, str] = dict(self._headers)
+        body: Any = None
         if json is not None:
-            kwargs["data"] = _json.dumps(json, separators=(",", ":")).encode("utf-8")
-            kwargs["headers"] = {"Content-Type": "application/json", **(headers or {})}
-        else:
-            if data is not None:
-                kwargs["data"] = data
-            if headers:
-                kwargs["headers"] = dict(headers)
+            body = _json.dumps(json, separators=(",", ":")).encode("utf-8")
+            hdrs["Content-Type"] = "application/json"
+        elif data is not None:
+            body = data
+        if headers:
+            hdrs.update(headers)
         try:
-            resp = self._http.request(
-                method,
-                self.base_url + path,
+            # The adapter directly: requests.Session's per-call merging (cookies, proxies,
+            # environment, hooks) costs more than the request itself on a local socket.
+            req = requests.PreparedRequest()
+            req.prepare(
+                method=method,
+                url=self.base_url + path,
+                headers=hdrs,
+                data=body,
                 params=_query(params) if params else None,
-                stream=stream,
-                timeout=timeout,
-                allow_redirects=False,
-                **kwargs,
+            )
+            resp = self._adapter.send(
+                req, stream=stream, timeout=timeout, verify=True, cert=None, proxies={}  # type: ignore[arg-type]
             )
         except requests.RequestException as e:
             raise DejimaConnectionError(str(e), method=method, path=path) from e
@@ -791,8 +795,9 @@ class Client:
     def set_claude_credentials(
         self, credentials_json: Union[str, Mapping[str, Any]], source: Optional[str] = None
     ) -> JSON:
-        """Store Claude Code's login (~/.claude/.credentials.json, as an object or its text)."""
-        creds = dict(credentials_json) if isinstance(credentials_json, Mapping) else credentials_json
+        """Store Claude Code's login (~/.claude/.credentials.json, as an object or its JSON
+        text, which is parsed here and sent as the object)."""
+        creds = dict(credentials_json) if isinstance(credentials_json, Mapping) else _json.loads(credentials_json)
         body = _compact({"credentials_json": creds, "source": source})
         return self._call("PUT", "/v1/credentials/claude", json=body)  # type: ignore[no-any-return]
 

@@ -42,6 +42,8 @@ class Session:
         self.close_code: Optional[int] = None
         self.close_reason = ""
         self.pongs = 0
+        self._pings = 0
+        self._unflushed = False
         self._done = False
         self._closed = False
         self._pending: Deque[Tuple[int, Any]] = collections.deque()
@@ -61,6 +63,7 @@ class Session:
         """Type keystrokes (a str is sent as UTF-8; use "\\r" for Enter)."""
         raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
         self._send_json({"type": "data", "b64": base64.b64encode(raw).decode("ascii")})
+        self._unflushed = True
 
     def resize(self, rows: int, cols: int) -> None:
         """Tell the PTY this client's size (1..1000 each)."""
@@ -69,6 +72,7 @@ class Session:
     def ping(self) -> None:
         """An application ping; the server's pong is counted in ``pongs``."""
         self._send_json({"type": "ping"})
+        self._pings += 1
 
     # -- receiving --------------------------------------------------------------------------
 
@@ -202,10 +206,43 @@ class Session:
         """True once close() was called or the server ended the session."""
         return self._closed or self._done
 
+    def flush(self, timeout: float = 2.0) -> bool:
+        """Wait until the server has taken every message sent so far (a ping, answered in
+        order). Output that arrives meanwhile is kept for recv(). False on timeout or end."""
+        if self._done or self._closed:
+            return False
+        self.ping()
+        deadline = time.monotonic() + timeout
+        kept: List[Tuple[int, Any]] = []
+        try:
+            while self.pongs < self._pings:
+                frame = self._next_frame(deadline)
+                if frame is None:
+                    return False
+                opcode, data = frame
+                if opcode == self._ws_mod.ABNF.OPCODE_TEXT and b'"pong"' in (
+                    data if isinstance(data, bytes) else str(data).encode()
+                ):
+                    self._handle(opcode, data)
+                else:
+                    kept.append(frame)
+                    if opcode == self._ws_mod.ABNF.OPCODE_CLOSE:
+                        return False
+            self._unflushed = False
+            return True
+        finally:
+            self._pending.extend(kept)
+
     def close(self) -> None:
-        """Detach (the program keeps running)."""
+        """Detach (the program keeps running). Keystrokes sent before are delivered first:
+        the daemon drops messages that arrive in the same read as the close frame."""
         if self._closed:
             return
+        if self._unflushed and not self._done:
+            try:
+                self.flush(timeout=1.0)
+            except Exception:
+                pass
         self._closed = True
         try:
             self._ws.close(timeout=1)

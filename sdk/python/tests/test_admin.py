@@ -78,6 +78,9 @@ def test_claude_credentials(client: dejima.Client, private_daemon: None) -> None
     assert client.claude_status()["present"] is True
     client.delete_claude_credentials()
     assert client.claude_status()["present"] is False
+    assert client.set_claude_credentials('{"claudeAiOauth": {"accessToken": "sdk-text"}}')["present"] is True
+    client.delete_claude_credentials()
+    assert client.claude_status()["present"] is False
 
 
 def test_host_terminals(client: dejima.Client) -> None:

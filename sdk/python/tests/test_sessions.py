@@ -15,6 +15,8 @@ def test_attach_island_unix(unix_client: dejima.Client, island: str) -> None:
         type_and_wait(s)
         s.ping()
         wait_until(lambda: s.recv(timeout=0.2) is not None and s.pongs > 0, what="a pong")
+        s.send(" ")
+        assert s.flush() is True  # the daemon has taken the keystroke
     assert s.closed
     assert s.recv() is None
 

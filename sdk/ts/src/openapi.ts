@@ -2998,24 +2998,24 @@ export interface components {
         };
         AgentInfo: {
             /** @example a2 */
-            id?: string;
-            type?: string;
+            id: string;
+            type: string;
             label?: string;
             /** @example agent-a2 */
             tmux?: string;
             /** @description agent/<id>; empty for the primary */
-            branch?: string;
+            branch: string;
             /** @example /workspace/.agents/a2 */
-            worktree?: string;
+            worktree: string;
             /** @description false for headless agents */
-            attachable?: boolean;
+            attachable: boolean;
             /**
              * @description exited: its tmux session is alive but the program ended
              * @enum {string}
              */
-            state?: "running" | "exited" | "stopped";
+            state: "running" | "exited" | "stopped";
             /** @description headless agents' supervisor restarts */
-            restarts?: number;
+            restarts: number;
             /** @description what runs in the agent's pane now (claude, codex, bash, a custom command); absent when nothing does. A claude-code or codex agent whose pane shows a shell again is exited */
             runtime?: string;
             /** @description the stored provider whose key and base URL it is launched with; absent: none */
@@ -3029,7 +3029,7 @@ export interface components {
                 /** Format: date-time */
                 updated_at?: string;
             };
-            attached?: {
+            attached: {
                 label?: string;
                 /** Format: date-time */
                 joined_at?: string;
@@ -3049,23 +3049,23 @@ export interface components {
             payload?: Record<string, never>;
         };
         Subscription: {
-            id?: string;
-            url?: string;
-            events?: string[];
-            islands?: string[];
+            id: string;
+            url: string;
+            events: string[];
+            islands: string[];
             /** Format: date-time */
-            created_at?: string;
-            has_secret?: boolean;
+            created_at: string;
+            has_secret: boolean;
             /** @description deliveries waiting */
-            pending?: number;
+            pending: number;
             /** @description attempts on the oldest pending delivery */
-            attempts?: number;
+            attempts: number;
             last_error?: string;
             /** Format: date-time */
             next_attempt_at?: string;
-            delivered?: number;
+            delivered: number;
             /** @description given up after the give-up age */
-            failed?: number;
+            failed: number;
         };
         TerminalInfo: {
             id?: string;
@@ -3084,45 +3084,45 @@ export interface components {
             }[];
         };
         IslandInfo: {
-            name?: string;
-            repo?: string;
-            agent?: string;
-            image?: string;
+            name: string;
+            repo: string;
+            agent: string;
+            image: string;
             /**
              * @description desired state
              * @enum {string}
              */
-            state?: "running" | "hibernated";
+            state: "running" | "hibernated";
             /**
              * @description observed state
              * @enum {string}
              */
-            container?: "running" | "exited" | "missing" | "errored";
+            container: "running" | "exited" | "missing" | "errored";
             /** Format: date-time */
-            created_at?: string;
+            created_at: string;
             /** Format: date-time */
-            last_used_at?: string;
-            attached?: {
+            last_used_at: string;
+            attached: {
                 label?: string;
                 /** Format: date-time */
                 joined_at?: string;
             }[];
-            stats?: {
+            stats: {
                 memory_usage_bytes?: number;
                 /** @description 0 = unlimited */
                 memory_limit_bytes?: number;
                 cpu_percent?: number;
             } | null;
-            agent_state?: {
+            agent_state: {
                 latest?: string;
                 /** Format: date-time */
                 updated_at?: string;
             } | null;
-            agents?: components["schemas"]["AgentInfo"][];
-            title?: string;
-            role?: string;
-            owner?: string;
-            tags?: {
+            agents: components["schemas"]["AgentInfo"][];
+            title: string;
+            role: string;
+            owner: string;
+            tags: {
                 [key: string]: string;
             };
             github_identity?: string;

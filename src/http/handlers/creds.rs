@@ -127,8 +127,8 @@ pub fn github_repos(app: &App, req: &mut Request, p: &Params) -> Result<Response
 
 pub fn github_create_repo(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     let name = p.get("name");
-    let g = app.islands.creds.github(name)?;
     let body: github::NewRepo = req.json()?;
+    let g = app.islands.creds.github(name)?;
     let repo = github::create_repo(name, &g, &body)?;
     ledger(
         app,
