@@ -61,3 +61,48 @@ fn the_typescript_sdk_passes_its_live_suite() {
     assert_eq!(count("skipped"), 0, "a skipped test hides a gap:\n{out}");
     assert_eq!(count("todo"), 0, "{out}");
 }
+
+#[test]
+fn the_python_sdk_passes_its_live_suite() {
+    let (d, addr) = tcp_daemon();
+    let out = run(
+        "python3",
+        &[
+            "-m",
+            "pytest",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            "sdk/python/tests",
+        ],
+        ".",
+        &[
+            ("DEJIMA_HOME", d.home.display().to_string()),
+            ("DEJIMA_TEST_TCP", addr.clone()),
+            // The SDK under test is this checkout's, whatever is installed.
+            (
+                "PYTHONPATH",
+                format!("{}/sdk/python", env!("CARGO_MANIFEST_DIR")),
+            ),
+        ],
+    );
+    let summary = out
+        .lines()
+        .rev()
+        .find(|l| l.contains(" passed"))
+        .unwrap_or_else(|| panic!("no pytest summary:\n{out}"));
+    let passed: u32 = summary
+        .split_whitespace()
+        .zip(summary.split_whitespace().skip(1))
+        .find(|(_, w)| w.starts_with("passed"))
+        .and_then(|(n, _)| n.trim_start_matches('=').parse().ok())
+        .unwrap_or(0);
+    assert!(passed >= 30, "{out}");
+    for bad in ["skipped", "failed", "error", "xfail"] {
+        assert!(
+            !summary.contains(bad),
+            "{bad} in the suite: {summary}\n{out}"
+        );
+    }
+}

@@ -675,3 +675,22 @@ fn a_client_close_is_answered_with_a_close() {
         "{outcome:?}"
     );
 }
+
+#[test]
+fn keystrokes_sent_just_before_a_close_still_run() {
+    let d = Daemon::start();
+    let i = d.create("typeclose");
+    for round in 0..5 {
+        let mut w = d.attach(&format!("/v1/islands/{}/session?label=typist", i.name));
+        w.hello();
+        // The shell's prompt is on screen: the attach is live.
+        w.expect("$", T);
+        let mark = format!("/tmp/closed-{round}");
+        w.send_data(format!("touch {mark}\r").as_bytes());
+        w.ws.close(None).unwrap();
+        let _ = w.ws.flush();
+        wait_for(T, "the command typed before the close to run", || {
+            (d.exec(&i.name, &["test", "-e", &mark]).1 == 0).then_some(())
+        });
+    }
+}

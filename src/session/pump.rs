@@ -151,19 +151,18 @@ pub fn serve<S: Read + Write + AsRawFd>(
         if !wait_readable(sock_fd, left) {
             break;
         }
-        match p.read_all() {
-            Ok(msgs) => {
-                for m in msgs {
-                    match m {
-                        Ok(Inbound::Resize(r, c)) if size.is_none() => size = Some((r, c)),
-                        Ok(i) => early.push(i),
-                        Err(e) => {
-                            p.send(Message::Text(error_frame(&e)));
-                        }
-                    }
+        let (msgs, end) = p.read_all();
+        for m in msgs {
+            match m {
+                Ok(Inbound::Resize(r, c)) if size.is_none() => size = Some((r, c)),
+                Ok(i) => early.push(i),
+                Err(e) => {
+                    p.send(Message::Text(error_frame(&e)));
                 }
             }
-            Err(_) => return,
+        }
+        if end.is_some() {
+            return;
         }
     }
     let (rows, cols) = size
@@ -207,7 +206,7 @@ pub fn serve<S: Read + Write + AsRawFd>(
         End::TooSlow => p.close(CloseCode::Policy, "client too slow"),
         End::Silent => p.close(CloseCode::Away, "no pong"),
         End::TooBig => p.close(CloseCode::Size, "message too big"),
-        End::ClientGone | End::Failed => {}
+        End::ClientGone | End::ClientClosed | End::Failed => {}
     }
     end_child(&mut child);
     drop(reg);
@@ -225,6 +224,8 @@ enum End {
     Silent,
     TooBig,
     ClientGone,
+    /// The client said goodbye (a Close frame).
+    ClientClosed,
     Failed,
 }
 
@@ -273,9 +274,15 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
         }
     }
 
-    /// Read every complete message the socket has now.
-    fn read_all(&mut self) -> Result<Vec<Result<Inbound, String>>, End> {
+    /// Read every complete message the socket has now, and how the session ends if it does:
+    /// what came before a Close is still the client's to have applied.
+    fn read_all(&mut self) -> (Vec<Result<Inbound, String>>, Option<End>) {
         let mut out = Vec::new();
+        let end = self.read_into(&mut out);
+        (out, end)
+    }
+
+    fn read_into(&mut self, out: &mut Vec<Result<Inbound, String>>) -> Option<End> {
         loop {
             match self.ws.read() {
                 Ok(m) => {
@@ -287,21 +294,21 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                             // tungstenite queued the answering Close: send it, so the
                             // client sees a clean close (1000), not a dropped connection.
                             self.flush_for(Duration::from_millis(500));
-                            return Err(End::ClientGone);
+                            return Some(End::ClientClosed);
                         }
                         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                     }
                 }
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(out)
+                    return None
                 }
-                Err(tungstenite::Error::Capacity(_)) => return Err(End::TooBig),
+                Err(tungstenite::Error::Capacity(_)) => return Some(End::TooBig),
                 Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                    return Err(End::ClientGone)
+                    return Some(End::ClientGone)
                 }
                 Err(e) => {
                     log::debug!("websocket read: {e}");
-                    return Err(End::ClientGone);
+                    return Some(End::ClientGone);
                 }
             }
         }
@@ -408,18 +415,22 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                 return End::Stopping;
             }
             if fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-                match self.read_all() {
-                    Ok(msgs) => {
-                        for m in msgs {
-                            match m {
-                                Ok(i) => self.apply(i, master, input, hub, id),
-                                Err(e) => {
-                                    self.send(Message::Text(error_frame(&e)));
-                                }
-                            }
+                let (msgs, end) = self.read_all();
+                for m in msgs {
+                    match m {
+                        Ok(i) => self.apply(i, master, input, hub, id),
+                        Err(e) => {
+                            self.send(Message::Text(error_frame(&e)));
                         }
                     }
-                    Err(end) => return end,
+                }
+                if let Some(end) = end {
+                    if matches!(end, End::ClientClosed) {
+                        // A client that typed and closed at once keeps its keystrokes: they
+                        // reach the terminal before its exec is ended.
+                        settle_input(master, input, self.drawn);
+                    }
+                    return end;
                 }
             }
             if fds[1].revents & libc::POLLOUT != 0 {
@@ -513,6 +524,32 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 }
 
 /// Write what the PTY takes now from the front of `input`.
+/// Hand what the client typed to the terminal and let the attach pass it on: write the rest of
+/// `input` (once the screen was drawn), then wait until the terminal has been quiet for 50 ms
+/// (its echo read and dropped), at most 300 ms in all.
+fn settle_input(master: &OwnedFd, input: &mut Vec<u8>, drawn: bool) {
+    if !drawn {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_millis(300);
+    let mut buf = [0u8; 8192];
+    while Instant::now() < deadline {
+        write_some(master, input);
+        if !wait_readable(master.as_raw_fd(), Duration::from_millis(50)) {
+            if input.is_empty() {
+                return;
+            }
+            continue;
+        }
+        match nix::unistd::read(master.as_raw_fd(), &mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+            Err(_) => return,
+        }
+    }
+}
+
 fn write_some(master: &OwnedFd, input: &mut Vec<u8>) {
     while !input.is_empty() {
         match nix::unistd::write(master.as_fd(), input) {

@@ -60,7 +60,7 @@ def purge_quietly(client: dejima.Client, name: str) -> None:
 def unix_client() -> Iterator[dejima.Client]:
     if not SOCKET_PATH or not os.path.exists(SOCKET_PATH):
         pytest.skip("set DEJIMA_HOME to a running dejimad's home to test the Unix socket")
-    c = dejima.Client(socket=SOCKET_PATH, token=None)
+    c = dejima.Client(socket=SOCKET_PATH, token="")
     yield c
     c.close()
 
@@ -72,7 +72,7 @@ def tcp_client() -> Iterator[dejima.Client]:
     minted over the socket for this run (revoked after)."""
     if not TCP:
         pytest.skip("set DEJIMA_TEST_TCP=host:port to test TCP")
-    c = dejima.Client(host=TCP, token=OWNER_TOKEN)
+    c = dejima.Client(host=TCP, token=OWNER_TOKEN or "")
     minted: Optional[str] = None
     if OWNER_TOKEN is None:
         try:
@@ -80,23 +80,23 @@ def tcp_client() -> Iterator[dejima.Client]:
         except dejima.DejimaError as e:
             if e.status != 401 or not (SOCKET_PATH and os.path.exists(SOCKET_PATH)):
                 raise
-            owner = dejima.Client(socket=SOCKET_PATH)
+            owner = dejima.Client(socket=SOCKET_PATH, token="")
             tok = owner.create_token("owner", label=f"{RUN}-tcp-owner")
             minted = tok["id"]
             c = dejima.Client(host=TCP, token=tok.pop("secret"))
     yield c
     c.close()
     if minted:
-        dejima.Client(socket=SOCKET_PATH).revoke_token(minted)
+        dejima.Client(socket=SOCKET_PATH, token="").revoke_token(minted)
 
 
 @pytest.fixture(scope="session")
 def client() -> Iterator[dejima.Client]:
     """The owner: the Unix socket when DEJIMA_HOME is set, else TCP (with the owner token)."""
     if SOCKET_PATH and os.path.exists(SOCKET_PATH):
-        c = dejima.Client(socket=SOCKET_PATH, token=None)
+        c = dejima.Client(socket=SOCKET_PATH, token="")
     elif TCP:
-        c = dejima.Client(host=TCP, token=OWNER_TOKEN)
+        c = dejima.Client(host=TCP, token=OWNER_TOKEN or "")
     else:
         pytest.skip("no daemon: set DEJIMA_HOME (socket) and/or DEJIMA_TEST_TCP (host:port)")
     try:

@@ -116,3 +116,16 @@ def test_line_reader() -> None:
         "    get:\n"
     )
     assert operations_by_lines(text) == {("GET", "/v1/a"), ("POST", "/v1/a"), ("DELETE", "/v1/b/{id}")}
+
+
+def test_every_method_is_exercised_by_the_suite() -> None:
+    """Each public Client method is called somewhere in these tests."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    source = ""
+    for fn in os.listdir(here):
+        if fn.endswith(".py") and fn != os.path.basename(__file__):
+            with open(os.path.join(here, fn), encoding="utf-8") as f:
+                source += f.read()
+    public = [n for n, v in vars(dejima.Client).items() if callable(v) and not n.startswith("_")]
+    unused = [n for n in public if not re.search(r"\." + n + r"\(", source)]
+    assert not unused, f"Client methods no test calls: {unused}"
