@@ -457,18 +457,19 @@ fn resources_apply_memory_live_and_flag_oom_priority() {
         "300"
     );
 
-    for bad in [
-        json!({"memory": "lots"}),
-        json!({"oom_priority": 99}),
-        json!({"memory": "1k"}),
-        json!({"cpus": "2"}),
+    // Malformed is 400; a well-formed size an island cannot live in is 422.
+    for (bad, want) in [
+        (json!({"memory": "lots"}), 400),
+        (json!({"oom_priority": 99}), 400),
+        (json!({"memory": "1k"}), 422),
+        (json!({"cpus": "2"}), 400),
     ] {
         let (s, v) = d.req(
             "PUT",
             &format!("/v1/islands/{name}/resources"),
             Some(bad.clone()),
         );
-        assert_eq!(s, 400, "{bad} -> {v}");
+        assert_eq!(s, want, "{bad} -> {v}");
     }
 }
 

@@ -262,6 +262,16 @@ impl Webhooks {
         {
             return Err(Error::bad("url must be an http:// or https:// URL"));
         }
+        // A host part is what makes it a URL at all (400 without one); one that does not
+        // parse after that is well-formed but unusable (422).
+        let host_part = url
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+            .map(|h| h.rsplit_once(':').map_or(h, |(h, _)| h))
+            .unwrap_or("");
+        if host_part.is_empty() || host_part.contains('@') {
+            return Err(Error::bad(format!("url {url:?} has no host")));
+        }
         match url::Url::parse(url) {
             Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => {}
             // Shaped like a URL but not one (a bad port, a host no resolver takes).

@@ -176,7 +176,7 @@ impl Islands {
         };
         let name = if req.name.is_empty() {
             names::derive(&req.repo).ok_or_else(|| {
-                Error::bad(format!(
+                Error::Unprocessable(format!(
                     "cannot derive an island name from repo {:?}; pass a name",
                     req.repo
                 ))
