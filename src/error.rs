@@ -84,9 +84,12 @@ impl From<EngineError> for Error {
                 format!("the island's container is not running: {}", e.text()),
             ),
             // Paused while it is being cloned: the copy ends soon.
-            EngineError::Failed { .. } if e.text().contains("is paused") => Error::Conflict(
-                format!("the island is paused (a clone is copying it); try again: {}", e.text()),
-            ),
+            EngineError::Failed { .. } if e.text().contains("is paused") => {
+                Error::Conflict(format!(
+                    "the island is paused (a clone is copying it); try again: {}",
+                    e.text()
+                ))
+            }
             EngineError::Failed { .. } => {
                 log::warn!("engine refused: {} ({})", e.text(), e.command());
                 Error::Internal(format!("engine: {}", e.text()))

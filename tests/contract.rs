@@ -178,3 +178,20 @@ fn man_pages_are_lint_clean() {
         "mandoc -Tlint:\n{text}"
     );
 }
+
+#[test]
+fn the_sdks_version_with_the_daemon() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let want = env!("CARGO_PKG_VERSION");
+    let pkg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{root}/sdk/ts/package.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(pkg["version"], want, "sdk/ts/package.json");
+    let py = std::fs::read_to_string(format!("{root}/sdk/python/pyproject.toml")).unwrap();
+    assert!(
+        py.lines()
+            .any(|l| l.trim() == format!("version = \"{want}\"")),
+        "sdk/python/pyproject.toml must say version = \"{want}\""
+    );
+}

@@ -53,19 +53,32 @@ fn schemathesis(
     if !exclude.is_empty() {
         cmd.args(["--exclude-path-regex", exclude]);
     }
-    let out = cmd
-        .output()
-        .expect("python3 -m schemathesis (scripts/setup installs it)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "schemathesis (seed {seed}, {include}{exclude}) found failures:\n{text}"
-    );
-    text
+    // CPython 3.11's ast module can trip over its own recursion counter when Hypothesis
+    // parses a big source file deep in a stack ("AST constructor recursion depth mismatch"):
+    // a crash inside the tool, not a finding about the API. Such a run, with no failures,
+    // is run once more with the same seed; anything else is reported.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let out = cmd
+            .output()
+            .expect("python3 -m schemathesis (scripts/setup installs it)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tool_crash = !text.contains("Failures:")
+            && text.contains("AST constructor recursion depth mismatch");
+        if out.status.success() || !tool_crash || attempts == 3 {
+            assert!(
+                out.status.success(),
+                "schemathesis (seed {seed}, {include}{exclude}) found failures:\n{text}"
+            );
+            return text;
+        }
+        eprintln!("schemathesis crashed inside Python's ast module (seed {seed}); running again");
+    }
 }
 
 #[test]

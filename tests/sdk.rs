@@ -41,6 +41,19 @@ fn the_typescript_sdk_passes_its_live_suite() {
     run("npm", &["run", "--silent", "gen:check"], "sdk/ts", &[]);
     run("npm", &["run", "--silent", "build"], "sdk/ts", &[]);
     run("npm", &["run", "--silent", "check"], "sdk/ts", &[]);
+    // What `npm pack` would ship: the built module and its types.
+    let pack = run(
+        "npm",
+        &["pack", "--dry-run", "--json", "--silent"],
+        "sdk/ts",
+        &[],
+    );
+    for f in ["dist/index.js", "dist/index.d.ts", "package.json"] {
+        assert!(
+            pack.contains(&format!("\"{f}\"")),
+            "npm pack lacks {f}:\n{pack}"
+        );
+    }
     let out = run(
         "npm",
         &["test", "--silent"],
