@@ -38,10 +38,6 @@ fn schemathesis(
         .args(["run", &format!("{root}/openapi.yaml")])
         .args(["--url", &format!("http://{addr}")])
         .args(["--checks", "all"])
-        .args([
-            "--exclude-checks",
-            "ignored_auth,use_after_free,ensure_resource_availability",
-        ])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--seed", &seed.to_string()])
         .args(["--max-time", &secs.to_string()])
