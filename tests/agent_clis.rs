@@ -7,22 +7,10 @@ mod support;
 
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use serde_json::json;
-use sha2::Sha256;
 use support::*;
 
 const T: Duration = Duration::from_secs(60);
-
-fn hmac_hex(secret: &str, body: &[u8]) -> String {
-    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    m.update(body);
-    m.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// A port for a stand-in inside an island (its own network namespace: anything is free).
 fn island_port() -> u16 {
@@ -69,53 +57,85 @@ fn prompt_round_trip(d: &Daemon, island: &str, agent: &str, ready: &str, reply: 
     assert_eq!(info["agent_state"]["latest"], "task-complete", "{info}");
 }
 
+/// A daemon whose `provider` points at a stand-in of its API on a new island's loopback, the
+/// island (primary agent of `agent` type) and the stand-in answering `reply`.
+struct Rig {
+    d: Daemon,
+    name: String,
+    log: std::path::PathBuf,
+    _llm: Option<Standin>,
+}
+
+impl Rig {
+    fn new(provider: &str, key_prefix: &str, base_path: &str, agent: &str, reply: &str) -> Rig {
+        let d = Daemon::start_with(&[], &[("DEJIMA_WEBHOOK_MAX_BACKOFF_SECS", "1")]);
+        let port = island_port();
+        let key = format!("{key_prefix}-{}", dejima::util::random_hex(12));
+        d.ok(
+            "PUT",
+            &format!("/v1/credentials/providers/{provider}"),
+            Some(
+                json!({"api_key": key, "base_url": format!("http://127.0.0.1:{port}{base_path}")}),
+            ),
+        );
+        let name = unique(agent.split('-').next().unwrap_or(agent));
+        let (s, v) = d.req(
+            "POST",
+            "/v1/islands",
+            Some(json!({"name": name, "no_repo": true, "agent": agent})),
+        );
+        assert_eq!(s, 201, "{v}");
+        assert_eq!(v["agents"][0]["provider"], provider, "{v}");
+        let log = d.home.join("llm.log");
+        let mut rig = Rig {
+            d,
+            name,
+            log,
+            _llm: None,
+        };
+        rig._llm = Some(Standin::in_island(
+            &rig.name,
+            "llm.py",
+            port,
+            &[reply, rig.log.to_str().unwrap()],
+            &[("STANDIN_KEY", &key)],
+        ));
+        rig
+    }
+
+    /// The stand-in saw the island's key on every call (it logs whether it matched, never
+    /// what it was), and at least one call to `path`.
+    fn assert_calls(&self, path: &str) {
+        let calls = standin_log(&self.log);
+        assert!(
+            calls
+                .iter()
+                .any(|c| c["path"] == path && c["authed"] == true),
+            "{calls:?}"
+        );
+        assert!(calls.iter().all(|c| c["authed"] == true), "{calls:?}");
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self._llm = None;
+        purge_everything(&self.d, &self.name);
+    }
+}
+
 #[test]
 fn claude_code_answers_through_its_provider_and_reports_task_complete() {
-    let d = Daemon::start_with(&[], &[("DEJIMA_WEBHOOK_MAX_BACKOFF_SECS", "1")]);
-    let port = island_port();
-    let key = format!("sk-ant-e2e-{}", dejima::util::random_hex(12));
-    d.ok(
-        "PUT",
-        "/v1/credentials/providers/anthropic",
-        Some(json!({"api_key": key, "base_url": format!("http://127.0.0.1:{port}")})),
-    );
-    let name = unique("claude");
-    let (s, v) = d.req(
-        "POST",
-        "/v1/islands",
-        Some(json!({"name": name, "no_repo": true})),
-    );
-    assert_eq!(s, 201, "{v}");
-    let _g = Island {
-        d: &d,
-        name: name.clone(),
-    };
-    assert_eq!(v["agent"], "claude-code");
-    assert_eq!(v["agents"][0]["provider"], "anthropic");
-    let log = d.home.join("llm.log");
     let reply = "STANDIN-SAYS-HI-42";
-    let _llm = Standin::in_island(
-        &name,
-        "llm.py",
-        port,
-        &[reply, log.to_str().unwrap()],
-        &[("STANDIN_KEY", &key)],
-    );
+    let rig = Rig::new("anthropic", "sk-ant-e2e", "", "claude-code", reply);
+    let (d, name) = (&rig.d, rig.name.clone());
     let a1 = wait_for(T, "claude to run", || {
         let a = d.ok("GET", &format!("/v1/islands/{name}/agents/a1"), None);
         (a["state"] == "running" && a["runtime"] == "claude").then_some(a)
     });
     assert_eq!(a1["provider"], "anthropic");
-    prompt_round_trip(&d, &name, "a1", "❯", reply);
-    // The stand-in saw the island's key (it says whether it matched, never what it was).
-    let calls = standin_log(&log);
-    assert!(
-        calls
-            .iter()
-            .any(|c| c["path"] == "/v1/messages" && c["authed"] == true),
-        "{calls:?}"
-    );
-    assert!(calls.iter().all(|c| c["authed"] == true), "{calls:?}");
+    prompt_round_trip(d, &name, "a1", "❯", reply);
+    rig.assert_calls("/v1/messages");
 
     // A model change needs a relaunch; the restart resumes the conversation.
     let v = d.ok(
@@ -153,47 +173,15 @@ fn claude_code_answers_through_its_provider_and_reports_task_complete() {
 
 #[test]
 fn codex_answers_through_its_provider_and_reports_task_complete() {
-    let d = Daemon::start_with(&[], &[("DEJIMA_WEBHOOK_MAX_BACKOFF_SECS", "1")]);
-    let port = island_port();
-    let key = format!("sk-proj-e2e-{}", dejima::util::random_hex(12));
-    d.ok(
-        "PUT",
-        "/v1/credentials/providers/openai",
-        Some(json!({"api_key": key, "base_url": format!("http://127.0.0.1:{port}/v1")})),
-    );
-    let name = unique("codex");
-    let (s, v) = d.req(
-        "POST",
-        "/v1/islands",
-        Some(json!({"name": name, "no_repo": true, "agent": "codex"})),
-    );
-    assert_eq!(s, 201, "{v}");
-    let _g = Island {
-        d: &d,
-        name: name.clone(),
-    };
-    let log = d.home.join("llm.log");
     let reply = "STANDIN-CODEX-SAYS-HI";
-    let _llm = Standin::in_island(
-        &name,
-        "llm.py",
-        port,
-        &[reply, log.to_str().unwrap()],
-        &[("STANDIN_KEY", &key)],
-    );
+    let rig = Rig::new("openai", "sk-proj-e2e", "/v1", "codex", reply);
+    let (d, name) = (&rig.d, rig.name.clone());
     wait_for(T, "codex to run", || {
         let a = d.ok("GET", &format!("/v1/islands/{name}/agents/a1"), None);
         (a["state"] == "running" && a["runtime"] == "codex").then_some(())
     });
-    prompt_round_trip(&d, &name, "a1", "Ask Codex", reply);
-    let calls = standin_log(&log);
-    assert!(
-        calls
-            .iter()
-            .any(|c| c["path"] == "/v1/responses" && c["authed"] == true),
-        "{calls:?}"
-    );
-    assert!(calls.iter().all(|c| c["authed"] == true), "{calls:?}");
+    prompt_round_trip(d, &name, "a1", "Ask Codex", reply);
+    rig.assert_calls("/v1/responses");
 }
 
 #[test]

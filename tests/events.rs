@@ -6,22 +6,10 @@ use std::time::Duration;
 
 use dejima::client::{Body, Client};
 use dejima::http::router::{Access, ROUTES};
-use hmac::{Hmac, Mac};
 use serde_json::json;
-use sha2::Sha256;
 use support::*;
 
 const T: Duration = Duration::from_secs(30);
-
-fn hmac_hex(secret: &str, body: &[u8]) -> String {
-    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    m.update(body);
-    m.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 fn fast_retries() -> Daemon {
     Daemon::start_with(&[], &[("DEJIMA_WEBHOOK_MAX_BACKOFF_SECS", "1")])

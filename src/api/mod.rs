@@ -638,10 +638,10 @@ pub struct CreateTerminal {
     pub cwd: String,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    #[serde(default)]
-    pub cols: Option<u16>,
-    #[serde(default)]
-    pub rows: Option<u16>,
+    #[serde(default, deserialize_with = "whole::opt_u64")]
+    pub cols: Option<u64>,
+    #[serde(default, deserialize_with = "whole::opt_u64")]
+    pub rows: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
@@ -713,6 +713,10 @@ pub mod whole {
             assert_eq!(t(r#"{"n": null}"#).unwrap(), None);
             assert_eq!(t(r#"{}"#).unwrap(), None);
             assert!(t(r#"{"n": 1.5}"#).is_err());
+            assert_eq!(
+                t(r#"{"n": 3871491458634582.0}"#).unwrap(),
+                Some(3871491458634582)
+            );
         }
     }
 }

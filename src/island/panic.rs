@@ -123,9 +123,9 @@ impl Islands {
     /// POST /v1/panic: the switch first (durably), then every session revoked and every
     /// running island stopped.
     pub fn engage_panic(&self, reason: &str) -> Result<PanicStatus> {
-        if reason.len() > 1024 || reason.chars().any(|c| c.is_control()) {
+        if reason.chars().count() > 1024 || reason.chars().any(|c| c.is_control()) {
             return Err(Error::bad(
-                "reason must be at most 1024 bytes with no control characters",
+                "reason must be at most 1024 characters with no control characters",
             ));
         }
         let state = {

@@ -134,21 +134,29 @@ impl Terminals {
             req.cwd.clone()
         };
         if !std::path::Path::new(&cwd).is_dir() {
-            return Err(Error::bad(format!(
+            return Err(Error::Unprocessable(format!(
                 "cwd {cwd:?} is not a directory on the host"
             )));
         }
-        for k in req.env.keys() {
+        if req.cols.is_some_and(|c| c > 65535) || req.rows.is_some_and(|r| r > 65535) {
+            return Err(Error::bad("cols and rows are at most 65535"));
+        }
+        for (k, v) in &req.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
                 return Err(Error::bad(format!("env name {k:?} is invalid")));
+            }
+            if v.contains('\0') {
+                return Err(Error::bad(format!(
+                    "env {k}: values must not contain NUL bytes"
+                )));
             }
         }
         if command.contains('\0') || req.args.iter().any(|a| a.contains('\0')) {
             return Err(Error::bad("command and args must not contain NUL bytes"));
         }
         let (cols, rows) = (
-            req.cols.unwrap_or(80).clamp(1, 1000),
-            req.rows.unwrap_or(24).clamp(1, 1000),
+            req.cols.unwrap_or(80).clamp(1, 1000) as u16,
+            req.rows.unwrap_or(24).clamp(1, 1000) as u16,
         );
         let id = util::random_hex(4);
         let s = session(&id);

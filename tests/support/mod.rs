@@ -870,3 +870,15 @@ pub fn screen(d: &Daemon, island: &str, agent: &str) -> String {
     )
     .0
 }
+
+/// The hex HMAC-SHA-256 of `body` under `secret`, as webhook signatures carry it.
+pub fn hmac_hex(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    m.update(body);
+    m.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1956,7 +1956,9 @@ export interface paths {
          * @description `text/event-stream`, chunked. Each event is a frame `id: <id>`, `event: <type>`,
          *     `data: <the event as JSON>`. A comment line (`: keepalive`) comes every 15 s. A
          *     consumer that falls 1024 events behind is cut off: it gets a last frame
-         *     `event: dropped` and the stream ends; the bus never waits for it.
+         *     `event: dropped` (data `{"dropped": true}`, not one of the event types) and the
+         *     stream ends; the bus never waits for it. A revoked token's stream ends with
+         *     `event: revoked`.
          */
         get: {
             parameters: {
@@ -2794,7 +2796,7 @@ export interface paths {
                         base_url?: string | null;
                         /** @description the variable the key goes in; default for anthropic ANTHROPIC_API_KEY, for openai OPENAI_API_KEY; required for other names */
                         env_var?: string | null;
-                        /** @description the variable the base URL goes in; default ANTHROPIC_BASE_URL / OPENAI_BASE_URL */
+                        /** @description the variable the base URL goes in; default ANTHROPIC_BASE_URL / OPENAI_BASE_URL; a provider of another name that sets base_url must name it (422), and it must differ from env_var (422) */
                         base_url_env?: string | null;
                         /** @description the provider agents whose type reads env_var get when they name none */
                         default?: boolean | null;
