@@ -6,9 +6,8 @@
 //!
 //! Two passes per seed: an operator token drives the island routes (so a repo "path" is a 403
 //! and the host's disk is never copied), the owner token the owner-only routes (credentials,
-//! tokens, the ledger), and last the panic switch and (disabled) host terminals. Websocket
-//! upgrades and follow streams are the SDK suites'; image builds (each a real 1 GB build)
-//! their own tests'.
+//! tokens, the ledger), and last the panic switch and (disabled) host terminals. What is
+//! left out, and why, is listed at LEFT_OUT.
 
 mod support;
 
@@ -18,7 +17,12 @@ use serde_json::json;
 use support::*;
 
 const OWNER_ONLY: &str = "^/v1/(credentials|tokens|audit)";
-const LEFT_OUT: &str = "/session$|^/v1/events/stream|^/v1/image/build|^/v1/panic|^/v1/terminals";
+/// Left out: websocket upgrades and follow streams (the SDK suites drive those), image builds
+/// (each a real 1 GB build), and clone, which pauses its source while it copies: on this
+/// engine (docker 20.10) an exec into a paused container waits instead of failing, so the
+/// fuzzer's concurrent reads of the source time out (tests/islands.rs covers clone).
+const LEFT_OUT: &str =
+    "/session$|^/v1/events/stream|^/v1/image/build|^/v1/panic|^/v1/terminals|/clone$";
 /// Last: the panic switch (engaging it stops everything after it) and host terminals (off on
 /// this daemon, so their refusals; the fuzzer never starts a shell on the host).
 const LAST: &str = "^/v1/(panic|terminals)";
@@ -87,12 +91,58 @@ fn schemathesis(
 
 #[test]
 fn the_contract_holds_under_schemathesis() {
+    // The islands the fuzzer makes run the slim image: its agents are plain shells, so dozens
+    // of them do not load a 2-core host with agent CLIs starting up.
+    let image = "dejima/island:fuzz-slim";
+    {
+        let b = Daemon::start();
+        let r = b
+            .client
+            .call(
+                "POST",
+                "/v1/image/build",
+                dejima::client::Body::Bytes(
+                    json!({"tag": image, "slim": true}).to_string().as_bytes(),
+                    "application/json",
+                ),
+            )
+            .unwrap();
+        let text = r.text().unwrap();
+        assert!(
+            text.trim_end()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .starts_with("ok:"),
+            "{text}"
+        );
+    }
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let d = Daemon::start_with(
-        &["--tcp", &addr, "--require-token", "--egress-loopback"],
+        &[
+            "--tcp",
+            &addr,
+            "--require-token",
+            "--egress-loopback",
+            "--image",
+            image,
+        ],
         &[],
     );
+    // Whatever happens, what the fuzzer made is purged (islands with their engine objects).
+    struct PurgeAll<'a>(&'a Daemon);
+    impl Drop for PurgeAll<'_> {
+        fn drop(&mut self) {
+            let (_, islands) = self.0.req("GET", "/v1/islands", None);
+            for i in islands.as_array().into_iter().flatten() {
+                if let Some(n) = i["name"].as_str() {
+                    purge_everything(self.0, n);
+                }
+            }
+        }
+    }
+    let _purge = PurgeAll(&d);
     let token = |role: &str| {
         d.ok(
             "POST",
@@ -133,10 +183,5 @@ fn the_contract_holds_under_schemathesis() {
                 .join(" / ");
             println!("seed {seed}: {summary}");
         }
-    }
-    // What it made is purged: islands (with their engine objects), subscriptions.
-    let islands = d.ok("GET", "/v1/islands", None);
-    for i in islands.as_array().unwrap() {
-        purge_everything(&d, i["name"].as_str().unwrap());
     }
 }

@@ -447,7 +447,7 @@ fn host_terminals() {
             Some(json!({"cwd": "/nonexistent"}))
         )
         .0,
-        400
+        422
     );
     // The user's own tmux server is untouched: ours has its own socket in DEJIMA_HOME.
     assert!(d.home.join("host-tmux.sock").exists());

@@ -1597,19 +1597,25 @@ export interface paths {
             requestBody?: {
                 content: {
                     "application/json": {
-                        label?: string;
+                        label?: components["schemas"]["Label"];
                         /** @description default: $SHELL of the daemon */
                         command?: string;
                         args?: string[];
-                        /** @description default: the daemon's $HOME */
+                        /** @description default: the daemon's $HOME; not a directory on the host: 422 */
                         cwd?: string;
                         env?: {
                             [key: string]: string;
                         };
-                        /** @default 80 */
-                        cols?: number;
-                        /** @default 24 */
-                        rows?: number;
+                        /**
+                         * @description kept within 1-1000
+                         * @default 80
+                         */
+                        cols?: number | null;
+                        /**
+                         * @description kept within 1-1000
+                         * @default 24
+                         */
+                        rows?: number | null;
                     };
                 };
             };
@@ -1687,7 +1693,7 @@ export interface paths {
             requestBody: {
                 content: {
                     "application/json": {
-                        label?: string;
+                        label: components["schemas"]["Label"];
                     };
                 };
             };
