@@ -94,7 +94,7 @@ impl<'a> Request<'a> {
     pub fn query_bool(&self, key: &str) -> Result<bool> {
         match self.query(key).map(str::to_ascii_lowercase).as_deref() {
             None => Ok(false),
-            Some("" | "true" | "1" | "yes") => Ok(true),
+            Some("true" | "1" | "yes") => Ok(true),
             Some("false" | "0" | "no") => Ok(false),
             Some(_) => Err(Error::bad(format!(
                 "query {key}={:?} must be true or false",

@@ -117,6 +117,7 @@ fn run_error(e: EngineError, rec: &Record) -> Error {
         ))
     } else if matches!(e, EngineError::NotFound(_) | EngineError::Failed { .. })
         && (m.contains("No such image")
+            || m.contains("invalid reference format")
             || m.contains("pull access denied")
             || m.contains("Unable to find image"))
     {
@@ -215,7 +216,16 @@ impl Islands {
         } else {
             req.image.clone()
         };
-        if image.starts_with('-') || image.chars().any(char::is_whitespace) {
+        // A docker image reference: [registry/]repo[:tag][@digest].
+        let ref_ok = image.len() <= 255
+            && image
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+            && image
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._/:@-".contains(c));
+        if !ref_ok {
             return Err(Error::bad(format!("invalid image reference {image:?}")));
         }
         if !req.model.is_empty() {
@@ -862,6 +872,11 @@ impl Islands {
         let rec = self.record(name)?;
         if !rec.provisioned {
             log::info!("island {name}: finishing an interrupted create");
+            // A clone interrupted while copying left its source paused: an exec into a paused
+            // container waits, so nothing else could use that island until it is unpaused.
+            if !rec.cloned_from.is_empty() {
+                let _ = self.engine.unpause(&rec.cloned_from);
+            }
             self.provision(&rec)?;
             let rec = self.update(name, |r| {
                 r.provisioned = true;
