@@ -90,9 +90,11 @@ pub fn parse_size(s: &str) -> Option<u64> {
         "TB" => 1e12,
         _ => return None,
     };
+    // Past u64 it is still a size, just one no host has: saturate, and let the caller's
+    // limits say so.
     let v = n * mult;
-    if v > u64::MAX as f64 {
-        return None;
+    if v >= u64::MAX as f64 {
+        return Some(u64::MAX);
     }
     Some(v.round() as u64)
 }

@@ -30,6 +30,9 @@ const DEFAULT_OOM_PRIORITY: i64 = 5;
 
 fn parse_memory(m: &str) -> Result<u64> {
     match util::parse_size(m) {
+        Some(b) if b > 1 << 50 => Err(Error::Unprocessable(format!(
+            "memory {m:?} is larger than any host (1 PiB at most)"
+        ))),
         // Below this an island's init and tmux cannot start (runc fails opaquely).
         Some(b) if b >= 64 << 20 => Ok(b),
         Some(_) => Err(Error::Unprocessable(format!(
