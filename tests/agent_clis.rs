@@ -44,7 +44,6 @@ fn prompt_round_trip(d: &Daemon, island: &str, agent: &str, ready: &str, reply: 
     ws.send_data(b"\r");
     // The reply travels the websocket (the bytes the client renders) and lands on screen.
     ws.expect(reply, T);
-    assert!(screen(d, island, agent).contains(reply));
     let ev = sse.until("agent.task-complete", T);
     assert_eq!(ev["island"], island);
     assert_eq!(ev["agent"], agent);

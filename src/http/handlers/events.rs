@@ -204,6 +204,9 @@ pub fn agent_event(app: &App, req: &mut Request, _p: &Params) -> Result<Response
     } else {
         body.payload
     };
+    if !payload.is_object() {
+        return Err(Error::bad("payload must be a JSON object"));
+    }
     if serde_json::to_vec(&payload).map(|v| v.len()).unwrap_or(0) > 64 << 10 {
         return Err(Error::TooLarge("payload is over 64 KiB".into()));
     }
