@@ -2038,8 +2038,8 @@ export interface paths {
                          * @enum {string}
                          */
                         type: "agent.waiting-for-input" | "agent.task-complete" | "agent.error" | "waiting-for-input" | "task-complete" | "error";
-                        /** @description free-form, at most 64 KiB */
-                        payload?: Record<string, never>;
+                        /** @description free-form, at most 64 KiB; null: {} */
+                        payload?: Record<string, never> | null;
                     };
                 };
             };
