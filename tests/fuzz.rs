@@ -73,6 +73,11 @@ fn schemathesis(
     if !include.is_empty() {
         cmd.args(["--include-path-regex", include]);
     }
+    if include == OWNER_MAIN {
+        // On these schemas the coverage phase reliably crashes the tool itself (CPython 3.11's
+        // ast, see below); the other phases still generate, negate and chain every operation.
+        cmd.args(["--phases", "examples,fuzzing,stateful"]);
+    }
     if !exclude.is_empty() {
         cmd.args(["--exclude-path-regex", exclude]);
     }
