@@ -386,8 +386,15 @@ impl Islands {
         let _busy = self.begin(island, "adding an agent")?;
         let rec = self.record(island)?;
         let kind = if req.kind.is_empty() {
+            // The type comes from the island (its primary's): what it then needs is a fact
+            // of the island, not of the request.
             let kind = rec.agents.first().map(|a| a.kind).unwrap_or(rec.agent);
-            check_type(kind.as_str(), &req.cmd)?
+            check_type(kind.as_str(), &req.cmd).map_err(|e| match e {
+                Error::BadRequest(m) => Error::Unprocessable(format!(
+                    "{m} (the island's primary is {kind}, so an added agent is too unless it names a type)"
+                )),
+                e => e,
+            })?
         } else {
             check_type(&req.kind, &req.cmd)?
         };
