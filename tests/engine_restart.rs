@@ -64,17 +64,6 @@ fn restart_engine() {
     });
 }
 
-fn running(name: &str) -> bool {
-    docker(&[
-        "inspect",
-        "-f",
-        "{{.State.Running}}",
-        &format!("dejima-{name}"),
-    ])
-    .stdout
-    .starts_with(b"true")
-}
-
 #[test]
 fn a_panicked_host_stays_down_across_an_engine_restart() {
     let d = Daemon::start();

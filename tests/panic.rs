@@ -12,17 +12,6 @@ use support::*;
 
 const T: Duration = Duration::from_secs(30);
 
-fn running(name: &str) -> bool {
-    docker(&[
-        "inspect",
-        "-f",
-        "{{.State.Running}}",
-        &format!("dejima-{name}"),
-    ])
-    .stdout
-    .starts_with(b"true")
-}
-
 #[test]
 fn panic_stops_everything_and_nothing_starts_until_it_is_cleared() {
     let d = Daemon::start();

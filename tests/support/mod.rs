@@ -882,3 +882,15 @@ pub fn hmac_hex(secret: &str, body: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Whether island `name`'s container runs, as the engine itself says.
+pub fn running(name: &str) -> bool {
+    docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Running}}",
+        &format!("dejima-{name}"),
+    ])
+    .stdout
+    .starts_with(b"true")
+}
