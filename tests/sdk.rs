@@ -25,8 +25,35 @@ fn run(program: &str, args: &[&str], dir: &str, envs: &[(&str, String)]) -> Stri
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{program} {args:?} failed:\n{text}");
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{}\n--- the whole output ---\n{text}",
+        failures(&text)
+    );
     text
+}
+
+/// The failed tests' own reports (node:test `not ok` blocks, pytest's FAILED/ERROR lines),
+/// put first: a long report's tail is what a CI log keeps.
+fn failures(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_block = false;
+    for l in text.lines() {
+        let t = l.trim_start();
+        if t.starts_with("not ok") || t.starts_with("FAILED ") || t.starts_with("ERROR ") {
+            in_block = t.starts_with("not ok");
+            out.push_str(l);
+            out.push('\n');
+        } else if in_block {
+            if t == "..." {
+                in_block = false;
+            } else if t.starts_with("error:") || t.starts_with("location:") {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 fn tcp_daemon() -> (Daemon, String) {

@@ -129,6 +129,31 @@ fn resize_changes_what_tmux_reports() {
     }
 }
 
+/// docker's CLI misses a SIGWINCH that comes just after its exec starts (before it watches
+/// for one); the daemon signals such an early resize again. A resize sent the moment the
+/// screen first appears, several times over, must reach tmux every time.
+#[test]
+fn a_resize_the_moment_the_screen_appears_still_reaches_the_pane() {
+    let d = Daemon::start();
+    let i = d.create("early");
+    for k in 0..8u16 {
+        let mut a = d.attach(&session(&i));
+        a.hello();
+        a.resize(24, 80);
+        wait_for(T, "the first screen", || {
+            a.pump_once();
+            (!a.text().is_empty()).then_some(())
+        });
+        let (rows, cols) = (30 + k, 100 + k);
+        a.resize(rows, cols);
+        let want = format!("{cols}x{rows}");
+        wait_for(T, &format!("tmux to take {want} (attach {k})"), || {
+            a.pump_once_nowait();
+            (window(&d, &i.name, "a1") == want).then_some(())
+        });
+    }
+}
+
 #[test]
 fn agents_get_worktrees_and_removal_keeps_the_branch() {
     let d = Daemon::start();

@@ -38,6 +38,11 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 const SILENT_LIMIT: Duration = Duration::from_secs(75);
 /// How long to wait for the client's first resize before sizing the PTY from others.
 const FIRST_RESIZE: Duration = Duration::from_millis(150);
+/// docker's CLI starts watching SIGWINCH only once its first resize call returns, just after
+/// the exec starts: a resize in that gap never reaches the island. A resize this soon after
+/// the attach starts is signalled again, after the gap has surely closed.
+const EARLY: Duration = Duration::from_secs(3);
+const RESIGNAL_AFTER: [Duration; 2] = [Duration::from_millis(250), Duration::from_millis(1500)];
 
 /// What to attach.
 pub struct Spec {
@@ -134,6 +139,8 @@ pub fn serve<S: Read + Write + AsRawFd>(
         stalled_since: None,
         last_in: Instant::now(),
         drawn: false,
+        spawned: Instant::now(),
+        resignal: Vec::new(),
     };
     let hello = ServerFrame::Hello {
         attached: hub.attached(&spec.target),
@@ -190,6 +197,7 @@ pub fn serve<S: Read + Write + AsRawFd>(
             return;
         }
     };
+    p.spawned = Instant::now();
     let mut input: Vec<u8> = Vec::new();
     for i in early {
         p.apply(i, &master, &mut input, hub, reg.id);
@@ -237,6 +245,9 @@ struct Pump<S: Read + Write> {
     last_in: Instant,
     /// The PTY has produced output (the attach drew its screen).
     drawn: bool,
+    /// When the attach command started, and when to repeat an early resize's SIGWINCH.
+    spawned: Instant,
+    resignal: Vec<Instant>,
 }
 
 impl<S: Read + Write + AsRawFd> Pump<S> {
@@ -331,6 +342,10 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
             Inbound::Resize(r, c) => {
                 set_winsize(master.as_raw_fd(), r, c);
                 hub.set_size(id, r, c);
+                let now = Instant::now();
+                if now.duration_since(self.spawned) < EARLY {
+                    self.resignal = RESIGNAL_AFTER.iter().map(|d| now + *d).collect();
+                }
             }
             Inbound::Ping => {
                 self.send(Message::Text(ServerFrame::Pong.text()));
@@ -396,6 +411,7 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                 Some(last_ping + PING_EVERY),
                 Some(self.last_in + SILENT_LIMIT),
                 self.stalled_since.map(|t| t + STALL),
+                self.resignal.first().copied(),
             ]
             .into_iter()
             .flatten()
@@ -460,6 +476,10 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                 if now.duration_since(since) > STALL {
                     return End::TooSlow;
                 }
+            }
+            if self.resignal.first().is_some_and(|t| now >= *t) {
+                self.resignal.remove(0);
+                signal_winch(master.as_raw_fd());
             }
             if now.duration_since(last_ping) >= PING_EVERY {
                 last_ping = now;
@@ -573,6 +593,18 @@ pub fn set_winsize(fd: RawFd, rows: u16, cols: u16) {
     // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.
     unsafe {
         libc::ioctl(fd, libc::TIOCSWINSZ, &ws);
+    }
+}
+
+/// Tell the terminal's foreground process group its size changed (as TIOCSWINSZ did).
+fn signal_winch(master: RawFd) {
+    let mut pgrp: libc::pid_t = 0;
+    // SAFETY: TIOCGPGRP writes one pid_t through a valid pointer.
+    if unsafe { libc::ioctl(master, libc::TIOCGPGRP, &mut pgrp) } == 0 && pgrp > 0 {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgrp),
+            nix::sys::signal::Signal::SIGWINCH,
+        );
     }
 }
 
