@@ -214,6 +214,8 @@ pub struct Ledger {
 /// Refusals of one actor recorded per minute; past it they are counted, and the count is
 /// recorded with the next refusal after the minute.
 const REFUSALS_PER_MINUTE: u32 = 30;
+/// Broker denials ledgered per actor per minute (the rest are counted).
+const DENIALS_PER_MINUTE: u32 = 120;
 
 fn segment_path(dir: &Path, index: u64) -> PathBuf {
     dir.join(format!("audit-{index:06}.jsonl"))
@@ -364,29 +366,44 @@ impl Ledger {
 
     /// Record a refusal, at most `REFUSALS_PER_MINUTE` per actor: past that they are only
     /// counted, and the count goes with the actor's first refusal of the next minute.
-    pub fn append_refusal(&self, mut r: Record) {
+    pub fn append_refusal(&self, r: Record) {
+        let key = r.actor.clone();
+        self.append_limited(r, key, REFUSALS_PER_MINUTE);
+    }
+
+    /// Record a broker's refusal (a Port, capability or MCP denial), on its own budget of
+    /// `DENIALS_PER_MINUTE` per actor, apart from the request refusals it comes with.
+    pub fn append_denial(&self, r: Record) {
+        let key = format!("broker {}", r.actor);
+        self.append_limited(r, key, DENIALS_PER_MINUTE);
+    }
+
+    fn append_limited(&self, mut r: Record, key: String, per_minute: u32) {
         let suppressed = {
             let mut m = lock(&self.refusals);
             if m.len() > 10_000 {
                 m.retain(|_, (_, since)| since.elapsed() < Duration::from_secs(60));
             }
-            let e = m
-                .entry(r.actor.clone())
-                .or_insert((0, std::time::Instant::now()));
+            let e = m.entry(key).or_insert((0, std::time::Instant::now()));
             if e.1.elapsed() >= Duration::from_secs(60) {
-                let over = e.0.saturating_sub(REFUSALS_PER_MINUTE);
+                let over = e.0.saturating_sub(per_minute);
                 *e = (1, std::time::Instant::now());
                 over
             } else {
                 e.0 += 1;
-                if e.0 > REFUSALS_PER_MINUTE {
+                if e.0 > per_minute {
                     return;
                 }
                 0
             }
         };
         if suppressed > 0 {
-            r.detail = Some(serde_json::json!({ "suppressed_before": suppressed }));
+            match &mut r.detail {
+                Some(serde_json::Value::Object(m)) => {
+                    m.insert("suppressed_before".into(), suppressed.into());
+                }
+                _ => r.detail = Some(serde_json::json!({ "suppressed_before": suppressed })),
+            }
         }
         self.append(r);
     }

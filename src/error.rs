@@ -31,6 +31,8 @@ pub enum Error {
     Unavailable(String),
     /// A service the daemon calls for the caller (GitHub) failed or sent nonsense (502).
     BadGateway(String),
+    /// A service the daemon calls for the caller (an MCP server) did not answer in time (504).
+    Timeout(String),
     /// A host resource the daemon hands out is used up, e.g. island subnets (507); the
     /// message says what to change.
     Exhausted(String),
@@ -53,6 +55,7 @@ impl Error {
             | Error::Unprocessable(m)
             | Error::Unavailable(m)
             | Error::BadGateway(m)
+            | Error::Timeout(m)
             | Error::Exhausted(m)
             | Error::Internal(m) => m,
         }

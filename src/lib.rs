@@ -4,6 +4,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod creds;

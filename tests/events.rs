@@ -330,9 +330,15 @@ fn an_island_token_reaches_only_its_own_autonomy_routes() {
                     .send(r.method, &path, Body::Bytes(body, "application/json"))
                     .unwrap()
                     .status;
+                let other = r.pattern.contains("{name}") && target == &b.name;
                 match r.access {
                     Access::Any => assert_eq!(status, 200, "{} {path}", r.method),
+                    Access::Island if other => assert_eq!(status, 403, "{} {path}", r.method),
                     Access::Island => assert_ne!(status, 403, "{} {path}", r.method),
+                    // Without a spawn grant there is no child, and nothing to create.
+                    Access::Spawn | Access::Child => {
+                        assert_eq!(status, 403, "{} {path}", r.method)
+                    }
                     Access::Operator => assert_eq!(
                         status, 403,
                         "{} {path}: island A's token must be refused",

@@ -441,6 +441,9 @@ pub struct IslandInfo {
     pub health: Option<IslandHealth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<IslandDisk>,
+    /// The island whose token created this one (absent for operators' islands).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub parent: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -719,4 +722,207 @@ pub mod whole {
             );
         }
     }
+}
+
+// ---- Brokers (Port, capabilities, MCP, child islands) ----
+
+/// What a Port scope lets an island do with its host folder.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PortMode {
+    /// Intake only.
+    #[default]
+    Ro,
+    /// Intake, and `write` into it.
+    Rw,
+}
+
+/// A host folder granted to an island.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PortScope {
+    pub name: String,
+    pub host_path: String,
+    pub mode: PortMode,
+    pub granted_at: String,
+}
+
+/// POST /v1/islands/{name}/port/scopes
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GrantScope {
+    pub host_path: String,
+    #[serde(default)]
+    pub mode: Option<PortMode>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// POST /v1/islands/{name}/port/intake
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeRequest {
+    pub scope: String,
+    #[serde(default)]
+    pub src_rel: String,
+    #[serde(default)]
+    pub dest: Option<String>,
+}
+
+/// POST /v1/islands/{name}/port/export
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    pub src: String,
+}
+
+/// POST /v1/islands/{name}/port/write
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PortWriteRequest {
+    pub scope: String,
+    pub src: String,
+    pub dest_rel: String,
+}
+
+/// What a Port crossing moved.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct PortResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_rel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest_rel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<String>,
+    pub files: u64,
+    pub bytes: u64,
+    /// SHA-256 of what crossed: the file's content for one file, the archive for a folder.
+    pub sha256: String,
+    /// Links and special files left behind (never followed, never copied).
+    pub skipped: Vec<String>,
+    pub ledger_seq: u64,
+}
+
+/// A named grant (a capability target or an MCP server).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CapabilityGrant {
+    pub target: String,
+    pub granted_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct McpGrant {
+    pub server: String,
+    pub granted_at: String,
+}
+
+/// POST /v1/islands/{name}/capability/grants
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GrantCapability {
+    pub target: String,
+}
+
+/// POST /v1/islands/{name}/mcp/grants
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GrantMcp {
+    pub server: String,
+}
+
+/// A capability target as the daemon finds it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CapabilityInfo {
+    pub target: String,
+    pub usable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// POST /v1/capabilities/execute
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteCapability {
+    pub target: String,
+    #[serde(default)]
+    pub island: Option<String>,
+    #[serde(default)]
+    pub agent: Option<String>,
+    #[serde(default)]
+    pub args: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CapabilityResult {
+    pub ok: bool,
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub truncated: bool,
+    pub timed_out: bool,
+    pub ledger_seq: u64,
+}
+
+/// A registered MCP server as listed (env values are never shown).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct McpServerInfo {
+    pub name: String,
+    pub command: String,
+    pub args: Vec<String>,
+    pub env_keys: Vec<String>,
+    pub keep_alive_secs: u64,
+}
+
+/// POST /v1/mcp/call
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct McpCall {
+    #[serde(default)]
+    pub island: Option<String>,
+    pub server: String,
+    pub method: String,
+    #[serde(default)]
+    pub params: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct McpCallResult {
+    pub ok: bool,
+    pub is_error: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
+    pub ledger_seq: u64,
+}
+
+/// PUT /v1/islands/{name}/spawn: what an island may create.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SpawnGrant {
+    #[serde(default, deserialize_with = "whole::opt_u64")]
+    pub max_children: Option<u64>,
+    /// Ceilings for each child (empty: none beyond the daemon's own).
+    #[serde(default)]
+    pub cpus: String,
+    #[serde(default)]
+    pub memory: String,
+}
+
+/// An island's spawn grant, and the children it has now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct SpawnInfo {
+    pub max_children: u64,
+    #[serde(default)]
+    pub cpus: String,
+    #[serde(default)]
+    pub memory: String,
+    pub granted_at: String,
+    #[serde(default)]
+    pub children: Vec<String>,
 }

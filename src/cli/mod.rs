@@ -5,6 +5,7 @@ mod access;
 mod agents;
 pub mod attach;
 mod audit;
+mod brokers;
 mod creds;
 mod events;
 mod image;
@@ -63,6 +64,10 @@ pub enum Command {
     Panic(panic::PanicCmd),
     Audit(audit::AuditCmd),
     Creds(creds::CredsCmd),
+    Port(brokers::PortCmd),
+    Cap(brokers::CapCmd),
+    Mcp(brokers::McpCmd),
+    Spawn(brokers::SpawnCmd),
 }
 
 /// What a command failed with.
@@ -139,6 +144,10 @@ pub fn main(cli: Cli) -> i32 {
         Command::Panic(a) => panic::panic(&c, a),
         Command::Audit(a) => audit::audit(&c, a),
         Command::Creds(a) => creds::creds(&c, a),
+        Command::Port(a) => brokers::port(&c, a),
+        Command::Cap(a) => brokers::cap(&c, a),
+        Command::Mcp(a) => brokers::mcp(&c, a),
+        Command::Spawn(a) => brokers::spawn(&c, a),
     };
     match r {
         Ok(()) => 0,

@@ -300,7 +300,9 @@ pub fn run(opts: Options) -> Result<(), String> {
             }
         }));
     }
+    let brokers = Arc::new(crate::broker::Brokers::new(islands.clone(), audit.clone()));
     let app = Arc::new(App {
+        brokers,
         islands,
         terminals,
         events,

@@ -28,6 +28,8 @@ pub struct App {
     pub tokens: Arc<crate::auth::Tokens>,
     /// The audit ledger.
     pub audit: Arc<crate::audit::Ledger>,
+    /// Port, capabilities, MCP.
+    pub brokers: Arc<crate::broker::Brokers>,
     /// TCP refuses requests without a token (`--require-token`).
     pub require_token: bool,
 }
@@ -48,6 +50,7 @@ pub fn status_of(e: &Error) -> u16 {
         Error::Internal(_) => 500,
         Error::BadGateway(_) => 502,
         Error::Unavailable(_) => 503,
+        Error::Timeout(_) => 504,
         Error::Exhausted(_) => 507,
     }
 }

@@ -2,7 +2,9 @@
 //! segment, `{x...}` the rest of the path), and a handler. `openapi.yaml` is kept equal to this
 //! table by a test.
 
-use super::handlers::{access, agents, audit, creds, events, islands, sessions, system, tokens};
+use super::handlers::{
+    access, agents, audit, brokers, creds, events, islands, sessions, system, tokens,
+};
 use super::wire::Caller;
 use super::wire::{Request, Response};
 use super::{error_response, App};
@@ -31,6 +33,11 @@ pub enum Access {
     Operator,
     /// Also an island token, for its own island only (autonomy routes).
     Island,
+    /// Also an island token with a spawn grant (creating a child island; the handler checks
+    /// the grant).
+    Spawn,
+    /// Also an island token, for the islands it created (its children) only.
+    Child,
     /// Anyone who reached the daemon (liveness).
     Any,
 }
@@ -80,6 +87,21 @@ const fn autonomy(method: &'static str, pattern: &'static str, handler: Handler)
     route(method, pattern, handler, Access::Island, Role::Operator)
 }
 
+/// Operators, or the token of the island that created the named one.
+const fn parent(
+    method: &'static str,
+    pattern: &'static str,
+    handler: Handler,
+    role: Role,
+) -> Route {
+    route(method, pattern, handler, Access::Child, role)
+}
+
+/// Reading an island's own grants: viewers, or that island's token.
+const fn own_view(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+    route(method, pattern, handler, Access::Island, Role::Viewer)
+}
+
 const fn open(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
     route(method, pattern, handler, Access::Any, Role::Viewer)
 }
@@ -90,12 +112,33 @@ pub static ROUTES: &[Route] = &[
     view("GET", "/v1/overview", system::overview),
     own("POST", "/v1/image/build", system::image_build),
     view("GET", "/v1/islands", islands::list),
-    op("POST", "/v1/islands", islands::create),
-    view("GET", "/v1/islands/{name}", islands::get),
+    route(
+        "POST",
+        "/v1/islands",
+        islands::create,
+        Access::Spawn,
+        Role::Operator,
+    ),
+    parent("GET", "/v1/islands/{name}", islands::get, Role::Viewer),
     op("PATCH", "/v1/islands/{name}", islands::patch),
-    op("DELETE", "/v1/islands/{name}", islands::purge),
-    op("POST", "/v1/islands/{name}/hibernate", islands::hibernate),
-    op("POST", "/v1/islands/{name}/wake", islands::wake),
+    parent(
+        "DELETE",
+        "/v1/islands/{name}",
+        islands::purge,
+        Role::Operator,
+    ),
+    parent(
+        "POST",
+        "/v1/islands/{name}/hibernate",
+        islands::hibernate,
+        Role::Operator,
+    ),
+    parent(
+        "POST",
+        "/v1/islands/{name}/wake",
+        islands::wake,
+        Role::Operator,
+    ),
     op("POST", "/v1/islands/{name}/reset", islands::reset),
     op("POST", "/v1/islands/{name}/upgrade", islands::upgrade),
     op("POST", "/v1/islands/{name}/clone", islands::clone),
@@ -170,6 +213,50 @@ pub static ROUTES: &[Route] = &[
     own("GET", "/v1/tokens", tokens::list),
     own("POST", "/v1/tokens", tokens::create),
     own("DELETE", "/v1/tokens/{id}", tokens::revoke),
+    // Port: granting host folders is host file access, the owner's alone.
+    own_view("GET", "/v1/islands/{name}/port/scopes", brokers::scopes),
+    own(
+        "POST",
+        "/v1/islands/{name}/port/scopes",
+        brokers::grant_scope,
+    ),
+    own(
+        "DELETE",
+        "/v1/islands/{name}/port/scopes/{scope}",
+        brokers::revoke_scope,
+    ),
+    autonomy("POST", "/v1/islands/{name}/port/intake", brokers::intake),
+    autonomy("POST", "/v1/islands/{name}/port/export", brokers::export),
+    autonomy("POST", "/v1/islands/{name}/port/write", brokers::write),
+    view("GET", "/v1/capabilities", brokers::capabilities),
+    own_view(
+        "GET",
+        "/v1/islands/{name}/capability/grants",
+        brokers::capability_grants,
+    ),
+    op(
+        "POST",
+        "/v1/islands/{name}/capability/grants",
+        brokers::grant_capability,
+    ),
+    op(
+        "DELETE",
+        "/v1/islands/{name}/capability/grants/{target}",
+        brokers::revoke_capability,
+    ),
+    autonomy("POST", "/v1/capabilities/execute", brokers::execute),
+    view("GET", "/v1/mcp/servers", brokers::mcp_servers),
+    own_view("GET", "/v1/islands/{name}/mcp/grants", brokers::mcp_grants),
+    op("POST", "/v1/islands/{name}/mcp/grants", brokers::grant_mcp),
+    op(
+        "DELETE",
+        "/v1/islands/{name}/mcp/grants/{server}",
+        brokers::revoke_mcp,
+    ),
+    autonomy("POST", "/v1/mcp/call", brokers::mcp_call),
+    own_view("GET", "/v1/islands/{name}/spawn", brokers::spawn_info),
+    op("PUT", "/v1/islands/{name}/spawn", brokers::grant_spawn),
+    op("DELETE", "/v1/islands/{name}/spawn", brokers::revoke_spawn),
     own("GET", "/v1/credentials/claude", creds::claude_status),
     own("PUT", "/v1/credentials/claude", creds::claude_put),
     own("DELETE", "/v1/credentials/claude", creds::claude_delete),
@@ -341,7 +428,7 @@ fn authenticate(app: &App, req: &Request) -> Result<Caller> {
 }
 
 /// Whether `caller` may call `route` with these parameters.
-fn authorize(caller: &Caller, route: &Route, params: &Params) -> Result<()> {
+fn authorize(app: &App, caller: &Caller, route: &Route, params: &Params) -> Result<()> {
     let role = match caller {
         Caller::Island(island) => {
             let denied = || {
@@ -349,9 +436,16 @@ fn authorize(caller: &Caller, route: &Route, params: &Params) -> Result<()> {
                     "an island token reaches only its own island's autonomy routes".into(),
                 )
             };
+            let named = params.0.iter().find(|(k, _)| *k == "name").map(|(_, v)| v);
             return match route.access {
-                Access::Any => Ok(()),
+                Access::Any | Access::Spawn => Ok(()),
                 Access::Operator => Err(denied()),
+                Access::Child => match named {
+                    Some(n) if app.islands.is_child_of(n, island) => Ok(()),
+                    _ => Err(Error::Forbidden(
+                        "an island token reaches only the islands it created".into(),
+                    )),
+                },
                 // The name was decoded from the escaped path by the matcher, so an encoded
                 // slash cannot make another island's name look like this one's.
                 Access::Island if params.0.iter().any(|(k, v)| *k == "name" && v != island) => {
@@ -405,7 +499,7 @@ pub fn dispatch(app: &App, req: &mut Request) -> Response {
             if route.method == method {
                 let island =
                     (!params.get("name").is_empty()).then(|| params.get("name").to_string());
-                if let Err(e) = authorize(&req.caller, route, &params) {
+                if let Err(e) = authorize(app, &req.caller, route, &params) {
                     let resp = error_response(&e);
                     // A scope's 404 is a refusal too, though it looks like a missing island.
                     ledger_refusal(app, req, &who, Some(route.pattern), island, resp.status);

@@ -18,7 +18,7 @@ pub const EXEC_CAP: usize = 8 << 20;
 
 impl Islands {
     /// Refuse work that needs the container when it is not running.
-    fn require_running(&self, name: &str) -> Result<()> {
+    pub(crate) fn require_running(&self, name: &str) -> Result<()> {
         let rec = self.record(name)?;
         let obs = self.observed.container(name);
         // Until the engine's first listing is in, `missing` means unknown: let docker say.

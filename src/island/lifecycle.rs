@@ -44,6 +44,11 @@ fn parse_memory(m: &str) -> Result<u64> {
     }
 }
 
+/// Whether resources are well formed (also a spawn grant's ceilings).
+pub(crate) fn check_resources(r: &Resources) -> Result<()> {
+    validate_resources(r)
+}
+
 fn validate_resources(r: &Resources) -> Result<()> {
     if !r.memory.is_empty() {
         parse_memory(&r.memory)?;
@@ -166,7 +171,21 @@ impl Islands {
 
     /// POST /v1/islands
     pub fn create(self: &Arc<Self>, req: CreateIsland) -> Result<IslandInfo> {
+        self.create_as(req, None)
+    }
+
+    /// POST /v1/islands by an island's token: a child of `parent`, within its spawn grant
+    /// (resources clamped to the grant's ceilings; the count is checked as it is reserved).
+    pub fn create_as(
+        self: &Arc<Self>,
+        mut req: CreateIsland,
+        parent: Option<&str>,
+    ) -> Result<IslandInfo> {
         self.refuse_if_panicked("create an island")?;
+        if let Some(p) = parent {
+            req.resources = Some(self.clamp_child(p, req.resources.take())?);
+            req.owner = p.to_string();
+        }
         let source = if req.no_repo {
             if req.name.is_empty() {
                 return Err(Error::bad("no_repo needs a name"));
@@ -262,6 +281,11 @@ impl Islands {
             subnet: String::new(),
             container_gen: super::CONTAINER_GEN,
             claude_seeded_at: String::new(),
+            port_scopes: Vec::new(),
+            capability_grants: Vec::new(),
+            mcp_grants: Vec::new(),
+            spawn: None,
+            parent: parent.unwrap_or_default().to_string(),
         };
         let mut rec = rec;
         Self::ensure_primary(&mut rec);
@@ -711,6 +735,12 @@ impl Islands {
             // A clone is its own island: never the source's credential or network.
             token: util::random_hex(32),
             subnet: String::new(),
+            // Nor its host access: a clone starts deny-all, and is nobody's child.
+            port_scopes: Vec::new(),
+            capability_grants: Vec::new(),
+            mcp_grants: Vec::new(),
+            spawn: None,
+            parent: String::new(),
             ..src
         };
         let busy = self.reserve(rec.clone(), "creating")?;

@@ -7,6 +7,7 @@ pub mod access;
 pub mod agents;
 pub mod autonomy;
 mod creds;
+pub mod grants;
 pub mod lifecycle;
 pub mod names;
 pub mod panic;
@@ -84,6 +85,21 @@ pub struct Record {
     /// `updated_at` of the Claude credentials last seeded into the agent home.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub claude_seeded_at: String,
+    /// Host folders granted through Port. Never carried to a clone or a child.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub port_scopes: Vec<crate::api::PortScope>,
+    /// Capability targets it may execute.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capability_grants: Vec<crate::api::CapabilityGrant>,
+    /// MCP servers it may call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_grants: Vec<crate::api::McpGrant>,
+    /// Whether, and how much, its token may create child islands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spawn: Option<crate::api::SpawnInfo>,
+    /// The island whose token created this one (it may hibernate, wake and purge it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub parent: String,
 }
 
 /// What containers are made with now. 1: secrets on a read-only mount at /run/secrets/dejima,
@@ -282,6 +298,22 @@ impl Islands {
             let mut map = lock(&self.slots);
             if map.contains_key(&name) {
                 return Err(Error::Conflict(format!("island {name:?} already exists")));
+            }
+            // A child counts against its parent's quota from the moment it is reserved, so
+            // two creates at once cannot both take the last place.
+            if !rec.parent.is_empty() {
+                let max = map
+                    .get(&rec.parent)
+                    .and_then(|p| p.rec.spawn.as_ref())
+                    .map(|g| g.max_children)
+                    .unwrap_or(0);
+                let have = map.values().filter(|s| s.rec.parent == rec.parent).count() as u64;
+                if have >= max {
+                    return Err(Error::Forbidden(format!(
+                        "island {:?} has {have} of its {max} children already",
+                        rec.parent
+                    )));
+                }
             }
             let slot = Slot::new(rec, Some(op));
             let id = slot.id;
@@ -600,6 +632,7 @@ fn info_from(slot: &Slot, view: &View) -> IslandInfo {
         resources: None,
         health: None,
         disk: None,
+        parent: rec.parent.clone(),
     }
 }
 

@@ -894,3 +894,49 @@ pub fn running(name: &str) -> bool {
     .stdout
     .starts_with(b"true")
 }
+
+/// Island `name`'s own token, as its agents read it.
+pub fn island_token(d: &Daemon, name: &str) -> String {
+    let (t, code) = d.exec(name, &["cat", "/run/secrets/dejima/token"]);
+    assert_eq!(code, 0, "no token in {name}");
+    t.trim().to_string()
+}
+
+/// A client holding island `name`'s token, on that island's own socket (as inside it).
+pub fn as_island(d: &Daemon, name: &str) -> Client {
+    Client {
+        target: dejima::client::Target::Unix(
+            d.home.join("islands").join(name).join("run/dejimad.sock"),
+        ),
+        token: Some(island_token(d, name)),
+        timeout: Some(Duration::from_secs(120)),
+    }
+}
+
+/// One JSON call through any client: the status and the JSON answer (Null when none).
+pub fn call(c: &Client, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let r = match &body {
+        Some(v) => {
+            let b = serde_json::to_vec(v).unwrap();
+            c.send(method, path, Body::Bytes(&b, "application/json"))
+        }
+        None => c.send(method, path, Body::None),
+    }
+    .unwrap();
+    status_json(r)
+}
+
+/// Ledger entries of one type for one island (newest last).
+pub fn ledger(d: &Daemon, kind: &str, island: &str) -> Vec<Value> {
+    let v = d.ok(
+        "GET",
+        &format!("/v1/audit?type={kind}&island={island}&limit=10000"),
+        None,
+    );
+    v["entries"].as_array().cloned().unwrap_or_default()
+}
+
+/// Whether the whole ledger verifies.
+pub fn ledger_verifies(d: &Daemon) -> bool {
+    d.ok("GET", "/v1/audit?limit=1", None)["verify"]["ok"] == true
+}

@@ -2388,6 +2388,919 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/islands/{name}/port/scopes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        /** The island's Port scopes (host folders it may use); also its own token */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Its scopes. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["PortScope"][];
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        /** Grant a host folder to the island (host file access, so the owner's act); ledgered as port.grant */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description an absolute path to an existing folder on the daemon host; stored canonical (links resolved once, here); / and the daemon's own home are refused */
+                        host_path: string;
+                        /**
+                         * @description ro (default): intake only; rw: also write
+                         * @enum {string}
+                         */
+                        mode?: "ro" | "rw";
+                        name?: components["schemas"]["GrantName"];
+                    };
+                };
+            };
+            responses: {
+                /** @description Granted. Its name is the folder's basename unless given, de-duplicated with -2, -3…. */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["PortScope"];
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+                503: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/islands/{name}/port/scopes/{scope}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                name: components["parameters"]["Name"];
+                scope: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke a scope; ledgered as port.revoke */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                    scope: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Revoked. */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/islands/{name}/port/intake": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Copy a file or folder from a scope into the island (also its own token, within its grants)
+         * @description Host paths are walked by descriptor without following any link: a link as `src_rel` or
+         *     on its way is 403; links and special files inside a folder are left behind and listed
+         *     in `skipped`. At most 2,000 entries and 512 MiB (413). The crossing is ledgered
+         *     (`port.intake`, with counts and SHA-256) and fsynced before it is delivered; a refusal
+         *     is ledgered as denied.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        scope: string;
+                        /** @description a path relative to the scope; empty: the whole scope. No .., no leading /, no NUL, no backslash, no percent-encoded dot or separator (400) */
+                        src_rel?: string;
+                        /** @description where it lands in the island (absolute, under /workspace or /home/agent); default /home/agent/intake/<scope>/<src_rel> */
+                        dest?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description What crossed. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["PortResult"];
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+                413: components["responses"]["Error"];
+                503: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/islands/{name}/port/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Copy an island file or folder to the island's export area on the host ($DEJIMA_HOME/port/<island>/exports/); also its own token
+         * @description The island's own tar packs it (as the agent); the daemon reads that archive as data and
+         *     writes only regular files and folders, under a new folder. A link as `src` is 403;
+         *     links inside are left behind (`skipped`). Caps as for intake (413). Ledgered
+         *     (`port.export`) before anything is written.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description an absolute island path under /workspace or /home/agent */
+                        src: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description What crossed, and where it is on the host. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["PortResult"];
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+                413: components["responses"]["Error"];
+                503: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/islands/{name}/port/write": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Write one island file into an rw scope, atomically (temp + rename, never through a link); also its own token */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        scope: string;
+                        /** @description an absolute island path to a regular file (a link is 403, a folder 422) */
+                        src: string;
+                        /** @description the file's path in the scope; missing folders are made */
+                        dest_rel: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Written. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["PortResult"];
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+                413: components["responses"]["Error"];
+                422: components["responses"]["Error"];
+                503: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/capabilities": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The capability targets in $DEJIMA_HOME/capabilities/, and whether each may run */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Every target found. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            target: string;
+                            usable: boolean;
+                            /** @description why it may not run (a link, not the daemon user's, group/world-writable, not executable) */
+                            problem?: string;
+                        }[];
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/islands/{name}/capability/grants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        /** The capabilities the island may run; also its own token */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Its grants. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["CapabilityGrant"][];
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        /** Grant a capability target (it need not exist yet); ledgered as capability.grant */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        target: components["schemas"]["GrantName"];
+                    };
+                };
+            };
+            responses: {
+                /** @description Granted (granting it again is the same grant). */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["CapabilityGrant"];
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+                503: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/islands/{name}/capability/grants/{target}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                name: components["parameters"]["Name"];
+                target: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke a capability; ledgered as capability.revoke */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                    target: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Revoked. */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/capabilities/execute": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Run a granted capability (an island's own token, for its island; or an operator naming the island)
+         * @description The target runs as its own file (by descriptor), never through a shell: argv is fixed,
+         *     the args go as one JSON object on stdin, the environment is PATH and
+         *     DEJIMA_CAP_ISLAND/_AGENT/_TARGET only, in its own process group, killed after 30 s,
+         *     stdout and stderr kept up to 1 MiB each. Ledgered (`capability.execute`, args as
+         *     SHA-256) before it runs; refusals as `capability.denied`.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        target: components["schemas"]["GrantName"];
+                        island?: components["schemas"]["IslandName"];
+                        /** @description the agent asking (e.g. a1); passed as DEJIMA_CAP_AGENT */
+                        agent?: string;
+                        /** @description string → string only (another type is 400); names ^[A-Za-z_][A-Za-z0-9_.-]{0,63}$; 64 KiB in all (413) */
+                        args?: {
+                            [key: string]: string;
+                        };
+                    };
+                };
+            };
+            responses: {
+                /** @description How it ran (a non-zero exit is still a 200 with ok false). */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            ok: boolean;
+                            /** @description null when it was killed (timeout, signal) */
+                            exit_code: number | null;
+                            stdout: string;
+                            stderr: string;
+                            truncated: boolean;
+                            timed_out: boolean;
+                            ledger_seq: number;
+                        };
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                413: components["responses"]["Error"];
+                503: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/mcp/servers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The MCP servers registered in $DEJIMA_HOME/mcp/servers.json (env values never shown) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Every server. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            name: string;
+                            command: string;
+                            args: string[];
+                            env_keys: string[];
+                            keep_alive_secs: number;
+                        }[];
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                422: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/islands/{name}/mcp/grants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        /** The MCP servers the island may call; also its own token */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Its grants. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["McpGrant"][];
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        /** Grant a registered MCP server; ledgered as mcp.grant */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        server: components["schemas"]["GrantName"];
+                    };
+                };
+            };
+            responses: {
+                /** @description Granted. */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["McpGrant"];
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+                422: components["responses"]["Error"];
+                503: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/islands/{name}/mcp/grants/{server}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                name: components["parameters"]["Name"];
+                server: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke an MCP grant (its server process for this island ends); ledgered as mcp.revoke */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                    server: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Revoked. */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/mcp/call": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * One brokered JSON-RPC call on a granted MCP server (an island's own token, or an operator naming the island)
+         * @description Methods: tools/list, tools/call, resources/list, resources/read, prompts/list,
+         *     prompts/get (others 400). The server runs with its fixed argv, never a shell; one
+         *     process per (island, server), kept for its keep_alive_secs. Ledgered (`mcp.call`,
+         *     params as SHA-256) before the call; refusals as `mcp.denied`. A server that exits
+         *     mid-call is 502; one that does not answer within 30 s is 504.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        island?: components["schemas"]["IslandName"];
+                        server: components["schemas"]["GrantName"];
+                        /** @enum {string} */
+                        method: "tools/list" | "tools/call" | "resources/list" | "resources/read" | "prompts/list" | "prompts/get";
+                        params?: Record<string, never>;
+                    };
+                };
+            };
+            responses: {
+                /** @description The server's answer. ok false carries the JSON-RPC error; is_error mirrors a tool result's isError. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            ok: boolean;
+                            is_error: boolean;
+                            result?: unknown;
+                            error?: unknown;
+                            ledger_seq: number;
+                        };
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                413: components["responses"]["Error"];
+                422: components["responses"]["Error"];
+                502: components["responses"]["Error"];
+                503: components["responses"]["Error"];
+                504: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/islands/{name}/spawn": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        /** The island's spawn grant and its children (404 when it has none); also its own token */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The grant. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SpawnInfo"];
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        /** Let the island's token create child islands (POST /v1/islands), up to max_children, each within the ceilings */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        max_children: number;
+                        /** @description each child's CPU ceiling (empty: none) */
+                        cpus?: string;
+                        /** @description each child's memory ceiling (empty: none) */
+                        memory?: components["schemas"]["Size"];
+                    };
+                };
+            };
+            responses: {
+                /** @description The grant. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SpawnInfo"];
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                422: components["responses"]["Error"];
+            };
+        };
+        post?: never;
+        /** Withdraw the spawn grant (existing children stay) */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Withdrawn. */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/credentials/claude": {
         parameters: {
             query?: never;
@@ -2871,6 +3784,50 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description a scope, capability target or MCP server name (one path segment) */
+        GrantName: string;
+        PortScope: {
+            name: string;
+            host_path: string;
+            /** @enum {string} */
+            mode: "ro" | "rw";
+            /** Format: date-time */
+            granted_at: string;
+        };
+        PortResult: {
+            scope?: string;
+            src_rel?: string;
+            src?: string;
+            dest?: string;
+            dest_rel?: string;
+            host_path?: string;
+            files: number;
+            bytes: number;
+            /** @description of the content for one file, of the archive that crossed for a folder */
+            sha256: string;
+            /** @description links and special files left behind */
+            skipped: string[];
+            /** @description the ledger entry written before the bytes crossed */
+            ledger_seq: number;
+        };
+        CapabilityGrant: {
+            target: string;
+            /** Format: date-time */
+            granted_at: string;
+        };
+        McpGrant: {
+            server: string;
+            /** Format: date-time */
+            granted_at: string;
+        };
+        SpawnInfo: {
+            max_children: number;
+            cpus: string;
+            memory: string;
+            /** Format: date-time */
+            granted_at: string;
+            children: string[];
+        };
         IslandName: string;
         /** @description a stored credential's name; empty: the default */
         CredentialName: string;
@@ -3104,6 +4061,10 @@ export interface components {
             }[];
         };
         IslandInfo: {
+            /** @description the island whose token created this one (absent for operators' islands) */
+            parent?: string;
+            /** @description only in the answer to an island token's POST /v1/islands: the child's own island token, shown this once */
+            token?: string;
             name: string;
             repo: string;
             agent: string;

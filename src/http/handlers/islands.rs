@@ -50,7 +50,53 @@ pub fn create(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
         }
         may_make(req, &body.name)?;
     }
+    if let crate::http::wire::Caller::Island(parent) = &req.caller {
+        return spawn_child(app, req, parent.clone(), body);
+    }
     Ok(Response::json(201, &app.islands.create(body)?))
+}
+
+/// An island's token creating a child: within its spawn grant, and the answer carries the
+/// child's own token (the only time it is shown).
+fn spawn_child(app: &App, req: &Request, parent: String, body: CreateIsland) -> Result<Response> {
+    let record = |allowed: bool, detail: serde_json::Value| {
+        let r = crate::audit::Record {
+            kind: if allowed {
+                "spawn.child"
+            } else {
+                "spawn.denied"
+            }
+            .into(),
+            island: Some(parent.clone()),
+            actor: crate::http::router::actor(&req.caller),
+            allowed,
+            detail: Some(detail),
+            ..Default::default()
+        };
+        if allowed {
+            app.audit.append(r)
+        } else {
+            app.audit.append_refusal(r)
+        }
+    };
+    let asked = body.name.clone();
+    let info = match app.islands.create_as(body, Some(&parent)) {
+        Ok(i) => i,
+        Err(e) => {
+            if matches!(e, Error::Forbidden(_)) {
+                record(
+                    false,
+                    serde_json::json!({"child": asked, "reason": e.to_string()}),
+                );
+            }
+            return Err(e);
+        }
+    };
+    record(true, serde_json::json!({"child": info.name}));
+    let token = app.islands.record(&info.name)?.token;
+    let mut v = serde_json::to_value(&info).map_err(|e| Error::Internal(e.to_string()))?;
+    v["token"] = serde_json::Value::String(token);
+    Ok(Response::json(201, &v))
 }
 
 pub fn get(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {

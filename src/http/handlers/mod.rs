@@ -3,6 +3,7 @@
 pub mod access;
 pub mod agents;
 pub mod audit;
+pub mod brokers;
 pub mod creds;
 pub mod events;
 pub mod islands;
