@@ -45,7 +45,12 @@ fn capabilities_run_granted_targets_only_with_a_fixed_argv_and_a_bare_environmen
         0o700,
     );
     script(&caps, "fails", "#!/bin/sh\necho nope >&2\nexit 3\n", 0o700);
-    script(&caps, "flood", "#!/bin/sh\nhead -c 5000000 /dev/zero | tr '\\0' x\n", 0o700);
+    script(
+        &caps,
+        "flood",
+        "#!/bin/sh\nhead -c 5000000 /dev/zero | tr '\\0' x\n",
+        0o700,
+    );
     script(&caps, "hangs", "#!/bin/sh\nsleep 300\n", 0o700);
     script(
         &caps,
@@ -93,12 +98,17 @@ fn capabilities_run_granted_targets_only_with_a_fixed_argv_and_a_bare_environmen
     let exec = |body: Value| call(&me, "POST", "/v1/capabilities/execute", Some(body));
 
     // Args as JSON on stdin, no argv, only PATH and the DEJIMA_CAP_* variables.
-    let (st, v) = exec(json!({"target": "echo-args", "agent": "a1", "args": {"to": "me", "body": "hi; rm -rf /"}}));
+    let (st, v) = exec(
+        json!({"target": "echo-args", "agent": "a1", "args": {"to": "me", "body": "hi; rm -rf /"}}),
+    );
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["ok"], true);
     assert_eq!(v["exit_code"], 0);
     let out = v["stdout"].as_str().unwrap();
-    assert!(out.contains(r#"stdin={"body":"hi; rm -rf /","to":"me"}"#), "{out}");
+    assert!(
+        out.contains(r#"stdin={"body":"hi; rm -rf /","to":"me"}"#),
+        "{out}"
+    );
     assert!(out.contains("argc=0"), "{out}");
     assert!(out.contains(&format!("DEJIMA_CAP_ISLAND={n}")), "{out}");
     assert!(out.contains("DEJIMA_CAP_AGENT=a1"), "{out}");
@@ -113,16 +123,25 @@ fn capabilities_run_granted_targets_only_with_a_fixed_argv_and_a_bare_environmen
         entry["detail"]["args_sha256"],
         sha(br#"{"body":"hi; rm -rf /","to":"me"}"#)
     );
-    assert!(!entry.to_string().contains("rm -rf"), "args are hashed, never kept");
+    assert!(
+        !entry.to_string().contains("rm -rf"),
+        "args are hashed, never kept"
+    );
 
     let (_, v) = exec(json!({"target": "fails"}));
-    assert_eq!((v["ok"].clone(), v["exit_code"].clone()), (json!(false), json!(3)));
+    assert_eq!(
+        (v["ok"].clone(), v["exit_code"].clone()),
+        (json!(false), json!(3))
+    );
     assert_eq!(v["stderr"], "nope\n");
     let (_, v) = exec(json!({"target": "flood"}));
     assert_eq!(v["truncated"], true);
     assert_eq!(v["stdout"].as_str().unwrap().len(), 1 << 20);
     let (_, v) = exec(json!({"target": "leaves-a-child"}));
-    assert_eq!(v["timed_out"], false, "a child left behind does not hold the call: {v}");
+    assert_eq!(
+        v["timed_out"], false,
+        "a child left behind does not hold the call: {v}"
+    );
     assert_eq!(v["stdout"], "started\n");
 
     // Refusals, each ledgered as capability.denied.
@@ -135,8 +154,14 @@ fn capabilities_run_granted_targets_only_with_a_fixed_argv_and_a_bare_environmen
         (json!({"target": "not-exec"}), 403),
         (json!({"target": "linked"}), 403),
         (json!({"target": "echo-args", "args": {"n": 1}}), 400),
-        (json!({"target": "echo-args", "args": {"bad name": "x"}}), 400),
-        (json!({"target": "echo-args", "args": {"big": "x".repeat(70_000)}}), 413),
+        (
+            json!({"target": "echo-args", "args": {"bad name": "x"}}),
+            400,
+        ),
+        (
+            json!({"target": "echo-args", "args": {"big": "x".repeat(70_000)}}),
+            413,
+        ),
         (json!({"target": "echo-args", "agent": "a99"}), 400),
     ];
     for (body, want) in cases {
@@ -151,7 +176,12 @@ fn capabilities_run_granted_targets_only_with_a_fixed_argv_and_a_bare_environmen
     let (st, _) = exec(json!({"target": "echo-args", "island": other.name}));
     assert_eq!(st, 403);
     assert_eq!(
-        d.req("POST", "/v1/capabilities/execute", Some(json!({"target": "echo-args"}))).0,
+        d.req(
+            "POST",
+            "/v1/capabilities/execute",
+            Some(json!({"target": "echo-args"}))
+        )
+        .0,
         400
     );
     let (st, v) = d.req(
@@ -201,9 +231,14 @@ fn mcp_calls_reach_real_servers_through_the_allow_list_and_keep_islands_apart() 
     let b = d.create("mcp-b");
     let node = real_program("node", &["-e", "process.stdout.write(process.execPath)"]);
     let python = real_program("python3", &["-c", "import sys; print(sys.executable)"]);
-    let everything = repo().join("tests/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    let filesystem = repo().join("tests/mcp/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
-    assert!(everything.exists(), "run scripts/setup (npm ci in tests/mcp)");
+    let everything =
+        repo().join("tests/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    let filesystem =
+        repo().join("tests/mcp/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
+    assert!(
+        everything.exists(),
+        "run scripts/setup (npm ci in tests/mcp)"
+    );
     let shared = tempfile::tempdir().unwrap();
     std::fs::write(shared.path().join("notes.txt"), "from the host\n").unwrap();
     let standin = |s: &str| repo().join("tests/standins").join(s).display().to_string();
@@ -225,7 +260,10 @@ fn mcp_calls_reach_real_servers_through_the_allow_list_and_keep_islands_apart() 
         .find(|s| s["name"] == "everything")
         .unwrap();
     assert_eq!(ev["env_keys"], json!(["SECRET_TOKEN_FOR_SERVER"]));
-    assert!(!listed.to_string().contains("s3"), "env values are never shown");
+    assert!(
+        !listed.to_string().contains("s3"),
+        "env values are never shown"
+    );
     assert_eq!(
         d.req(
             "POST",
@@ -277,32 +315,71 @@ fn mcp_calls_reach_real_servers_through_the_allow_list_and_keep_islands_apart() 
     assert_eq!(v["result"]["content"][0]["text"], "Echo: hi there");
     let entry = ledger(&d, "mcp.call", &a.name).pop().unwrap();
     assert_eq!(entry["seq"], v["ledger_seq"]);
-    assert!(!entry.to_string().contains("hi there"), "params are hashed, never kept");
-    let (_, v) = mcp(&ma, "everything", "tools/call", json!({"name": "no-such-tool", "arguments": {}}));
-    assert_eq!((v["ok"].clone(), v["is_error"].clone()), (json!(true), json!(true)), "{v}");
+    assert!(
+        !entry.to_string().contains("hi there"),
+        "params are hashed, never kept"
+    );
+    let (_, v) = mcp(
+        &ma,
+        "everything",
+        "tools/call",
+        json!({"name": "no-such-tool", "arguments": {}}),
+    );
+    assert_eq!(
+        (v["ok"].clone(), v["is_error"].clone()),
+        (json!(true), json!(true)),
+        "{v}"
+    );
     let (st, v) = mcp(&ma, "everything", "resources/list", json!({}));
     assert_eq!(st, 200);
-    let uri = v["result"]["resources"][0]["uri"].as_str().unwrap().to_string();
+    let uri = v["result"]["resources"][0]["uri"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (_, v) = mcp(&ma, "everything", "resources/read", json!({"uri": uri}));
     assert!(v["result"]["contents"][0]["text"].is_string(), "{v}");
     let (_, v) = mcp(&ma, "everything", "prompts/list", json!({}));
     assert!(v["result"]["prompts"].as_array().unwrap().len() > 0);
-    let (_, v) = mcp(&ma, "everything", "prompts/get", json!({"name": "simple-prompt", "arguments": {}}));
+    let (_, v) = mcp(
+        &ma,
+        "everything",
+        "prompts/get",
+        json!({"name": "simple-prompt", "arguments": {}}),
+    );
     assert!(v["result"]["messages"].is_array(), "{v}");
-    let (_, v) = mcp(&ma, "everything", "prompts/get", json!({"name": "args-prompt", "arguments": {}}));
+    let (_, v) = mcp(
+        &ma,
+        "everything",
+        "prompts/get",
+        json!({"name": "args-prompt", "arguments": {}}),
+    );
     assert_eq!(v["ok"], false, "a JSON-RPC error is ok false: {v}");
     assert!(v["error"]["code"].is_number());
 
     // Each island has its own server process, with a bare environment.
     let env_of = |c: &dejima::client::Client| {
-        let (st, v) = mcp(c, "everything", "tools/call", json!({"name": "get-env", "arguments": {}}));
+        let (st, v) = mcp(
+            c,
+            "everything",
+            "tools/call",
+            json!({"name": "get-env", "arguments": {}}),
+        );
         assert_eq!(st, 200, "{v}");
-        v["result"]["content"][0]["text"].as_str().unwrap().to_string()
+        v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     let (ea, eb) = (env_of(&ma), env_of(&mb));
-    assert!(ea.contains(&format!("\"DEJIMA_MCP_ISLAND\": \"{}\"", a.name)) || ea.contains(&a.name), "{ea}");
+    assert!(
+        ea.contains(&format!("\"DEJIMA_MCP_ISLAND\": \"{}\"", a.name)) || ea.contains(&a.name),
+        "{ea}"
+    );
     assert!(eb.contains(&b.name) && !eb.contains(&a.name), "{eb}");
-    assert!(ea.contains("SECRET_TOKEN_FOR_SERVER"), "the registered env is given");
+    assert!(
+        ea.contains("SECRET_TOKEN_FOR_SERVER"),
+        "the registered env is given"
+    );
     for leak in ["RUST_LOG", "DEJIMA_HOME", "DEJIMA_LABELS"] {
         assert!(!ea.contains(leak), "{leak} reached the server: {ea}");
     }
@@ -319,14 +396,34 @@ fn mcp_calls_reach_real_servers_through_the_allow_list_and_keep_islands_apart() 
 
     // Refusals: methods off the list, ungranted servers, bad params; each ledgered.
     let cases: Vec<(&dejima::client::Client, Value, u16)> = vec![
-        (&ma, json!({"server": "everything", "method": "sampling/createMessage"}), 400),
-        (&ma, json!({"server": "everything", "method": "initialize"}), 400),
-        (&ma, json!({"server": "everything", "method": "tools/call", "params": [1, 2]}), 400),
+        (
+            &ma,
+            json!({"server": "everything", "method": "sampling/createMessage"}),
+            400,
+        ),
+        (
+            &ma,
+            json!({"server": "everything", "method": "initialize"}),
+            400,
+        ),
+        (
+            &ma,
+            json!({"server": "everything", "method": "tools/call", "params": [1, 2]}),
+            400,
+        ),
         (&mb, json!({"server": "files", "method": "tools/list"}), 403),
-        (&ma, json!({"server": "../everything", "method": "tools/list"}), 400),
+        (
+            &ma,
+            json!({"server": "../everything", "method": "tools/list"}),
+            400,
+        ),
     ];
     for (c, body, want) in cases {
-        let island = if std::ptr::eq(c, &mb) { &b.name } else { &a.name };
+        let island = if std::ptr::eq(c, &mb) {
+            &b.name
+        } else {
+            &a.name
+        };
         let was = denied(&d, "mcp.denied", island);
         let (st, v) = call(c, "POST", "/v1/mcp/call", Some(body.clone()));
         assert_eq!(st, want, "{body}: {v}");
@@ -343,11 +440,21 @@ fn mcp_calls_reach_real_servers_through_the_allow_list_and_keep_islands_apart() 
     assert_eq!(st, 403, "an island token acts for its own island only");
 
     // Servers that crash mid-call, flood, or never answer.
-    let (st, v) = mcp(&ma, "crash", "tools/call", json!({"name": "echo", "arguments": {"message": "x"}}));
+    let (st, v) = mcp(
+        &ma,
+        "crash",
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": "x"}}),
+    );
     assert_eq!(st, 502, "{v}");
     let (st, v) = mcp(&ma, "crash", "tools/list", json!({}));
     assert_eq!(st, 200, "a crashed server is started again: {v}");
-    let (st, v) = mcp(&ma, "noisy", "tools/call", json!({"name": "echo", "arguments": {"message": "x"}}));
+    let (st, v) = mcp(
+        &ma,
+        "noisy",
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": "x"}}),
+    );
     assert_eq!(st, 502, "{v}");
     let (st, v) = mcp(&ma, "silent", "tools/list", json!({}));
     assert_eq!(st, 504, "{v}");
@@ -375,8 +482,10 @@ fn a_spawn_grant_lets_an_island_make_and_run_its_own_children_only() {
             &me,
             "POST",
             "/v1/islands",
-            Some(json!({"name": name, "no_repo": true, "agent": "custom", "cmd": "bash",
-                         "resources": {"memory": "2g"}})),
+            Some(
+                json!({"name": name, "no_repo": true, "agent": "custom", "cmd": "bash",
+                         "resources": {"memory": "2g"}}),
+            ),
         )
     };
     // Without a grant: 403, ledgered.
@@ -384,7 +493,11 @@ fn a_spawn_grant_lets_an_island_make_and_run_its_own_children_only() {
     assert_eq!(st, 403);
     assert_eq!(denied(&d, "spawn.denied", &p.name), 1);
     assert_eq!(d.req("GET", &format!("/v1/islands/{child}"), None).0, 404);
-    assert_eq!(d.req("GET", &format!("/v1/islands/{}/spawn", p.name), None).0, 404);
+    assert_eq!(
+        d.req("GET", &format!("/v1/islands/{}/spawn", p.name), None)
+            .0,
+        404
+    );
 
     let g = d.ok(
         "PUT",
@@ -409,12 +522,21 @@ fn a_spawn_grant_lets_an_island_make_and_run_its_own_children_only() {
     assert_eq!(token.len(), 64);
     assert_eq!(island_token(&d, &child), token, "the child's own token");
     let detail = d.ok("GET", &format!("/v1/islands/{child}"), None);
-    assert_eq!(detail["resources"]["memory"], "256m", "clamped to the grant");
+    assert_eq!(
+        detail["resources"]["memory"], "256m",
+        "clamped to the grant"
+    );
     assert_eq!(detail["resources"]["cpus"], "0.5");
     assert!(detail.get("token").is_none(), "shown once, never again");
     // Nothing is inherited.
-    assert_eq!(d.ok("GET", &format!("/v1/islands/{child}/port/scopes"), None), json!([]));
-    assert_eq!(d.req("GET", &format!("/v1/islands/{child}/spawn"), None).0, 404);
+    assert_eq!(
+        d.ok("GET", &format!("/v1/islands/{child}/port/scopes"), None),
+        json!([])
+    );
+    assert_eq!(
+        d.req("GET", &format!("/v1/islands/{child}/spawn"), None).0,
+        404
+    );
     // The quota holds.
     let (st, _) = make(&unique("child2"));
     assert_eq!(st, 403);
@@ -423,9 +545,18 @@ fn a_spawn_grant_lets_an_island_make_and_run_its_own_children_only() {
         json!([child])
     );
     // It runs its child, and nothing else.
-    assert_eq!(call(&me, "GET", &format!("/v1/islands/{child}"), None).0, 200);
-    assert_eq!(call(&me, "POST", &format!("/v1/islands/{child}/hibernate"), None).0, 200);
-    assert_eq!(call(&me, "POST", &format!("/v1/islands/{child}/wake"), None).0, 200);
+    assert_eq!(
+        call(&me, "GET", &format!("/v1/islands/{child}"), None).0,
+        200
+    );
+    assert_eq!(
+        call(&me, "POST", &format!("/v1/islands/{child}/hibernate"), None).0,
+        200
+    );
+    assert_eq!(
+        call(&me, "POST", &format!("/v1/islands/{child}/wake"), None).0,
+        200
+    );
     for (m, path) in [
         ("GET", format!("/v1/islands/{}", stranger.name)),
         ("POST", format!("/v1/islands/{}/hibernate", stranger.name)),
@@ -443,8 +574,20 @@ fn a_spawn_grant_lets_an_island_make_and_run_its_own_children_only() {
         token: Some(token),
         timeout: None,
     };
-    assert_eq!(call(&ct, "GET", &format!("/v1/islands/{}", p.name), None).0, 403);
-    assert_eq!(call(&me, "DELETE", &format!("/v1/islands/{child}?force=true"), None).0, 204);
+    assert_eq!(
+        call(&ct, "GET", &format!("/v1/islands/{}", p.name), None).0,
+        403
+    );
+    assert_eq!(
+        call(
+            &me,
+            "DELETE",
+            &format!("/v1/islands/{child}?force=true"),
+            None
+        )
+        .0,
+        204
+    );
     assert_eq!(d.req("GET", &format!("/v1/islands/{child}"), None).0, 404);
     assert!(!ledger(&d, "spawn.child", &p.name).is_empty());
     d.ok("DELETE", &format!("/v1/islands/{}/spawn", p.name), None);

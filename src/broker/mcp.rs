@@ -174,7 +174,7 @@ impl Pool {
     pub fn close_island(&self, island: &str) {
         let slots: Vec<Slot> = lock(&self.conns)
             .iter()
-            .filter(|((i, _), _)| i == island)
+            .filter(|((i, _), _)| i.split(' ').next() == Some(island))
             .map(|(_, s)| s.clone())
             .collect();
         for s in slots {
@@ -219,12 +219,20 @@ impl Pool {
                 g.take();
             }
         }
+        // Forget empty slots nobody holds (islands gone, servers unused).
+        lock(&self.conns).retain(|_, s| {
+            Arc::strong_count(s) > 1 || s.try_lock().map(|g| g.is_some()).unwrap_or(true)
+        });
     }
 
-    /// One call on the (island, server) process, starting it when needed.
+    /// One call on the (island, server) process, starting it when needed. `incarnation`
+    /// tells apart islands that had the same name: a recreated one never meets an old
+    /// process.
+    #[allow(clippy::too_many_arguments)]
     fn call(
         self: &Arc<Self>,
         island: &str,
+        incarnation: &str,
         server: &str,
         def: &ServerDef,
         method: &str,
@@ -232,7 +240,7 @@ impl Pool {
     ) -> std::result::Result<Value, CallError> {
         self.start_reaper();
         let slot = lock(&self.conns)
-            .entry((island.to_string(), server.to_string()))
+            .entry((format!("{island} {incarnation}"), server.to_string()))
             .or_default()
             .clone();
         // Calls on one process go one at a time; other pairs are not held up.
@@ -525,7 +533,14 @@ impl Brokers {
         let seq = self.crossing("mcp.call", &island, asker, base.clone())?;
         let answer = self
             .mcp
-            .call(&island, &req.server, &def, &req.method, req.params)
+            .call(
+                &island,
+                &sha256_hex(rec.token.as_bytes())[..16],
+                &req.server,
+                &def,
+                &req.method,
+                req.params,
+            )
             .map_err(|e| match e {
                 CallError::Exited(why) => Error::BadGateway(format!(
                     "MCP server {:?} exited during the call ({why})",

@@ -65,6 +65,18 @@ impl Brokers {
         }
     }
 
+    /// An island was purged: its MCP processes end and their working folders go. (Its
+    /// exports stay: they are the operator's now.)
+    pub fn forget_island(&self, island: &str) {
+        self.mcp.close_island(island);
+        let work = self.home.join("mcp").join("work").join(island);
+        if let Err(e) = std::fs::remove_dir_all(&work) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                log::warn!("cannot remove {}: {e}", work.display());
+            }
+        }
+    }
+
     /// Where spooled crossings wait (on the same disk as the daemon's state).
     fn spool_dir(&self) -> PathBuf {
         self.home.join("tmp")

@@ -68,17 +68,19 @@ impl Drop for Spool {
     }
 }
 
-/// A writer that hashes what passes through it.
+/// A writer that hashes what passes through it (when asked to).
 struct HashingWriter<W: Write> {
     inner: W,
-    hash: Sha256,
+    hash: Option<Sha256>,
     len: u64,
 }
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
+        if let Some(h) = &mut self.hash {
+            h.update(&buf[..n]);
+        }
         self.len += n as u64;
         Ok(n)
     }
@@ -87,11 +89,12 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Exactly `left` bytes of a file, hashed; an early end means it shrank while read.
+/// Exactly `left` bytes of a file, hashed when asked; an early end means it shrank while
+/// read.
 struct ExactReader<'a> {
     inner: &'a mut File,
     left: u64,
-    hash: &'a mut Sha256,
+    hash: Option<&'a mut Sha256>,
 }
 
 impl Read for ExactReader<'_> {
@@ -107,7 +110,9 @@ impl Read for ExactReader<'_> {
                 "a file shrank while it was read",
             ));
         }
-        self.hash.update(&buf[..n]);
+        if let Some(h) = &mut self.hash {
+            h.update(&buf[..n]);
+        }
         self.left -= n as u64;
         Ok(n)
     }
@@ -282,10 +287,12 @@ impl Brokers {
         let mut spool =
             Spool::new(&self.spool_dir()).map_err(|e| Error::Internal(e.to_string()))?;
         let mut packed = Packed::default();
+        // One hash per crossing: a file's content, or a folder's archive.
+        let folder = matches!(node, Node::Dir(_));
         let archive_sha = {
             let mut w = HashingWriter {
-                inner: &mut spool.file,
-                hash: Sha256::new(),
+                inner: io::BufWriter::with_capacity(1 << 20, &mut spool.file),
+                hash: folder.then(Sha256::new),
                 len: 0,
             };
             let mut b = tar::Builder::new(&mut w);
@@ -296,16 +303,21 @@ impl Brokers {
             b.finish()
                 .map_err(|e| Error::Internal(format!("cannot spool: {e}")))?;
             drop(b);
-            crate::util::hex(&w.hash.finalize())
+            w.flush()
+                .map_err(|e| Error::Internal(format!("cannot spool: {e}")))?;
+            w.hash.take().map(|h| crate::util::hex(&h.finalize()))
         };
-        let sha256 = packed.file_sha256.clone().unwrap_or(archive_sha.clone());
+        let sha256 = packed
+            .file_sha256
+            .clone()
+            .or(archive_sha)
+            .unwrap_or_default();
         let seq = self.crossing(
             "port.intake",
             island,
             asker,
             json!({"scope": scope.name, "rel": rel, "dest": dest, "files": packed.files,
-                   "bytes": packed.bytes, "sha256": sha256, "archive_sha256": archive_sha,
-                   "skipped": packed.skipped.len()}),
+                   "bytes": packed.bytes, "sha256": sha256, "skipped": packed.skipped.len()}),
         )?;
         let opts = ExecOpts {
             timeout: Duration::from_secs(600),
@@ -358,19 +370,19 @@ impl Brokers {
             Spool::new(&self.spool_dir()).map_err(|e| Error::Internal(e.to_string()))?;
         // Content plus a header per entry, with room to spare.
         let limit = MAX_BYTES + (MAX_FILES + 16) * 1536;
-        let mut hash = Sha256::new();
+        let hash;
         let copied = {
             let out = stream
                 .stdout
                 .as_mut()
                 .ok_or_else(|| Error::Internal("no stdout".into()))?;
             let mut w = HashingWriter {
-                inner: &mut spool.file,
-                hash: Sha256::new(),
+                inner: io::BufWriter::with_capacity(1 << 20, &mut spool.file),
+                hash: Some(Sha256::new()),
                 len: 0,
             };
-            let r = io::copy(&mut out.take(limit + 1), &mut w);
-            hash = std::mem::replace(&mut w.hash, hash);
+            let r = io::copy(&mut out.take(limit + 1), &mut w).and_then(|_| w.flush());
+            hash = w.hash.take();
             r.map(|_| w.len)
         };
         let copied = match copied {
@@ -396,7 +408,9 @@ impl Brokers {
             };
             return Err(e);
         }
-        let sha = crate::util::hex(&hash.finalize());
+        let sha = hash
+            .map(|h| crate::util::hex(&h.finalize()))
+            .unwrap_or_default();
         let file = spool.rewind().map_err(|e| Error::Internal(e.to_string()))?;
         let u = unpack(file, base, None).map_err(|e| match e {
             Error::TooLarge(_) | Error::Forbidden(_) | Error::BadRequest(_) => deny(e),
@@ -450,7 +464,7 @@ impl Brokers {
         let scope = self.islands.scope(island, &req.scope).map_err(deny)?;
         if scope.mode != PortMode::Rw {
             return Err(deny(Error::Forbidden(format!(
-                "scope {:?} is read-only; an operator grants it with mode rw",
+                "scope {:?} is read-only; the owner grants a folder with mode rw for writes",
                 scope.name
             ))));
         }
@@ -549,7 +563,7 @@ fn pack<W: Write>(
             let mut r = ExactReader {
                 inner: &mut f,
                 left: size,
-                hash: &mut hash,
+                hash: (depth == 0).then_some(&mut hash),
             };
             b.append_data(&mut h, name, &mut r).map_err(io_err)?;
             if depth == 0 {

@@ -827,6 +827,10 @@ impl Islands {
             log::warn!("purge {name}: {}", errors.join("; "));
         }
         self.forget(name)?;
+        // Its children stay, orphaned: a later island of the same name never gets them.
+        for child in self.children_of(name) {
+            let _ = self.update(&child, |r| r.parent.clear());
+        }
         log::info!("island {name} purged");
         self.hub.revoke_where(|t| t.island() == Some(name));
         self.events

@@ -87,6 +87,25 @@ ROUTES: Dict[Tuple[str, str], str] = {
     ("GET", "/v1/tokens"): "list_tokens",
     ("POST", "/v1/tokens"): "create_token",
     ("DELETE", "/v1/tokens/{id}"): "revoke_token",
+    ("GET", "/v1/islands/{name}/port/scopes"): "list_port_scopes",
+    ("POST", "/v1/islands/{name}/port/scopes"): "grant_port_scope",
+    ("DELETE", "/v1/islands/{name}/port/scopes/{scope}"): "revoke_port_scope",
+    ("POST", "/v1/islands/{name}/port/intake"): "port_intake",
+    ("POST", "/v1/islands/{name}/port/export"): "port_export",
+    ("POST", "/v1/islands/{name}/port/write"): "port_write",
+    ("GET", "/v1/capabilities"): "list_capabilities",
+    ("GET", "/v1/islands/{name}/capability/grants"): "list_capability_grants",
+    ("POST", "/v1/islands/{name}/capability/grants"): "grant_capability",
+    ("DELETE", "/v1/islands/{name}/capability/grants/{target}"): "revoke_capability",
+    ("POST", "/v1/capabilities/execute"): "execute_capability",
+    ("GET", "/v1/mcp/servers"): "list_mcp_servers",
+    ("GET", "/v1/islands/{name}/mcp/grants"): "list_mcp_grants",
+    ("POST", "/v1/islands/{name}/mcp/grants"): "grant_mcp",
+    ("DELETE", "/v1/islands/{name}/mcp/grants/{server}"): "revoke_mcp",
+    ("POST", "/v1/mcp/call"): "mcp_call",
+    ("GET", "/v1/islands/{name}/spawn"): "spawn_info",
+    ("PUT", "/v1/islands/{name}/spawn"): "grant_spawn",
+    ("DELETE", "/v1/islands/{name}/spawn"): "revoke_spawn",
     ("GET", "/v1/credentials/claude"): "claude_status",
     ("PUT", "/v1/credentials/claude"): "set_claude_credentials",
     ("DELETE", "/v1/credentials/claude"): "delete_claude_credentials",
@@ -785,6 +804,141 @@ class Client:
     def revoke_token(self, token_id: str) -> None:
         """Revoke a token at once (its sessions and streams are closed)."""
         self._call("DELETE", "/v1/tokens/" + _seg(token_id))
+
+    # -- Port: host folders ----------------------------------------------------------------
+
+    def list_port_scopes(self, island: str) -> List[JSON]:
+        """The island's Port scopes: ``[{name, host_path, mode, granted_at}]``. Viewer, or the
+        island's own token."""
+        return self._call("GET", self._isl(island, "port", "scopes"))  # type: ignore[no-any-return]
+
+    def grant_port_scope(
+        self, island: str, host_path: str, mode: Optional[str] = None, name: Optional[str] = None
+    ) -> JSON:
+        """Grant a host folder (absolute, existing; stored canonical) to the island. ``mode``:
+        "ro" (the default: intake only) or "rw" (also write). ``name`` defaults to the folder's
+        basename, de-duplicated with -2, -3…; a taken explicit name is 409. Owner."""
+        body = _compact({"host_path": host_path, "mode": mode, "name": name})
+        return self._call("POST", self._isl(island, "port", "scopes"), json=body)  # type: ignore[no-any-return]
+
+    def revoke_port_scope(self, island: str, scope: str) -> None:
+        """Revoke a Port scope (404 when the island has none of that name). Owner."""
+        self._call("DELETE", self._isl(island, "port", "scopes", _seg(scope)))
+
+    def port_intake(
+        self, island: str, scope: str, src_rel: Optional[str] = None, dest: Optional[str] = None
+    ) -> JSON:
+        """Copy ``<scope>/<src_rel>`` (a file or a folder; empty: the whole scope) from the host
+        into the island at ``dest`` (default ``/home/agent/intake/<scope>/<src_rel>``):
+        ``{scope, src_rel, dest, files, bytes, sha256, skipped, ledger_seq}``. Links inside a
+        folder are left behind (``skipped``); an unknown scope or a link as ``src_rel`` is 403.
+        Operator, or the island's own token."""
+        body = _compact({"scope": scope, "src_rel": src_rel, "dest": dest})
+        return self._call("POST", self._isl(island, "port", "intake"), json=body, timeout=self._slow())  # type: ignore[no-any-return]
+
+    def port_export(self, island: str, src: str) -> JSON:
+        """Copy the island's ``src`` (a file or folder under /workspace or /home/agent) to a new
+        folder under ``$DEJIMA_HOME/port/<island>/exports/`` on the host: ``{src, host_path,
+        files, bytes, sha256, skipped, ledger_seq}``. Operator, or the island's own token."""
+        return self._call(  # type: ignore[no-any-return]
+            "POST", self._isl(island, "port", "export"), json={"src": src}, timeout=self._slow()
+        )
+
+    def port_write(self, island: str, scope: str, src: str, dest_rel: str) -> JSON:
+        """Write the island file ``src`` into the ``rw`` scope at ``dest_rel`` (atomically;
+        missing folders made): ``{scope, dest_rel, host_path, bytes, sha256, ledger_seq}``. An
+        ``ro`` scope is 403, a folder as ``src`` 422. Operator, or the island's own token."""
+        body = {"scope": scope, "src": src, "dest_rel": dest_rel}
+        return self._call("POST", self._isl(island, "port", "write"), json=body, timeout=self._slow())  # type: ignore[no-any-return]
+
+    # -- capabilities -----------------------------------------------------------------------
+
+    def list_capabilities(self) -> List[JSON]:
+        """The targets in ``$DEJIMA_HOME/capabilities/``: ``[{target, usable, problem?}]``. Viewer."""
+        return self._call("GET", "/v1/capabilities")  # type: ignore[no-any-return]
+
+    def list_capability_grants(self, island: str) -> List[JSON]:
+        """The capabilities the island may run: ``[{target, granted_at}]``. Viewer, or the
+        island's own token."""
+        return self._call("GET", self._isl(island, "capability", "grants"))  # type: ignore[no-any-return]
+
+    def grant_capability(self, island: str, target: str) -> JSON:
+        """Let the island run ``target`` (it need not exist yet): ``{target, granted_at}``. Operator."""
+        return self._call("POST", self._isl(island, "capability", "grants"), json={"target": target})  # type: ignore[no-any-return]
+
+    def revoke_capability(self, island: str, target: str) -> None:
+        """Withdraw a capability grant (404 when there is none). Operator."""
+        self._call("DELETE", self._isl(island, "capability", "grants", _seg(target)))
+
+    def execute_capability(
+        self,
+        target: str,
+        island: Optional[str] = None,
+        agent: Optional[str] = None,
+        args: Optional[Mapping[str, str]] = None,
+    ) -> JSON:
+        """Run a granted capability, ``args`` (string → string) as JSON on its stdin: ``{ok,
+        exit_code, stdout, stderr, truncated, timed_out, ledger_seq}`` (a non-zero exit is
+        still an answer, with ``ok`` false). ``island`` is required unless the client holds an
+        island's token (then it is that island). Ungranted: 403."""
+        body = _compact(
+            {"target": target, "island": island, "agent": agent, "args": dict(args) if args is not None else None}
+        )
+        return self._call("POST", "/v1/capabilities/execute", json=body, timeout=self._slow(90))  # type: ignore[no-any-return]
+
+    # -- MCP --------------------------------------------------------------------------------
+
+    def list_mcp_servers(self) -> List[JSON]:
+        """The servers in ``$DEJIMA_HOME/mcp/servers.json``: ``[{name, command, args, env_keys,
+        keep_alive_secs}]`` (environment values never shown). Viewer."""
+        return self._call("GET", "/v1/mcp/servers")  # type: ignore[no-any-return]
+
+    def list_mcp_grants(self, island: str) -> List[JSON]:
+        """The MCP servers the island may call: ``[{server, granted_at}]``. Viewer, or the
+        island's own token."""
+        return self._call("GET", self._isl(island, "mcp", "grants"))  # type: ignore[no-any-return]
+
+    def grant_mcp(self, island: str, server: str) -> JSON:
+        """Let the island call a registered MCP server (unknown: 404): ``{server, granted_at}``. Operator."""
+        return self._call("POST", self._isl(island, "mcp", "grants"), json={"server": server})  # type: ignore[no-any-return]
+
+    def revoke_mcp(self, island: str, server: str) -> None:
+        """Withdraw an MCP grant (the island's server process ends). Operator."""
+        self._call("DELETE", self._isl(island, "mcp", "grants", _seg(server)))
+
+    def mcp_call(
+        self,
+        island: Optional[str],
+        server: str,
+        method: str,
+        params: Optional[Mapping[str, Any]] = None,
+    ) -> JSON:
+        """One brokered JSON-RPC call (tools/list, tools/call, resources/list, resources/read,
+        prompts/list, prompts/get; others 400) on a granted server: ``{ok, is_error, result?,
+        error?, ledger_seq}``. ``island`` may be None only with an island's own token."""
+        body = _compact(
+            {"island": island, "server": server, "method": method, "params": dict(params) if params is not None else None}
+        )
+        return self._call("POST", "/v1/mcp/call", json=body, timeout=self._slow(90))  # type: ignore[no-any-return]
+
+    # -- child islands ----------------------------------------------------------------------
+
+    def spawn_info(self, island: str) -> JSON:
+        """The island's spawn grant: ``{max_children, cpus, memory, granted_at, children}``;
+        404 when it has none. Viewer, or the island's own token."""
+        return self._call("GET", self._isl(island, "spawn"))  # type: ignore[no-any-return]
+
+    def grant_spawn(
+        self, island: str, max_children: int, cpus: Optional[str] = None, memory: Optional[str] = None
+    ) -> JSON:
+        """Let the island's token create up to ``max_children`` (1..64) child islands, each
+        within the ``cpus`` / ``memory`` ceilings (empty: none). Returns the grant. Operator."""
+        body = _compact({"max_children": max_children, "cpus": cpus, "memory": memory})
+        return self._call("PUT", self._isl(island, "spawn"), json=body)  # type: ignore[no-any-return]
+
+    def revoke_spawn(self, island: str) -> None:
+        """Withdraw the spawn grant (existing children stay; 404 when there is none). Operator."""
+        self._call("DELETE", self._isl(island, "spawn"))
 
     # -- credentials ------------------------------------------------------------------------
 

@@ -64,6 +64,11 @@ export type GithubRepo = Schemas["GithubRepo"];
 export type Provider = Schemas["Provider"];
 export type Removed = Schemas["Removed"];
 export type Resources = Schemas["Resources"];
+export type PortScope = Schemas["PortScope"];
+export type PortResult = Schemas["PortResult"];
+export type CapabilityGrant = Schemas["CapabilityGrant"];
+export type McpGrant = Schemas["McpGrant"];
+export type SpawnInfo = Schemas["SpawnInfo"];
 
 export type Health = ResponseOf<"/v1/healthz", "get">;
 export type ImageBuildOptions = BodyOf<"/v1/image/build", "post">;
@@ -97,6 +102,22 @@ export type GithubReposQuery = QueryOf<"/v1/credentials/github/{name}/repos", "g
 export type GithubRepoPage = ResponseOf<"/v1/credentials/github/{name}/repos", "get">;
 export type CreateGithubRepoRequest = BodyOf<"/v1/credentials/github/{name}/repos", "post">;
 export type ProviderRequest = BodyOf<"/v1/credentials/providers/{provider}", "put">;
+export type PortScopeRequest = BodyOf<"/v1/islands/{name}/port/scopes", "post">;
+export type PortScopeOptions = Omit<PortScopeRequest, "host_path">;
+export type PortIntakeRequest = BodyOf<"/v1/islands/{name}/port/intake", "post">;
+export type PortIntakeOptions = Omit<PortIntakeRequest, "scope">;
+export type PortWriteRequest = BodyOf<"/v1/islands/{name}/port/write", "post">;
+export type CapabilityInfo = ResponseOf<"/v1/capabilities", "get">[number];
+export type ExecuteCapabilityRequest = BodyOf<"/v1/capabilities/execute", "post">;
+export type ExecuteCapabilityOptions = Omit<ExecuteCapabilityRequest, "target">;
+export type CapabilityResult = ResponseOf<"/v1/capabilities/execute", "post">;
+export type McpServer = ResponseOf<"/v1/mcp/servers", "get">[number];
+/** The spec's `params: {type: object}` generates `Record<string, never>`; any JSON object goes. */
+export type McpCallRequest = Omit<BodyOf<"/v1/mcp/call", "post">, "params"> & { params?: Record<string, unknown> };
+export type McpMethod = McpCallRequest["method"];
+export type McpCallResult = ResponseOf<"/v1/mcp/call", "post">;
+export type SpawnGrantRequest = BodyOf<"/v1/islands/{name}/spawn", "put">;
+export type SpawnGrantOptions = Omit<SpawnGrantRequest, "max_children">;
 
 /** One entry of /v1/agent-types (the spec describes it in prose only). */
 export interface AgentType {
@@ -616,6 +637,136 @@ export class Client {
     return this.#call("DELETE", `/v1/tokens/${seg(id)}`);
   }
 
+  // --- Port: host folders --------------------------------------------------------------------
+
+  /** GET /v1/islands/{name}/port/scopes — the island's Port scopes (viewer, or the island's own token). */
+  listPortScopes(name: string): Promise<PortScope[]> {
+    return this.#call("GET", `${isl(name)}/port/scopes`);
+  }
+
+  /**
+   * POST /v1/islands/{name}/port/scopes — grant a host folder (absolute, existing; stored
+   * canonical) to the island (owner). `mode` "ro" (default) or "rw"; `name` defaults to the
+   * folder's basename, de-duplicated with -2, -3…; a taken explicit name is 409.
+   */
+  grantPortScope(name: string, hostPath: string, opts: PortScopeOptions = {}): Promise<PortScope> {
+    return this.#call("POST", `${isl(name)}/port/scopes`, { json: { host_path: hostPath, ...given(opts) } });
+  }
+
+  /** DELETE /v1/islands/{name}/port/scopes/{scope} — revoke a scope (owner). */
+  revokePortScope(name: string, scope: string): Promise<void> {
+    return this.#call("DELETE", `${isl(name)}/port/scopes/${seg(scope)}`);
+  }
+
+  /**
+   * POST /v1/islands/{name}/port/intake — copy `<scope>/<src_rel>` (a file or folder; default
+   * the whole scope) into the island at `dest` (default /home/agent/intake/<scope>/<src_rel>)
+   * (operator, or the island's own token). Links inside a folder are left behind (`skipped`).
+   */
+  portIntake(name: string, scope: string, opts: PortIntakeOptions = {}): Promise<PortResult> {
+    return this.#call("POST", `${isl(name)}/port/intake`, { json: { scope, ...given(opts) } });
+  }
+
+  /**
+   * POST /v1/islands/{name}/port/export — copy the island's `src` (under /workspace or
+   * /home/agent) to a new folder under $DEJIMA_HOME/port/<island>/exports/ on the host; the
+   * answer's `host_path` is where it is (operator, or the island's own token).
+   */
+  portExport(name: string, src: string): Promise<PortResult> {
+    return this.#call("POST", `${isl(name)}/port/export`, { json: { src } });
+  }
+
+  /**
+   * POST /v1/islands/{name}/port/write — write the island file `src` into an rw scope at
+   * `dest_rel`, atomically, folders made (operator, or the island's own token). An ro scope is 403.
+   */
+  portWrite(name: string, write: PortWriteRequest): Promise<PortResult> {
+    return this.#call("POST", `${isl(name)}/port/write`, { json: given(write) });
+  }
+
+  // --- capabilities ---------------------------------------------------------------------------
+
+  /** GET /v1/capabilities — the targets in $DEJIMA_HOME/capabilities/ and whether each may run (viewer). */
+  listCapabilities(): Promise<CapabilityInfo[]> {
+    return this.#call("GET", "/v1/capabilities");
+  }
+
+  /** GET /v1/islands/{name}/capability/grants — what the island may run (viewer, or its own token). */
+  listCapabilityGrants(name: string): Promise<CapabilityGrant[]> {
+    return this.#call("GET", `${isl(name)}/capability/grants`);
+  }
+
+  /** POST /v1/islands/{name}/capability/grants — let the island run `target` (need not exist yet) (operator). */
+  grantCapability(name: string, target: string): Promise<CapabilityGrant> {
+    return this.#call("POST", `${isl(name)}/capability/grants`, { json: { target } });
+  }
+
+  /** DELETE /v1/islands/{name}/capability/grants/{target} — withdraw a capability grant (operator). */
+  revokeCapability(name: string, target: string): Promise<void> {
+    return this.#call("DELETE", `${isl(name)}/capability/grants/${seg(target)}`);
+  }
+
+  /**
+   * POST /v1/capabilities/execute — run a granted capability, `args` (string → string) as JSON
+   * on its stdin. A non-zero exit still resolves, with `ok: false`. `island` is required unless
+   * the client holds an island's own token (then it is that island). Ungranted: 403.
+   */
+  executeCapability(target: string, opts: ExecuteCapabilityOptions = {}): Promise<CapabilityResult> {
+    return this.#call("POST", "/v1/capabilities/execute", { json: { target, ...given(opts) } });
+  }
+
+  // --- MCP ------------------------------------------------------------------------------------
+
+  /** GET /v1/mcp/servers — the servers in $DEJIMA_HOME/mcp/servers.json, env values never shown (viewer). */
+  listMcpServers(): Promise<McpServer[]> {
+    return this.#call("GET", "/v1/mcp/servers");
+  }
+
+  /** GET /v1/islands/{name}/mcp/grants — the MCP servers the island may call (viewer, or its own token). */
+  listMcpGrants(name: string): Promise<McpGrant[]> {
+    return this.#call("GET", `${isl(name)}/mcp/grants`);
+  }
+
+  /** POST /v1/islands/{name}/mcp/grants — let the island call a registered server (unknown: 404) (operator). */
+  grantMcp(name: string, server: string): Promise<McpGrant> {
+    return this.#call("POST", `${isl(name)}/mcp/grants`, { json: { server } });
+  }
+
+  /** DELETE /v1/islands/{name}/mcp/grants/{server} — withdraw an MCP grant; its process ends (operator). */
+  revokeMcp(name: string, server: string): Promise<void> {
+    return this.#call("DELETE", `${isl(name)}/mcp/grants/${seg(server)}`);
+  }
+
+  /**
+   * POST /v1/mcp/call — one brokered JSON-RPC call on a granted server (tools/list, tools/call,
+   * resources/list, resources/read, prompts/list, prompts/get; others 400). `island` may be
+   * null only with an island's own token.
+   */
+  mcpCall(island: string | null | undefined, server: string, method: McpMethod, params?: Record<string, unknown>): Promise<McpCallResult> {
+    const body: McpCallRequest = { server, method, ...(island ? { island } : {}), ...(params !== undefined ? { params } : {}) };
+    return this.#call("POST", "/v1/mcp/call", { json: body });
+  }
+
+  // --- child islands --------------------------------------------------------------------------
+
+  /** GET /v1/islands/{name}/spawn — the island's spawn grant and children; 404 without one (viewer, or its own token). */
+  spawnInfo(name: string): Promise<SpawnInfo> {
+    return this.#call("GET", `${isl(name)}/spawn`);
+  }
+
+  /**
+   * PUT /v1/islands/{name}/spawn — let the island's token create up to `maxChildren` (1..64)
+   * child islands, each within the `cpus` / `memory` ceilings (operator).
+   */
+  grantSpawn(name: string, maxChildren: number, opts: SpawnGrantOptions = {}): Promise<SpawnInfo> {
+    return this.#call("PUT", `${isl(name)}/spawn`, { json: { max_children: maxChildren, ...given(opts) } });
+  }
+
+  /** DELETE /v1/islands/{name}/spawn — withdraw the spawn grant; existing children stay (operator). */
+  revokeSpawn(name: string): Promise<void> {
+    return this.#call("DELETE", `${isl(name)}/spawn`);
+  }
+
   // --- credentials ----------------------------------------------------------------------------
 
   /** GET /v1/credentials/claude — whether Claude Code's login is stored (owner). */
@@ -827,6 +978,25 @@ export const ROUTES = {
   "GET /v1/tokens": "listTokens",
   "POST /v1/tokens": "createToken",
   "DELETE /v1/tokens/{id}": "revokeToken",
+  "GET /v1/islands/{name}/port/scopes": "listPortScopes",
+  "POST /v1/islands/{name}/port/scopes": "grantPortScope",
+  "DELETE /v1/islands/{name}/port/scopes/{scope}": "revokePortScope",
+  "POST /v1/islands/{name}/port/intake": "portIntake",
+  "POST /v1/islands/{name}/port/export": "portExport",
+  "POST /v1/islands/{name}/port/write": "portWrite",
+  "GET /v1/capabilities": "listCapabilities",
+  "GET /v1/islands/{name}/capability/grants": "listCapabilityGrants",
+  "POST /v1/islands/{name}/capability/grants": "grantCapability",
+  "DELETE /v1/islands/{name}/capability/grants/{target}": "revokeCapability",
+  "POST /v1/capabilities/execute": "executeCapability",
+  "GET /v1/mcp/servers": "listMcpServers",
+  "GET /v1/islands/{name}/mcp/grants": "listMcpGrants",
+  "POST /v1/islands/{name}/mcp/grants": "grantMcp",
+  "DELETE /v1/islands/{name}/mcp/grants/{server}": "revokeMcp",
+  "POST /v1/mcp/call": "mcpCall",
+  "GET /v1/islands/{name}/spawn": "spawnInfo",
+  "PUT /v1/islands/{name}/spawn": "grantSpawn",
+  "DELETE /v1/islands/{name}/spawn": "revokeSpawn",
   "GET /v1/credentials/claude": "claudeCredentials",
   "PUT /v1/credentials/claude": "setClaudeCredentials",
   "DELETE /v1/credentials/claude": "deleteClaudeCredentials",

@@ -8,7 +8,11 @@ export type {
   CreateTerminalOptions, SubscribeRequest, SubscribeOptions, EventStreamQuery,
   AgentEventRequest, AuditQuery, ActivityQuery, CreateTokenRequest, CreateTokenOptions,
   CreatedToken, TokenRole, SetClaudeOptions, GithubIdentityRequest, GithubReposQuery,
-  GithubRepoPage, CreateGithubRepoRequest, ProviderRequest, AgentType, AuditEntry, AuditResult,
+  GithubRepoPage, CreateGithubRepoRequest, ProviderRequest, PortScope, PortResult,
+  CapabilityGrant, McpGrant, SpawnInfo, PortScopeRequest, PortScopeOptions, PortIntakeRequest,
+  PortIntakeOptions, PortWriteRequest, CapabilityInfo, ExecuteCapabilityRequest,
+  ExecuteCapabilityOptions, CapabilityResult, McpServer, McpCallRequest, McpMethod,
+  McpCallResult, SpawnGrantRequest, SpawnGrantOptions, AgentType, AuditEntry, AuditResult,
   ActivityItem, StreamEvent, ClientOptions, AttachOptions, StreamOptions, LogsOptions, Route,
   SpecRoute,
 } from "./client.js";

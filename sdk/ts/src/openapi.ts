@@ -3155,7 +3155,10 @@ export interface paths {
                         server: components["schemas"]["GrantName"];
                         /** @enum {string} */
                         method: "tools/list" | "tools/call" | "resources/list" | "resources/read" | "prompts/list" | "prompts/get";
-                        params?: Record<string, never>;
+                        /** @description the method's JSON-RPC params (at most 1 MiB, as every JSON body) */
+                        params?: {
+                            [key: string]: unknown;
+                        };
                     };
                 };
             };

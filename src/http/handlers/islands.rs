@@ -115,6 +115,7 @@ pub fn patch(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
 pub fn purge(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     let n = name(p)?;
     app.islands.purge(n, req.query_bool("force")?)?;
+    app.brokers.forget_island(n);
     Ok(Response::no_content())
 }
 
