@@ -417,3 +417,95 @@ fn cli_manages_credentials_without_secrets_on_its_command_line() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--private or --public"));
 }
+
+#[test]
+fn cli_drives_the_brokers() {
+    let d = Daemon::start();
+    let i = d.create("cli-brk");
+    let n = i.name.as_str();
+    let t = tempfile::tempdir().unwrap();
+    let docs = t.path().join("docs");
+    std::fs::create_dir(&docs).unwrap();
+    std::fs::write(docs.join("a.txt"), "alpha").unwrap();
+    let out = ok(
+        &d,
+        &["port", "grant", n, docs.to_str().unwrap(), "--mode", "rw"],
+    );
+    assert!(out.contains("docs"), "{out}");
+    assert!(ok(&d, &["port", "ls", n]).contains(docs.to_str().unwrap()));
+    let out = ok(&d, &["port", "intake", n, "docs", "a.txt"]);
+    assert!(out.contains("1 file"), "{out}");
+    assert_eq!(
+        d.exec(n, &["cat", "/home/agent/intake/docs/a.txt"]).0,
+        "alpha"
+    );
+    d.exec(n, &["sh", "-c", "printf beta > /workspace/b.txt"]);
+    ok(
+        &d,
+        &["port", "write", n, "docs", "/workspace/b.txt", "sub/b.txt"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(docs.join("sub/b.txt")).unwrap(),
+        "beta"
+    );
+    let out = ok(&d, &["port", "export", n, "/workspace/b.txt", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(v["host_path"].as_str().unwrap()).unwrap(),
+        "beta"
+    );
+    ok(&d, &["port", "revoke", n, "docs"]);
+    let o = dejima(&d, &["port", "intake", n, "docs"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("scope"));
+
+    let caps = d.home.join("capabilities");
+    std::fs::create_dir_all(&caps).unwrap();
+    std::fs::write(caps.join("greet"), "#!/bin/sh\ncat\necho\nexit 4\n").unwrap();
+    std::fs::set_permissions(
+        caps.join("greet"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    assert!(ok(&d, &["cap", "ls"]).contains("greet"));
+    ok(&d, &["cap", "grant", n, "greet"]);
+    assert!(ok(&d, &["cap", "ls", n]).contains("greet"));
+    let o = dejima(&d, &["cap", "run", n, "greet", "who=world"]);
+    assert_eq!(o.status.code(), Some(4), "the capability's own exit code");
+    assert!(String::from_utf8_lossy(&o.stdout).contains(r#"{"who":"world"}"#));
+    ok(&d, &["cap", "revoke", n, "greet"]);
+
+    std::fs::create_dir_all(d.home.join("mcp")).unwrap();
+    let python = String::from_utf8(
+        Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let crash = format!("{}/tests/standins/mcp_crash.py", env!("CARGO_MANIFEST_DIR"));
+    std::fs::write(
+        d.home.join("mcp/servers.json"),
+        serde_json::json!({"servers": {"tiny": {"command": python.trim(), "args": [crash]}}})
+            .to_string(),
+    )
+    .unwrap();
+    assert!(ok(&d, &["mcp", "servers"]).contains("tiny"));
+    ok(&d, &["mcp", "grant", n, "tiny"]);
+    assert!(ok(&d, &["mcp", "ls", n]).contains("tiny"));
+    let out = ok(&d, &["mcp", "call", n, "tiny", "tools/list"]);
+    assert!(out.contains("echo"), "{out}");
+    let o = dejima(&d, &["mcp", "call", n, "tiny", "sampling/createMessage"]);
+    assert!(!o.status.success());
+    ok(&d, &["mcp", "revoke", n, "tiny"]);
+
+    ok(
+        &d,
+        &["spawn", "grant", n, "--max-children", "2", "--memory", "1g"],
+    );
+    let out = ok(&d, &["spawn", "show", n]);
+    assert!(out.contains('2') && out.contains("1g"), "{out}");
+    ok(&d, &["spawn", "revoke", n]);
+    assert!(!dejima(&d, &["spawn", "show", n]).status.success());
+}

@@ -566,3 +566,109 @@ fn a_folder_swapped_for_a_link_during_intake_never_leaks() {
     assert!(out.trim().parse::<u32>().unwrap() > 0);
     assert!(ledger_verifies(&d));
 }
+
+/// Makes the ledger's current segment immutable (even to root) while alive.
+struct Frozen(PathBuf);
+
+impl Frozen {
+    fn new(d: &Daemon) -> Frozen {
+        let seg = dejima::audit::segments(&d.home.join("audit"))
+            .unwrap()
+            .pop()
+            .expect("a ledger segment");
+        let st = std::process::Command::new("chattr")
+            .args(["+i", seg.to_str().unwrap()])
+            .status()
+            .expect("chattr (e2fsprogs)");
+        assert!(
+            st.success(),
+            "chattr +i {}: this test needs it",
+            seg.display()
+        );
+        Frozen(seg)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .args(["-i", self.0.to_str().unwrap()])
+            .status();
+    }
+}
+
+#[test]
+fn a_ledger_that_cannot_be_written_stops_every_crossing() {
+    let d = Daemon::start();
+    let i = d.create("port-closed");
+    let n = &i.name;
+    let t = tempfile::tempdir().unwrap();
+    let docs = t.path().join("docs");
+    std::fs::create_dir(&docs).unwrap();
+    std::fs::write(docs.join("a.txt"), "alpha").unwrap();
+    grant(&d, n, &docs, "rw");
+    let marker = t.path().join("ran");
+    let caps = d.home.join("capabilities");
+    std::fs::create_dir_all(&caps).unwrap();
+    std::fs::write(
+        caps.join("touch"),
+        format!("#!/bin/sh\ntouch {}\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        caps.join("touch"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    d.ok(
+        "POST",
+        &format!("/v1/islands/{n}/capability/grants"),
+        Some(json!({"target": "touch"})),
+    );
+    d.exec(n, &["sh", "-c", "printf out > /workspace/o.txt"]);
+    let me = as_island(&d, n);
+    let before = snapshot(t.path());
+    {
+        let _frozen = Frozen::new(&d);
+        for (path, body) in [
+            ("port/intake", json!({"scope": "docs"})),
+            (
+                "port/write",
+                json!({"scope": "docs", "src": "/workspace/o.txt", "dest_rel": "o.txt"}),
+            ),
+            ("port/export", json!({"src": "/workspace/o.txt"})),
+        ] {
+            let (st, v) = call(&me, "POST", &format!("/v1/islands/{n}/{path}"), Some(body));
+            assert_eq!(st, 503, "{path}: {v}");
+            assert!(err_text(&v).contains("nothing crossed"), "{v}");
+        }
+        let (st, v) = call(
+            &me,
+            "POST",
+            "/v1/capabilities/execute",
+            Some(json!({"target": "touch"})),
+        );
+        assert_eq!(st, 503, "{v}");
+    }
+    assert_eq!(snapshot(t.path()), before, "nothing reached the host");
+    assert!(!marker.exists(), "the capability never ran");
+    let (_, code) = d.exec(n, &["test", "-e", "/home/agent/intake/docs"]);
+    assert_ne!(code, 0, "nothing reached the island");
+    assert!(
+        !d.home.join("port").join(n).join("exports").exists()
+            || std::fs::read_dir(d.home.join("port").join(n).join("exports"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "nothing was exported"
+    );
+    // Writable again: the same calls go through, and the chain still verifies.
+    let (st, v) = call(
+        &me,
+        "POST",
+        &format!("/v1/islands/{n}/port/intake"),
+        Some(json!({"scope": "docs"})),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert!(ledger_verifies(&d));
+}
