@@ -316,43 +316,43 @@ fn every_path_trick_is_refused_ledgered_and_changes_nothing() {
         (
             "..",
             Box::new(|| intake(json!({"scope": "scope", "src_rel": ".."}))),
-            400,
+            403,
             "port.intake",
         ),
         (
             "../outside",
             Box::new(|| intake(json!({"scope": "scope", "src_rel": "../outside/secret.txt"}))),
-            400,
+            403,
             "port.intake",
         ),
         (
             "inner/../..",
             Box::new(|| intake(json!({"scope": "scope", "src_rel": "inner/../../outside"}))),
-            400,
+            403,
             "port.intake",
         ),
         (
             "%2e%2e",
             Box::new(|| intake(json!({"scope": "scope", "src_rel": "%2e%2e/outside"}))),
-            400,
+            403,
             "port.intake",
         ),
         (
             "%2F",
             Box::new(|| intake(json!({"scope": "scope", "src_rel": "inner%2F..%2F..%2Foutside"}))),
-            400,
+            403,
             "port.intake",
         ),
         (
             "absolute",
             Box::new(|| intake(json!({"scope": "scope", "src_rel": "/etc/passwd"}))),
-            400,
+            403,
             "port.intake",
         ),
         (
             "NUL",
             Box::new(|| intake(json!({"scope": "scope", "src_rel": "inner/ok.txt\u{0}x"}))),
-            400,
+            403,
             "port.intake",
         ),
         (
@@ -398,7 +398,7 @@ fn every_path_trick_is_refused_ledgered_and_changes_nothing() {
                     json!({"scope": "rw", "src": "/workspace/plain", "dest_rel": "../outside/secret.txt"}),
                 )
             }),
-            400,
+            403,
             "port.write",
         ),
         (
@@ -442,7 +442,7 @@ fn every_path_trick_is_refused_ledgered_and_changes_nothing() {
         (
             "export ..",
             Box::new(|| export(json!({"src": "/workspace/../etc"}))),
-            400,
+            403,
             "port.export",
         ),
     ];

@@ -914,15 +914,17 @@ pub struct SpawnGrant {
     pub memory: String,
 }
 
-/// An island's spawn grant, and the children it has now.
+/// An island's spawn grant (`granted` false: none), and the children it has now.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct SpawnInfo {
+    #[serde(default)]
+    pub granted: bool,
     pub max_children: u64,
     #[serde(default)]
     pub cpus: String,
     #[serde(default)]
     pub memory: String,
-    pub granted_at: String,
+    pub granted_at: Option<String>,
     #[serde(default)]
     pub children: Vec<String>,
 }

@@ -15,8 +15,14 @@ use nix::sys::stat::{fstat, Mode, SFlag};
 /// Why a host path was refused.
 #[derive(Debug)]
 pub enum PathError {
-    /// A bad relative path (`..`, absolute, NUL, encoded separators): the caller's.
+    /// A relative path that tries to leave its root (`..`, absolute, NUL, encoded
+    /// separators): refused as an escape.
+    Escape(String),
+    /// Something else about the path that cannot be (not absolute, a file where a folder is
+    /// needed).
     Invalid(String),
+    /// A folder where a file is to be written.
+    IsFolder(String),
     /// A symlink where a file or folder was expected, or another escape attempt.
     Link(String),
     NotFound(String),
@@ -26,7 +32,11 @@ pub enum PathError {
 impl std::fmt::Display for PathError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PathError::Invalid(m) | PathError::Link(m) | PathError::NotFound(m) => f.write_str(m),
+            PathError::Escape(m)
+            | PathError::Invalid(m)
+            | PathError::IsFolder(m)
+            | PathError::Link(m)
+            | PathError::NotFound(m) => f.write_str(m),
             PathError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -40,7 +50,7 @@ fn errno_io(e: Errno) -> io::Error {
 /// beneath: absolute paths, `..`, NUL, backslashes, percent-encoded dots or separators,
 /// over-long names. `""` and `"."` are the root itself (no components).
 pub fn components(rel: &str) -> Result<Vec<String>, PathError> {
-    let bad = |why: &str| PathError::Invalid(format!("path {rel:?} {why}"));
+    let bad = |why: &str| PathError::Escape(format!("path {rel:?} {why}"));
     if rel.len() > 4096 {
         return Err(bad("is too long"));
     }
@@ -93,10 +103,16 @@ fn link_or_file(dir: BorrowedFd<'_>, name: &str, shown: &str) -> PathError {
         name,
         nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
     ) {
-        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK => {
+        // A link, or a folder now that was a link when opened (swapped meanwhile).
+        Ok(st)
+            if matches!(
+                SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT,
+                SFlag::S_IFLNK | SFlag::S_IFDIR
+            ) =>
+        {
             PathError::Link(format!("{shown:?} is a symlink; Port never follows links"))
         }
-        _ => PathError::Invalid(format!("{shown:?} is not a folder")),
+        _ => PathError::NotFound(format!("{shown:?} is not a folder")),
     }
 }
 
@@ -294,7 +310,7 @@ pub fn write_atomic(
             unlink();
             return Err(match e {
                 Errno::EISDIR | Errno::ENOTEMPTY | Errno::EEXIST => {
-                    PathError::Invalid(format!("{name:?} is a folder"))
+                    PathError::IsFolder(format!("{name:?} is a folder"))
                 }
                 e => PathError::Io(errno_io(e)),
             });

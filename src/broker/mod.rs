@@ -37,7 +37,10 @@ impl Asker {
             )),
             (Some(own), _) => Ok(own.clone()),
             (None, Some(n)) if !n.is_empty() => Ok(n.to_string()),
-            (None, _) => Err(Error::bad("island is required (the island to act for)")),
+            // Well formed, but an operator acts for no island of its own.
+            (None, _) => Err(Error::Unprocessable(
+                "island is required: an operator names the island to act for".into(),
+            )),
         }
     }
 }

@@ -131,8 +131,9 @@ struct Packed {
 
 fn path_err(e: PathError) -> Error {
     match e {
+        PathError::Escape(m) | PathError::Link(m) => Error::Forbidden(m),
         PathError::Invalid(m) => Error::BadRequest(m),
-        PathError::Link(m) => Error::Forbidden(m),
+        PathError::IsFolder(m) => Error::Conflict(m),
         PathError::NotFound(m) => Error::NotFound(m),
         PathError::Io(e) if e.kind() == io::ErrorKind::PermissionDenied => {
             Error::Forbidden(format!("the daemon may not read or write there: {e}"))
@@ -152,7 +153,7 @@ fn too_many(what: &str) -> Error {
 /// workspace or the agent home.
 pub fn island_path(p: &str) -> Result<String> {
     if p.contains('\0') {
-        return Err(Error::bad("the path contains a NUL byte"));
+        return Err(Error::Forbidden("the path contains a NUL byte".into()));
     }
     if !p.starts_with('/') {
         return Err(Error::bad(format!(
@@ -160,7 +161,7 @@ pub fn island_path(p: &str) -> Result<String> {
         )));
     }
     if p.split('/').any(|s| s == "..") {
-        return Err(Error::bad(format!(
+        return Err(Error::Forbidden(format!(
             "island path {p:?} may not contain \"..\""
         )));
     }
@@ -470,7 +471,9 @@ impl Brokers {
         }
         let comps = hostfs::components(&req.dest_rel).map_err(|e| deny(path_err(e)))?;
         let Some((leaf, dirs)) = comps.split_last() else {
-            return Err(deny(Error::bad("dest_rel must name a file in the scope")));
+            return Err(deny(Error::Unprocessable(
+                "dest_rel must name a file in the scope, not the scope itself".into(),
+            )));
         };
         let src = island_path(&req.src).map_err(deny)?;
         self.islands.require_running(island)?;

@@ -726,6 +726,11 @@ fn show_spawn(island: &str, v: &Value, json: bool) {
         print_json(v);
         return;
     }
+    if v["granted"] == false {
+        println!("{island} may not create islands (no spawn grant)");
+        println!("children: {}", list_or_dash(&v["children"]));
+        return;
+    }
     println!(
         "{island} may spawn up to {} island(s); per child: cpus {}, memory {}",
         s(&v["max_children"]),

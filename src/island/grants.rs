@@ -128,49 +128,55 @@ impl Islands {
 
     pub fn grant_capability(&self, island: &str, target: &str) -> Result<CapabilityGrant> {
         check_grant_name("capability target", target)?;
-        let mut out = None;
-        self.update(island, |r| {
-            if let Some(g) = r.capability_grants.iter().find(|g| g.target == target) {
-                out = Some(g.clone());
-            } else if r.capability_grants.len() < MAX_GRANTS {
-                let g = CapabilityGrant {
-                    target: target.to_string(),
-                    granted_at: util::now_rfc3339(),
-                };
-                r.capability_grants.push(g.clone());
-                out = Some(g);
-            }
-        })?;
-        out.ok_or_else(|| {
-            Error::Conflict(format!("island {island:?} has {MAX_GRANTS} grants already"))
-        })
+        self.add_named(
+            island,
+            |r| &mut r.capability_grants,
+            |g| &g.target,
+            || CapabilityGrant {
+                target: target.to_string(),
+                granted_at: util::now_rfc3339(),
+            },
+        )
     }
 
     pub fn revoke_capability(&self, island: &str, target: &str) -> Result<()> {
-        let mut found = false;
-        self.update(island, |r| {
-            let before = r.capability_grants.len();
-            r.capability_grants.retain(|g| g.target != target);
-            found = r.capability_grants.len() != before;
-        })?;
-        found
-            .then_some(())
-            .ok_or_else(|| Error::NotFound(format!("island {island:?} has no grant of {target:?}")))
+        self.remove_named(island, |r| &mut r.capability_grants, |g| &g.target, target)
     }
 
     pub fn grant_mcp(&self, island: &str, server: &str) -> Result<McpGrant> {
         check_grant_name("MCP server", server)?;
+        self.add_named(
+            island,
+            |r| &mut r.mcp_grants,
+            |g| &g.server,
+            || McpGrant {
+                server: server.to_string(),
+                granted_at: util::now_rfc3339(),
+            },
+        )
+    }
+
+    pub fn revoke_mcp(&self, island: &str, server: &str) -> Result<()> {
+        self.remove_named(island, |r| &mut r.mcp_grants, |g| &g.server, server)
+    }
+
+    /// Add a named grant to one of the record's lists; granting it again is the same grant.
+    fn add_named<T: Clone>(
+        &self,
+        island: &str,
+        list: fn(&mut super::Record) -> &mut Vec<T>,
+        key: fn(&T) -> &String,
+        make: impl FnOnce() -> T,
+    ) -> Result<T> {
         let mut out = None;
         self.update(island, |r| {
-            if let Some(g) = r.mcp_grants.iter().find(|g| g.server == server) {
+            let l = list(r);
+            let made = make();
+            if let Some(g) = l.iter().find(|g| key(g) == key(&made)) {
                 out = Some(g.clone());
-            } else if r.mcp_grants.len() < MAX_GRANTS {
-                let g = McpGrant {
-                    server: server.to_string(),
-                    granted_at: util::now_rfc3339(),
-                };
-                r.mcp_grants.push(g.clone());
-                out = Some(g);
+            } else if l.len() < MAX_GRANTS {
+                l.push(made.clone());
+                out = Some(made);
             }
         })?;
         out.ok_or_else(|| {
@@ -178,18 +184,23 @@ impl Islands {
         })
     }
 
-    pub fn revoke_mcp(&self, island: &str, server: &str) -> Result<()> {
+    fn remove_named<T>(
+        &self,
+        island: &str,
+        list: fn(&mut super::Record) -> &mut Vec<T>,
+        key: fn(&T) -> &String,
+        name: &str,
+    ) -> Result<()> {
         let mut found = false;
         self.update(island, |r| {
-            let before = r.mcp_grants.len();
-            r.mcp_grants.retain(|g| g.server != server);
-            found = r.mcp_grants.len() != before;
+            let l = list(r);
+            let before = l.len();
+            l.retain(|g| key(g) != name);
+            found = l.len() != before;
         })?;
-        found.then_some(()).ok_or_else(|| {
-            Error::NotFound(format!(
-                "island {island:?} has no grant of MCP server {server:?}"
-            ))
-        })
+        found
+            .then_some(())
+            .ok_or_else(|| Error::NotFound(format!("island {island:?} has no grant of {name:?}")))
     }
 
     /// PUT /v1/islands/{name}/spawn
@@ -206,10 +217,11 @@ impl Islands {
             ..Default::default()
         })?;
         let info = SpawnInfo {
+            granted: true,
             max_children: max,
             cpus: g.cpus.clone(),
             memory: g.memory.clone(),
-            granted_at: util::now_rfc3339(),
+            granted_at: Some(util::now_rfc3339()),
             children: Vec::new(),
         };
         let rec = self.update(island, |r| r.spawn = Some(info.clone()))?;
@@ -227,10 +239,7 @@ impl Islands {
     }
 
     pub fn spawn_info(&self, island: &str) -> Result<SpawnInfo> {
-        let rec = self.record(island)?;
-        let info = rec
-            .spawn
-            .ok_or_else(|| Error::NotFound(format!("island {island:?} has no spawn grant")))?;
+        let info = self.record(island)?.spawn.unwrap_or_default();
         Ok(SpawnInfo {
             children: self.children_of(island),
             ..info

@@ -924,8 +924,8 @@ class Client:
     # -- child islands ----------------------------------------------------------------------
 
     def spawn_info(self, island: str) -> JSON:
-        """The island's spawn grant: ``{max_children, cpus, memory, granted_at, children}``;
-        404 when it has none. Viewer, or the island's own token."""
+        """The island's spawn grant: ``{granted, max_children, cpus, memory, granted_at,
+        children}`` (``granted`` False when it has none). Viewer, or the island's own token."""
         return self._call("GET", self._isl(island, "spawn"))  # type: ignore[no-any-return]
 
     def grant_spawn(

@@ -749,7 +749,7 @@ export class Client {
 
   // --- child islands --------------------------------------------------------------------------
 
-  /** GET /v1/islands/{name}/spawn — the island's spawn grant and children; 404 without one (viewer, or its own token). */
+  /** GET /v1/islands/{name}/spawn — the island's spawn grant and children; `granted` false without one (viewer, or its own token). */
   spawnInfo(name: string): Promise<SpawnInfo> {
     return this.#call("GET", `${isl(name)}/spawn`);
   }

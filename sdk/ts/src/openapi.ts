@@ -3205,7 +3205,7 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** The island's spawn grant and its children (404 when it has none); also its own token */
+        /** The island's spawn grant (granted false when it has none) and its children; also its own token */
         get: {
             parameters: {
                 query?: never;
@@ -3250,8 +3250,8 @@ export interface paths {
                         max_children: number;
                         /** @description each child's CPU ceiling (empty: none) */
                         cpus?: string;
-                        /** @description each child's memory ceiling (empty: none) */
-                        memory?: components["schemas"]["Size"];
+                        /** @description each child's memory ceiling, e.g. 2G (empty: none) */
+                        memory?: string;
                     };
                 };
             };
@@ -3824,11 +3824,13 @@ export interface components {
             granted_at: string;
         };
         SpawnInfo: {
+            /** @description false: the island may not create islands (max_children 0) */
+            granted: boolean;
             max_children: number;
             cpus: string;
             memory: string;
             /** Format: date-time */
-            granted_at: string;
+            granted_at: string | null;
             children: string[];
         };
         IslandName: string;

@@ -134,7 +134,7 @@ test("capabilities: list, grant, execute (operator and island token), revoke", {
     assert.deepEqual([r.timed_out, r.truncated], [false, false]);
     assert.ok(r.ledger_seq > 0);
     assert.equal(await statusOf(dj.executeCapability(target, { island: name, args: { x: 1 } })), 400);
-    assert.equal(await statusOf(dj.executeCapability(target, { args: { x: "1" } })), 400); // an operator names the island
+    assert.equal(await statusOf(dj.executeCapability(target, { args: { x: "1" } })), 422); // an operator names the island
 
     // The island's own token: the island is implied, another is refused, grants are not its own act.
     const own = await islandClient(name);
@@ -205,8 +205,8 @@ test("MCP: servers, grant, call (echo), a method that is not brokered (400), rev
   }
 });
 
-test("spawn: grant, get, re-grant with ceilings, revoke (then 404)", { skip }, async () => {
-  assert.equal(await statusOf(dj.spawnInfo(name)), 404);
+test("spawn: grant, get, re-grant with ceilings, revoke (then not granted)", { skip }, async () => {
+  assert.equal((await dj.spawnInfo(name)).granted, false);
   try {
     const g = await dj.grantSpawn(name, 1);
     assert.equal(g.max_children, 1);
@@ -217,7 +217,8 @@ test("spawn: grant, get, re-grant with ceilings, revoke (then 404)", { skip }, a
     assert.deepEqual([g2.max_children, g2.cpus, g2.memory], [2, "1.5", "1G"]);
     assert.equal(await statusOf(dj.grantSpawn(name, 0)), 400);
     await dj.revokeSpawn(name);
-    assert.equal(await statusOf(dj.spawnInfo(name)), 404);
+    const after = await dj.spawnInfo(name);
+    assert.deepEqual([after.granted, after.max_children, after.granted_at], [false, 0, null]);
     assert.equal(await statusOf(dj.revokeSpawn(name)), 404);
   } finally {
     await dj.revokeSpawn(name).catch(() => {});
