@@ -59,6 +59,7 @@ fn capabilities_run_granted_targets_only_with_a_fixed_argv_and_a_bare_environmen
         0o700,
     );
     script(&caps, "loose", "#!/bin/sh\necho loose\n", 0o777);
+    script(&caps, "fds", "#!/bin/sh\nls -l /proc/$$/fd/\n", 0o700);
     script(&caps, "not-exec", "#!/bin/sh\necho x\n", 0o600);
     symlink("/bin/echo", caps.join("linked")).unwrap();
 
@@ -78,6 +79,7 @@ fn capabilities_run_granted_targets_only_with_a_fixed_argv_and_a_bare_environmen
     }
 
     for t in [
+        "fds",
         "echo-args",
         "fails",
         "flood",
@@ -128,6 +130,15 @@ fn capabilities_run_granted_targets_only_with_a_fixed_argv_and_a_bare_environmen
         "args are hashed, never kept"
     );
 
+    // With a terminal session open in the daemon, a capability holds none of its
+    // descriptors (nor anything else the daemon has open): only its stdio and itself.
+    let mut session = d.attach(&format!("/v1/islands/{n}/session"));
+    session.hello();
+    let (_, v) = exec(json!({"target": "fds"}));
+    let fds = v["stdout"].as_str().unwrap();
+    assert!(!fds.contains("pts") && !fds.contains("ptmx"), "{fds}");
+    assert!(!fds.contains("socket:") && !fds.contains("audit"), "{fds}");
+    drop(session);
     let (_, v) = exec(json!({"target": "fails"}));
     assert_eq!(
         (v["ok"].clone(), v["exit_code"].clone()),
@@ -498,6 +509,7 @@ fn a_spawn_grant_lets_an_island_make_and_run_its_own_children_only() {
         false
     );
 
+    let scope_dir = tempfile::tempdir().unwrap();
     let g = d.ok(
         "PUT",
         &format!("/v1/islands/{}/spawn", p.name),
@@ -507,9 +519,25 @@ fn a_spawn_grant_lets_an_island_make_and_run_its_own_children_only() {
     d.ok(
         "POST",
         &format!("/v1/islands/{}/port/scopes", p.name),
-        Some(json!({"host_path": std::env::temp_dir()})),
+        Some(json!({"host_path": scope_dir.path()})),
     );
-    let (st, v) = make(&child);
+    for body in [
+        json!({"name": unique("c"), "no_repo": true, "image": "busybox:latest"}),
+        json!({"name": unique("c"), "repo": "/root"}),
+        json!({"name": unique("c"), "repo": "/no/such/place"}),
+    ] {
+        let (st, v) = call(&me, "POST", "/v1/islands", Some(body.clone()));
+        assert_eq!(st, 403, "{body}: {v}");
+    }
+    let (st, v) = call(
+        &me,
+        "POST",
+        "/v1/islands",
+        Some(
+            json!({"name": child, "no_repo": true, "agent": "custom", "cmd": "bash",
+                     "resources": {"memory": "2g", "oom_priority": -10, "disk": "500G"}}),
+        ),
+    );
     assert_eq!(st, 201, "{v}");
     let _c = Island {
         d: &d,
@@ -536,6 +564,11 @@ fn a_spawn_grant_lets_an_island_make_and_run_its_own_children_only() {
         d.ok("GET", &format!("/v1/islands/{child}/spawn"), None)["granted"],
         false
     );
+    assert!(
+        detail["resources"]["oom_priority"].as_i64().unwrap_or(0) >= 0,
+        "a child is never harder to kill: {detail}"
+    );
+    assert!(detail["resources"].get("disk").is_none(), "{detail}");
     // The quota holds.
     let (st, _) = make(&unique("child2"));
     assert_eq!(st, 403);

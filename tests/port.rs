@@ -166,7 +166,7 @@ fn grants_intake_export_and_write_round_trip_ledgered() {
         &[
             "sh",
             "-c",
-            "mkdir -p /workspace/out/x && printf report > /workspace/out/r.md && printf deep > /workspace/out/x/y && ln -s /etc/passwd /workspace/out/pw",
+            "mkdir -p /workspace/out/x /workspace/out/.git && printf report > /workspace/out/r.md && printf deep > /workspace/out/x/y && ln -s /etc/passwd /workspace/out/pw && printf '[core]\\n\\tfsmonitor = touch /tmp/pwned\\n' > /workspace/out/.git/config",
         ],
     );
     let (st, v) = call(
@@ -177,7 +177,13 @@ fn grants_intake_export_and_write_round_trip_ledgered() {
     );
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["files"], 2, "{v}");
-    assert_eq!(v["skipped"], json!(["pw"]));
+    let mut skipped = v["skipped"].as_array().unwrap().clone();
+    skipped.sort_by_key(|s| s.to_string());
+    assert_eq!(
+        skipped,
+        [json!(".git"), json!("pw")],
+        "links and .git stay behind"
+    );
     let host = PathBuf::from(v["host_path"].as_str().unwrap());
     assert!(host.starts_with(d.home.join("port").join(n).join("exports")));
     assert_eq!(
@@ -186,6 +192,10 @@ fn grants_intake_export_and_write_round_trip_ledgered() {
     );
     assert_eq!(std::fs::read_to_string(host.join("x/y")).unwrap(), "deep");
     assert!(std::fs::symlink_metadata(host.join("pw")).is_err());
+    assert!(
+        !host.join(".git").exists(),
+        "a repository's config never lands on the host"
+    );
 
     // Write: an rw scope takes one island file, atomically, folders made on the way.
     let outbox = t.path().join("outbox");
@@ -428,6 +438,16 @@ fn every_path_trick_is_refused_ledgered_and_changes_nothing() {
             "port.write",
         ),
         (
+            "write into a .git folder",
+            Box::new(|| {
+                write(
+                    json!({"scope": "rw", "src": "/workspace/plain", "dest_rel": "repo/.git/hooks/pre-commit"}),
+                )
+            }),
+            403,
+            "port.write",
+        ),
+        (
             "export an island symlink",
             Box::new(|| export(json!({"src": "/workspace/evil"}))),
             403,
@@ -455,6 +475,82 @@ fn every_path_trick_is_refused_ledgered_and_changes_nothing() {
             (denied(kind) > was).then_some(())
         });
         assert_eq!(snapshot(t.path()), before, "{what} changed the host");
+    }
+    // The daemon's own state, a folder holding it, and system trees are never granted.
+    for host in [
+        d.home.clone(),
+        d.home.join("islands"),
+        d.home.parent().unwrap().to_path_buf(),
+        PathBuf::from("/proc"),
+        PathBuf::from("/"),
+    ] {
+        let (st, v) = d.req(
+            "POST",
+            &format!("/v1/islands/{n}/port/scopes"),
+            Some(json!({"host_path": host})),
+        );
+        assert_eq!(st, 403, "{}: {v}", host.display());
+    }
+    // The island cannot plant anything in the folder the daemon writes its agents' scripts
+    // to, not even as root in the island.
+    let (out, code) = d.exec(
+        n,
+        &[
+            "sudo",
+            "sh",
+            "-c",
+            "ln -s /etc /run/dejima/planted 2>&1 || rm -rf /run/dejima/agents.d 2>&1",
+        ],
+    );
+    assert_ne!(code, 0, "the run folder is read-only: {out}");
+    // An island's own tar may send anything: a long-name header far past any real name, or
+    // a sparse entry, is refused before it is read into memory.
+    let evil_tar = |kind: &str| {
+        let script = format!(
+            r#"
+import io, sys, tarfile
+b = io.BytesIO()
+with tarfile.open(fileobj=b, mode="w", format=tarfile.GNU_FORMAT) as t:
+    if "{kind}" == "long":
+        ti = tarfile.TarInfo("plain/" + "n" * 200_000)
+    else:
+        ti = tarfile.TarInfo("plain")
+    ti.size = 1
+    t.addfile(ti, io.BytesIO(b"x"))
+data = bytearray(b.getvalue())
+if "{kind}" == "sparse":
+    data[156] = ord("S")
+    chk = sum(data[:148]) + 8 * 32 + sum(data[156:512])
+    data[148:156] = ("%06o\0 " % chk).encode()
+sys.stdout.buffer.write(data)
+"#
+        );
+        let out = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    for kind in ["long", "sparse"] {
+        let bytes = evil_tar(kind);
+        let r = d
+            .client
+            .send(
+                "PUT",
+                &format!("/v1/islands/{n}/files/workspace/evil.tar"),
+                dejima::client::Body::Bytes(&bytes, "application/octet-stream"),
+            )
+            .unwrap();
+        assert!(r.status < 300, "{}", r.status);
+        d.exec(
+            n,
+            &["sudo", "sh", "-c", "printf '#!/bin/sh\ncat /workspace/evil.tar\n' > /usr/local/bin/tar && chmod 755 /usr/local/bin/tar"],
+        );
+        let (st, v) = export(json!({"src": "/workspace/plain"}));
+        assert_eq!(st, 403, "{kind}: {v}");
+        assert!(err_text(&v).contains("not acceptable"), "{kind}: {v}");
+        d.exec(n, &["sudo", "rm", "-f", "/usr/local/bin/tar"]);
     }
     // Another island's scope, by its route: refused before any handler.
     let (st, _) = call(

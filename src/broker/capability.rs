@@ -13,6 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -24,6 +25,7 @@ use super::{sha256_hex, Asker, Brokers};
 use crate::api::{CapabilityGrant, CapabilityInfo, CapabilityResult, ExecuteCapability};
 use crate::error::{Error, Result};
 use crate::island::grants::check_grant_name;
+use crate::util::lock;
 
 /// A capability running longer is killed (its whole process group).
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -170,23 +172,42 @@ fn check_args(args: &Option<Map<String, Value>>) -> Result<Map<String, Value>> {
 }
 
 /// Read a pipe to its end, keeping at most `cap` bytes.
-fn drain(mut r: impl Read, cap: usize) -> (Vec<u8>, bool) {
-    let mut kept = Vec::new();
+/// What a pipe gave so far, and whether more was dropped.
+type Drained = Arc<Mutex<(Vec<u8>, bool)>>;
+
+fn drain(mut r: impl Read, cap: usize, into: Drained) {
     let mut buf = [0u8; 16 << 10];
-    let mut truncated = false;
     loop {
         match r.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                let room = cap.saturating_sub(kept.len());
+                let mut g = lock(&into);
+                let room = cap.saturating_sub(g.0.len());
                 if n > room {
-                    truncated = true;
+                    g.1 = true;
                 }
-                kept.extend_from_slice(&buf[..n.min(room)]);
+                g.0.extend_from_slice(&buf[..n.min(room)]);
             }
         }
     }
-    (kept, truncated)
+}
+
+/// Read a pipe on its own thread into a shared buffer.
+fn reader(
+    name: &str,
+    r: Option<impl Read + Send + 'static>,
+) -> Result<(Drained, std::thread::JoinHandle<()>)> {
+    let buf: Drained = Default::default();
+    let b = buf.clone();
+    let h = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            if let Some(r) = r {
+                drain(r, OUTPUT_CAP, b)
+            }
+        })
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok((buf, h))
 }
 
 impl Brokers {
@@ -223,7 +244,7 @@ impl Brokers {
     pub fn execute(&self, asker: &Asker, req: ExecuteCapability) -> Result<CapabilityResult> {
         let island = asker.island_for(req.island.as_deref())?;
         let args_json = Value::Object(req.args.clone().unwrap_or_default()).to_string();
-        let base = json!({"target": req.target, "args_sha256": sha256_hex(args_json.as_bytes())});
+        let base = json!({"target": super::port::clip(&req.target), "args_sha256": sha256_hex(args_json.as_bytes())});
         let deny = |e: Error| self.deny("capability.denied", &island, asker, e, base.clone());
         let rec = self.islands.record(&island)?;
         check_grant_name("capability target", &req.target).map_err(deny)?;
@@ -256,8 +277,9 @@ impl Brokers {
 /// minimal environment, its own process group, a deadline and capped output.
 fn run(p: Prepared, island: &str, agent: &str, stdin: &[u8], seq: u64) -> Result<CapabilityResult> {
     let fd = p.file.as_raw_fd();
-    // Executed through its descriptor, so a file swapped in after the check never runs.
-    let mut cmd = Command::new(format!("/proc/self/fd/{fd}"));
+    // Executed through its descriptor (moved to 3 in the child), so a file swapped in after
+    // the check never runs.
+    let mut cmd = Command::new("/proc/self/fd/3");
     cmd.arg0(&p.target)
         .env_clear()
         .env("PATH", PATH)
@@ -274,11 +296,16 @@ fn run(p: Prepared, island: &str, agent: &str, stdin: &[u8], seq: u64) -> Result
             if libc::setpgid(0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            // A script's interpreter opens /proc/self/fd/N after exec: keep N open for it.
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+            // The vetted file becomes 3, open across exec (a script's interpreter opens
+            // /proc/self/fd/3 after it); everything else the daemon holds is closed.
+            if fd != 3 && libc::dup2(fd, 3) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            let flags = libc::fcntl(3, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            crate::util::close_from(4);
             Ok(())
         });
     }
@@ -297,18 +324,27 @@ fn run(p: Prepared, island: &str, agent: &str, stdin: &[u8], seq: u64) -> Result
             }
         })
         .ok();
-    let out = child.stdout.take();
-    let err = child.stderr.take();
-    let reader = |r: Option<std::process::ChildStdout>| {
-        std::thread::Builder::new()
-            .name("cap-stdout".into())
-            .spawn(move || r.map(|r| drain(r, OUTPUT_CAP)).unwrap_or_default())
+    let kill = |child: &mut std::process::Child| {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = child.wait();
     };
-    let out_t = reader(out).map_err(|e| Error::Internal(e.to_string()))?;
-    let err_t = std::thread::Builder::new()
-        .name("cap-stderr".into())
-        .spawn(move || err.map(|r| drain(r, OUTPUT_CAP)).unwrap_or_default())
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    let (out_buf, out_t) = match reader("cap-stdout", child.stdout.take()) {
+        Ok(x) => x,
+        Err(e) => {
+            kill(&mut child);
+            return Err(e);
+        }
+    };
+    let (err_buf, err_t) = match reader("cap-stderr", child.stderr.take()) {
+        Ok(x) => x,
+        Err(e) => {
+            kill(&mut child);
+            return Err(e);
+        }
+    };
     let deadline = Instant::now() + TIMEOUT;
     let mut timed_out = false;
     let status = loop {
@@ -331,11 +367,17 @@ fn run(p: Prepared, island: &str, agent: &str, stdin: &[u8], seq: u64) -> Result
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
     );
-    if let Some(f) = feeder {
+    // Its output is read to the end, but not waited on for long: a descendant that left the
+    // group may hold the pipes open.
+    let drained_by = Instant::now() + Duration::from_secs(2);
+    while !(out_t.is_finished() && err_t.is_finished()) && Instant::now() < drained_by {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if let Some(f) = feeder.filter(|f| f.is_finished()) {
         let _ = f.join();
     }
-    let (stdout, t1) = out_t.join().unwrap_or_default();
-    let (stderr, t2) = err_t.join().unwrap_or_default();
+    let (stdout, t1) = std::mem::take(&mut *lock(&out_buf));
+    let (stderr, t2) = std::mem::take(&mut *lock(&err_buf));
     let exit_code = if timed_out {
         None
     } else {

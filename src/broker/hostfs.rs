@@ -237,8 +237,9 @@ pub fn open_node(dir: BorrowedFd<'_>, name: &str) -> Result<Node, PathError> {
     }
 }
 
-/// The names in a folder (without `.` and `..`), sorted, read through the descriptor.
-pub fn list(dir: BorrowedFd<'_>) -> Result<Vec<String>, PathError> {
+/// The names in a folder (without `.` and `..`), sorted, read through the descriptor; more
+/// than `max` is an error (`Invalid`).
+pub fn list(dir: BorrowedFd<'_>, max: usize) -> Result<Vec<String>, PathError> {
     let d = nix::dir::Dir::from_fd(dup(dir)?.into_raw_fd_compat())
         .map_err(|e| PathError::Io(errno_io(e)))?;
     let mut names = Vec::new();
@@ -247,6 +248,9 @@ pub fn list(dir: BorrowedFd<'_>) -> Result<Vec<String>, PathError> {
         let n = e.file_name().to_string_lossy().into_owned();
         if n != "." && n != ".." {
             names.push(n);
+            if names.len() > max {
+                return Err(PathError::Invalid(format!("more than {max} entries")));
+            }
         }
     }
     names.sort();
@@ -408,6 +412,7 @@ mod tests {
         assert!(std::fs::symlink_metadata(root.join("out"))
             .unwrap()
             .is_file());
-        assert_eq!(list(r.as_fd()).unwrap(), vec!["alias", "out", "real"]);
+        assert_eq!(list(r.as_fd(), 10).unwrap(), vec!["alias", "out", "real"]);
+        assert!(list(r.as_fd(), 2).is_err());
     }
 }

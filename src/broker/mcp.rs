@@ -300,6 +300,7 @@ impl Pool {
                 if libc::setpgid(0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                crate::util::close_from(3);
                 Ok(())
             });
         }
@@ -309,7 +310,15 @@ impl Pool {
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         let stderr_pipe = child.stderr.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
+        // Bounded: a server that talks between calls waits, it does not fill our memory.
+        let (tx, rx) = mpsc::sync_channel(64);
+        // Writes to it carry the call's deadline (a server that stops reading cannot hold a
+        // call, or the slot, forever).
+        nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&stdin),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .map_err(|e| CallError::Start(e.to_string()))?;
         std::thread::Builder::new()
             .name(format!("mcp-out-{server}"))
             .spawn(move || read_lines(stdout, tx))
@@ -351,18 +360,21 @@ impl Pool {
         });
         let answer = request(&mut conn, "initialize", Some(init), deadline)?;
         if answer.get("result").is_none() {
-            return Err(CallError::Start(format!(
-                "the server refused initialize: {}",
+            log::warn!(
+                "mcp server {server} refused initialize: {}",
                 answer.get("error").cloned().unwrap_or(Value::Null)
-            )));
+            );
+            return Err(CallError::Start(
+                "it refused initialize (see the daemon's log)".into(),
+            ));
         }
-        notify(&mut conn, "notifications/initialized").map_err(|_| exited(&mut conn))?;
+        notify(&mut conn, "notifications/initialized", deadline)?;
         log::info!("mcp server {server} started for island {island}");
         Ok(conn)
     }
 }
 
-fn read_lines(stdout: std::process::ChildStdout, tx: mpsc::Sender<Msg>) {
+fn read_lines(stdout: std::process::ChildStdout, tx: mpsc::SyncSender<Msg>) {
     let mut r = BufReader::new(stdout);
     loop {
         let mut line = Vec::new();
@@ -398,14 +410,47 @@ fn exited(conn: &mut Conn) -> CallError {
             }
         })
         .unwrap_or_else(|| "closed its output".into());
-    CallError::Exited(format!("{status}; stderr: {}", conn.stderr_tail()))
+    // The tail goes to the daemon's log only: servers print their configuration there.
+    log::warn!(
+        "mcp server exited: {status}; stderr: {}",
+        conn.stderr_tail()
+    );
+    CallError::Exited(status)
 }
 
-fn notify(conn: &mut Conn, method: &str) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(&json!({"jsonrpc": "2.0", "method": method}))?;
+/// Write all of `buf` to the server before `deadline`.
+fn send(conn: &mut Conn, buf: &[u8], deadline: Instant) -> std::result::Result<(), CallError> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&conn.stdin);
+    let mut rest = buf;
+    while !rest.is_empty() {
+        match conn.stdin.write(rest) {
+            Ok(0) => return Err(exited(conn)),
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(CallError::Timeout);
+                }
+                let mut p = [libc::pollfd {
+                    fd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                }];
+                // SAFETY: one valid pollfd for a descriptor this connection owns.
+                unsafe { libc::poll(p.as_mut_ptr(), 1, left.as_millis().min(60_000) as i32 + 1) };
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(exited(conn)),
+        }
+    }
+    Ok(())
+}
+
+fn notify(conn: &mut Conn, method: &str, deadline: Instant) -> std::result::Result<(), CallError> {
+    let mut line =
+        serde_json::to_vec(&json!({"jsonrpc": "2.0", "method": method})).unwrap_or_default();
     line.push(b'\n');
-    conn.stdin.write_all(&line)?;
-    conn.stdin.flush()
+    send(conn, &line, deadline)
 }
 
 /// Send one request and wait for its answer (the whole JSON-RPC response). Requests the
@@ -424,14 +469,7 @@ fn request(
     }
     let mut line = serde_json::to_vec(&msg).unwrap_or_default();
     line.push(b'\n');
-    if conn
-        .stdin
-        .write_all(&line)
-        .and_then(|_| conn.stdin.flush())
-        .is_err()
-    {
-        return Err(exited(conn));
-    }
+    send(conn, &line, deadline)?;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let m = match conn.rx.recv_timeout(left) {
@@ -460,9 +498,7 @@ fn request(
                 };
                 let mut l = serde_json::to_vec(&answer).unwrap_or_default();
                 l.push(b'\n');
-                if conn.stdin.write_all(&l).is_err() {
-                    return Err(exited(conn));
-                }
+                send(conn, &l, deadline)?;
             }
             // Notifications and stale answers.
             _ => {}
@@ -501,7 +537,7 @@ impl Brokers {
             .as_ref()
             .map(|p| p.to_string())
             .unwrap_or_default();
-        let base = json!({"server": req.server, "method": req.method,
+        let base = json!({"server": super::port::clip(&req.server), "method": super::port::clip(&req.method),
                           "params_sha256": sha256_hex(params_text.as_bytes())});
         let deny = |e: Error| self.deny("mcp.denied", &island, asker, e, base.clone());
         let rec = self.islands.record(&island)?;

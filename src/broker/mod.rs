@@ -52,11 +52,15 @@ pub struct Brokers {
     pub home: PathBuf,
     pub mcp: Arc<mcp::Pool>,
     cap_adapter: capability::LinuxDir,
+    /// Port crossings being spooled now (see `port::permit`).
+    port_crossings: std::sync::Mutex<usize>,
 }
 
 impl Brokers {
     pub fn new(islands: Arc<Islands>, audit: Arc<Ledger>) -> Brokers {
-        let home = islands.home.root.clone();
+        // Canonical, so Port can tell the daemon's own state apart however it is reached.
+        let home =
+            std::fs::canonicalize(&islands.home.root).unwrap_or_else(|_| islands.home.root.clone());
         Brokers {
             mcp: Arc::new(mcp::Pool::new(home.join("mcp"))),
             cap_adapter: capability::LinuxDir {
@@ -65,6 +69,7 @@ impl Brokers {
             islands,
             audit,
             home,
+            port_crossings: std::sync::Mutex::new(0),
         }
     }
 
@@ -78,6 +83,33 @@ impl Brokers {
                 log::warn!("cannot remove {}: {e}", work.display());
             }
         }
+    }
+
+    /// PUT /v1/islands/{name}/spawn: granted, then ledgered (synced); a ledger that cannot
+    /// be written takes the grant back.
+    pub fn grant_spawn(
+        &self,
+        asker: &Asker,
+        island: &str,
+        g: &crate::api::SpawnGrant,
+    ) -> Result<crate::api::SpawnInfo> {
+        let before = self.islands.record(island)?.spawn;
+        let info = self.islands.grant_spawn(island, g)?;
+        let detail = serde_json::json!({"max_children": info.max_children, "cpus": info.cpus,
+                                        "memory": info.memory});
+        if let Err(e) = self.grant_record("spawn.grant", island, asker, detail) {
+            let _ = self.islands.update(island, |r| r.spawn = before);
+            return Err(e);
+        }
+        Ok(info)
+    }
+
+    /// DELETE /v1/islands/{name}/spawn: withdrawn at once (less access needs no ledger to
+    /// go ahead), then ledgered.
+    pub fn revoke_spawn(&self, asker: &Asker, island: &str) -> Result<()> {
+        self.islands.revoke_spawn(island)?;
+        let _ = self.grant_record("spawn.revoke", island, asker, serde_json::json!({}));
+        Ok(())
     }
 
     /// Where spooled crossings wait (on the same disk as the daemon's state).
@@ -120,7 +152,7 @@ impl Brokers {
         mut detail: Value,
     ) -> Error {
         if let Value::Object(m) = &mut detail {
-            m.insert("reason".into(), Value::String(err.to_string()));
+            m.insert("reason".into(), Value::String(port::clip(&err.to_string())));
         }
         self.audit.append_denial(Record {
             kind: kind.into(),

@@ -37,6 +37,68 @@ pub const MAX_FILES: u64 = 2_000;
 pub const MAX_BYTES: u64 = 512 << 20;
 /// Folders nested deeper than this are refused (each level holds a descriptor).
 const MAX_DEPTH: usize = 64;
+/// An island's export area holds at most this much; past it, exports are refused (507)
+/// until the operator clears some.
+pub const EXPORT_QUOTA: u64 = 2 << 30;
+/// Crossings spooled at once, daemon-wide (each may hold up to `MAX_BYTES` of spool).
+const CONCURRENT: usize = 4;
+/// A crossing's island side (its tar) is killed past this.
+const ISLAND_DEADLINE: Duration = Duration::from_secs(600);
+/// Longest GNU long-name or PAX header an island's archive may carry.
+const MAX_META: u64 = 64 << 10;
+
+/// A place among the crossings under way; released when dropped.
+pub struct Permit<'a>(&'a std::sync::Mutex<usize>);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *crate::util::lock(self.0) -= 1;
+    }
+}
+
+/// Take a place among the crossings under way, or say to come back.
+pub fn permit(n: &std::sync::Mutex<usize>) -> Result<Permit<'_>> {
+    let mut g = crate::util::lock(n);
+    if *g >= CONCURRENT {
+        return Err(Error::TooManyRequests(format!(
+            "{CONCURRENT} Port crossings are under way; try again shortly"
+        )));
+    }
+    *g += 1;
+    Ok(Permit(n))
+}
+
+/// Bytes under a host folder (links not followed).
+fn usage(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// Caller text as the ledger keeps it: at most 256 bytes (the rest is not evidence, and an
+/// island must not be able to grow the ledger with it).
+pub fn clip(s: &str) -> String {
+    if s.len() <= 256 {
+        return s.to_string();
+    }
+    let mut cut = 256;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &s[..cut])
+}
 
 /// A spool file under `$DEJIMA_HOME/tmp`, removed when dropped.
 struct Spool {
@@ -210,9 +272,24 @@ impl Brokers {
                 req.host_path
             )));
         }
-        if canonical == Path::new("/") || canonical.starts_with(&self.home) {
+        // Never the daemon's own state (inside it, or a folder holding it), the host root,
+        // kernel and device trees, or the engine's data.
+        let off_limits = [
+            "/proc",
+            "/sys",
+            "/dev",
+            "/run",
+            "/var/run",
+            "/var/lib/docker",
+            "/var/lib/containerd",
+        ];
+        if canonical == Path::new("/")
+            || canonical.starts_with(&self.home)
+            || self.home.starts_with(&canonical)
+            || off_limits.iter().any(|p| canonical.starts_with(p))
+        {
             return Err(Error::Forbidden(format!(
-                "host_path {:?} would expose the host root or the daemon's own state",
+                "host_path {:?} would expose the host root, the daemon's own state, or a system tree",
                 req.host_path
             )));
         }
@@ -250,7 +327,7 @@ impl Brokers {
 
     /// POST /v1/islands/{name}/port/intake: host scope → island.
     pub fn intake(&self, asker: &Asker, island: &str, req: IntakeRequest) -> Result<PortResult> {
-        let base = json!({"scope": req.scope, "rel": req.src_rel});
+        let base = json!({"scope": clip(&req.scope), "rel": clip(&req.src_rel)});
         let deny = |e: Error| self.deny("port.intake", island, asker, e, base.clone());
         let scope = self.islands.scope(island, &req.scope).map_err(deny)?;
         let comps = hostfs::components(&req.src_rel).map_err(|e| deny(path_err(e)))?;
@@ -285,6 +362,7 @@ impl Brokers {
             ))));
         }
         let (dest_parent, dest_base) = split_parent(&dest);
+        let _permit = permit(&self.port_crossings)?;
         let mut spool =
             Spool::new(&self.spool_dir()).map_err(|e| Error::Internal(e.to_string()))?;
         let mut packed = Packed::default();
@@ -321,7 +399,8 @@ impl Brokers {
                    "bytes": packed.bytes, "sha256": sha256, "skipped": packed.skipped.len()}),
         )?;
         let opts = ExecOpts {
-            timeout: Duration::from_secs(600),
+            timeout: ISLAND_DEADLINE,
+            cap: 64 << 10,
             ..ExecOpts::agent(&[
                 "sh",
                 "-c",
@@ -363,10 +442,13 @@ impl Brokers {
         kind: &str,
         asker: &Asker,
     ) -> Result<(Spool, String, Unpacked)> {
-        let deny = |e: Error| self.deny(kind, island, asker, e, json!({"src": src}));
+        let deny = |e: Error| self.deny(kind, island, asker, e, json!({"src": clip(src)}));
         let (parent, base) = split_parent(src);
         let opts = ExecOpts::agent(&["tar", "-c", "-C", parent, "--", base]);
         let mut stream = self.islands.engine.exec_stream(island, &opts)?;
+        // An island can stop its own tar; the crossing does not wait for it forever.
+        let _dog = crate::process::Watchdog::new(stream.pid(), ISLAND_DEADLINE, "a Port crossing")
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let mut spool =
             Spool::new(&self.spool_dir()).map_err(|e| Error::Internal(e.to_string()))?;
         // Content plus a header per entry, with room to spare.
@@ -422,14 +504,45 @@ impl Brokers {
 
     /// POST /v1/islands/{name}/port/export: island → the island's export area on the host.
     pub fn export(&self, asker: &Asker, island: &str, req: ExportRequest) -> Result<PortResult> {
-        let deny = |e: Error| self.deny("port.export", island, asker, e, json!({"src": req.src}));
+        let deny = |e: Error| {
+            self.deny(
+                "port.export",
+                island,
+                asker,
+                e,
+                json!({"src": clip(&req.src)}),
+            )
+        };
         let src = island_path(&req.src).map_err(deny)?;
         self.islands.require_running(island)?;
+        let area = self.home.join("port").join(island).join("exports");
+        let used = usage(&area);
+        if used >= EXPORT_QUOTA {
+            return Err(deny(Error::Exhausted(format!(
+                "island {island:?}'s export area ({}) holds {} MiB, its quota of {} MiB; remove old exports",
+                area.display(),
+                used >> 20,
+                EXPORT_QUOTA >> 20
+            ))));
+        }
+        let _permit = permit(&self.port_crossings)?;
         let (mut spool, archive_sha, u) =
             self.spool_from_island(island, &src, "port.export", asker)?;
         let (_, base) = split_parent(&src);
+        if used + u.bytes > EXPORT_QUOTA {
+            return Err(self.deny(
+                "port.export",
+                island,
+                asker,
+                Error::Exhausted(format!(
+                    "{src:?} ({} MiB) would take island {island:?}'s export area past its quota of {} MiB; remove old exports",
+                    u.bytes >> 20,
+                    EXPORT_QUOTA >> 20
+                )),
+                json!({"src": clip(&src)}),
+            ));
+        }
         let stamp = crate::util::now_rfc3339().replace(':', "");
-        let area = self.home.join("port").join(island).join("exports");
         std::fs::create_dir_all(&area).map_err(|e| Error::Internal(format!("export area: {e}")))?;
         let dir_name = format!("{stamp}-{}", crate::util::random_hex(3));
         let sha256 = u.file_sha256.clone().unwrap_or(archive_sha.clone());
@@ -460,7 +573,8 @@ impl Brokers {
 
     /// POST /v1/islands/{name}/port/write: one island file → an `rw` scope, atomically.
     pub fn write(&self, asker: &Asker, island: &str, req: PortWriteRequest) -> Result<PortResult> {
-        let base = json!({"scope": req.scope, "rel": req.dest_rel, "src": req.src});
+        let base =
+            json!({"scope": clip(&req.scope), "rel": clip(&req.dest_rel), "src": clip(&req.src)});
         let deny = |e: Error| self.deny("port.write", island, asker, e, base.clone());
         let scope = self.islands.scope(island, &req.scope).map_err(deny)?;
         if scope.mode != PortMode::Rw {
@@ -475,8 +589,15 @@ impl Brokers {
                 "dest_rel must name a file in the scope, not the scope itself".into(),
             )));
         };
+        if comps.iter().any(|c| c == ".git") {
+            return Err(deny(Error::Forbidden(
+                "Port does not write into a .git folder (its config and hooks run code on the host)"
+                    .into(),
+            )));
+        }
         let src = island_path(&req.src).map_err(deny)?;
         self.islands.require_running(island)?;
+        let _permit = permit(&self.port_crossings)?;
         // The host side is checked before anything is ledgered or made: a link on the way
         // is refused now (and again, by descriptor, when written).
         let root = hostfs::open_root(Path::new(&scope.host_path)).map_err(|e| deny(path_err(e)))?;
@@ -586,13 +707,21 @@ fn pack<W: Write>(
             h.set_mtime(crate::util::unix_now());
             b.append_data(&mut h, format!("{name}/"), io::empty())
                 .map_err(io_err)?;
-            let names = hostfs::list(fd.as_fd()).map_err(path_err)?;
+            let names =
+                hostfs::list(fd.as_fd(), (MAX_FILES + 1) as usize).map_err(|e| match e {
+                    PathError::Invalid(_) => too_many("too many files"),
+                    e => path_err(e),
+                })?;
             for n in names {
                 let child_shown = if shown.is_empty() {
                     n.clone()
                 } else {
                     format!("{shown}/{n}")
                 };
+                // What is left behind counts too: the list of it is bounded like the rest.
+                if p.entries + p.skipped.len() as u64 >= MAX_FILES {
+                    return Err(too_many("too many files"));
+                }
                 match hostfs::open_node(fd.as_fd(), &n) {
                     Ok(Node::Other(_)) => p.skipped.push(child_shown),
                     // Gone since listed: nothing to copy.
@@ -626,6 +755,33 @@ struct Unpacked {
 /// folder (new names only, by descriptor). Links and special entries are never written.
 fn unpack(file: &mut File, base: &str, into: Option<BorrowedFd<'_>>) -> Result<Unpacked> {
     let bad = |m: String| Error::Forbidden(format!("the island's archive is not acceptable: {m}"));
+    // First the headers alone: the tar reader would hold a long name or PAX header whole in
+    // memory, and expand a sparse map, before anything else could refuse them.
+    {
+        let mut ar = tar::Archive::new(&mut *file);
+        let raw = ar
+            .entries()
+            .map_err(|e| Error::Internal(format!("reading the spool: {e}")))?
+            .raw(true);
+        for e in raw {
+            let e = e.map_err(|e| bad(e.to_string()))?;
+            let t = e.header().entry_type();
+            let size = e.header().entry_size().unwrap_or(u64::MAX);
+            if t.is_gnu_sparse() {
+                return Err(bad("sparse entries are not taken".into()));
+            }
+            if (t.is_gnu_longname()
+                || t.is_gnu_longlink()
+                || t.is_pax_local_extensions()
+                || t.is_pax_global_extensions())
+                && size > MAX_META
+            {
+                return Err(bad("a name or extended header is too long".into()));
+            }
+        }
+    }
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::Internal(e.to_string()))?;
     let mut u = Unpacked::default();
     let mut ar = tar::Archive::new(file);
     let entries = ar
@@ -649,6 +805,13 @@ fn unpack(file: &mut File, base: &str, into: Option<BorrowedFd<'_>>) -> Result<U
         }
         let kind = entry.header().entry_type();
         let top = comps.len() == 1;
+        // A repository's config and hooks run code where they land: not exported.
+        if let Some(i) = comps.iter().position(|c| c == ".git") {
+            if i == comps.len() - 1 {
+                u.skipped.push(comps[1..].join("/"));
+            }
+            continue;
+        }
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = entry.size();
@@ -669,7 +832,11 @@ fn unpack(file: &mut File, base: &str, into: Option<BorrowedFd<'_>>) -> Result<U
                     let (leaf, parents) = comps.split_last().expect("non-empty");
                     let dir = dir_for(root, parents, &mut dirs)?;
                     let mut f = hostfs::create_new(dir, leaf).map_err(path_err)?;
-                    io::copy(&mut entry, &mut f).map_err(|e| Error::Internal(e.to_string()))?;
+                    let n =
+                        io::copy(&mut entry, &mut f).map_err(|e| Error::Internal(e.to_string()))?;
+                    if n != size {
+                        return Err(bad(format!("{path:?} is shorter than its header says")));
+                    }
                     f.sync_all().map_err(|e| Error::Internal(e.to_string()))?;
                 }
             }

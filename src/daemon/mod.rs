@@ -403,10 +403,7 @@ fn island_sockets(app: &Arc<App>, inflight: &Arc<InFlight>, limits: &Limits) {
                 })
                 // The agent user in the island must be able to connect; only that island
                 // mounts this directory, and the token is still required.
-                .and_then(|l| {
-                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
-                        .map(|_| l)
-                });
+                .and_then(|l| crate::store::chmod_nofollow(&path, 0o666).map(|_| l));
             let stop = match (bound, Latch::new()) {
                 (Ok(l), Ok(stop)) => {
                     let stop = Arc::new(stop);

@@ -152,14 +152,16 @@ impl Islands {
     /// the image's entrypoint runs (as the agent user) every time the container starts. So a
     /// wake or recreate brings the agents up with the container, no exec round trips.
     pub(super) fn prepare_run_dir(&self, rec: &Record) -> Result<std::path::PathBuf> {
-        use std::os::unix::fs::PermissionsExt;
         let run = self.home.island_dir(&rec.name).join("run");
         let dir = run.join("agents.d");
         let io =
             |e: std::io::Error| Error::Internal(format!("cannot write {}: {e}", dir.display()));
-        std::fs::create_dir_all(&dir).map_err(io)?;
+        // The island sees this folder (read-only now; older containers had it writable): a
+        // link planted in it is removed, never followed.
+        std::fs::create_dir_all(&run).map_err(io)?;
+        store::real_dir(&dir).map_err(io)?;
         for d in [&run, &dir] {
-            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+            store::chmod_nofollow(d, 0o755).map_err(io)?;
         }
         let want: Vec<String> = rec.agents.iter().map(|a| format!("{}.sh", a.id)).collect();
         for e in std::fs::read_dir(&dir).map_err(io)?.flatten() {
@@ -171,8 +173,7 @@ impl Islands {
         for a in &rec.agents {
             let p = dir.join(format!("{}.sh", a.id));
             let script = start_script(&rec.name, a, &self.agent_launch(rec, a, false));
-            store::atomic_write(&p, script.as_bytes()).map_err(io)?;
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+            store::atomic_write_mode(&p, script.as_bytes(), 0o644).map_err(io)?;
         }
         Ok(run)
     }

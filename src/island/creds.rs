@@ -351,6 +351,9 @@ impl Islands {
         if !self.observed.running(name) {
             return;
         }
+        if rec.spawned {
+            return;
+        }
         if let Some(c) = self.creds.claude() {
             if force_claude || c.updated_at > rec.claude_seeded_at {
                 let script = "umask 077 && mkdir -p \"$HOME/.claude\" && cat > \"$HOME/.claude/.credentials.json.tmp\" && mv -f \"$HOME/.claude/.credentials.json.tmp\" \"$HOME/.claude/.credentials.json\"";

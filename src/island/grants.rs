@@ -270,6 +270,9 @@ impl Islands {
             ))
         })?;
         let mut r = asked.unwrap_or_default();
+        // A child is never harder to kill than a default island, and takes the default disk.
+        r.oom_priority = r.oom_priority.map(|p| p.max(0));
+        r.disk.clear();
         if !grant.cpus.is_empty() {
             let cap: f64 = grant.cpus.parse().unwrap_or(f64::MAX);
             let want: f64 = r.cpus.parse().unwrap_or(f64::MAX);

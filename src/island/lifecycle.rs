@@ -185,6 +185,17 @@ impl Islands {
         if let Some(p) = parent {
             req.resources = Some(self.clamp_child(p, req.resources.take())?);
             req.owner = p.to_string();
+            // Its image is the default one or its parent's, never one the parent picks.
+            let parent_image = self.record(p)?.image;
+            if !req.image.is_empty()
+                && req.image != parent_image
+                && req.image != self.config.default_image
+            {
+                return Err(Error::Forbidden(format!(
+                    "a child island runs the default image or its parent's ({parent_image}), not {:?}",
+                    req.image
+                )));
+            }
         }
         let source = if req.no_repo {
             if req.name.is_empty() {
@@ -253,8 +264,16 @@ impl Islands {
         if !req.model.is_empty() {
             super::creds::check_model(&req.model)?;
         }
-        let provider = self.resolve_provider(agent, &req.provider)?;
-        let github_identity = self.resolve_identity(&req.github_identity, &req.repo)?;
+        // A child of an island gets none of the operator's credentials: its parent chose its
+        // code, and a default key or identity would reach that code.
+        let (provider, github_identity) = if parent.is_some() {
+            (String::new(), String::new())
+        } else {
+            (
+                self.resolve_provider(agent, &req.provider)?,
+                self.resolve_identity(&req.github_identity, &req.repo)?,
+            )
+        };
         let now = util::now_rfc3339();
         let rec = Record {
             name: name.clone(),
@@ -286,6 +305,7 @@ impl Islands {
             mcp_grants: Vec::new(),
             spawn: None,
             parent: parent.unwrap_or_default().to_string(),
+            spawned: parent.is_some(),
         };
         let mut rec = rec;
         Self::ensure_primary(&mut rec);
@@ -741,6 +761,7 @@ impl Islands {
             mcp_grants: Vec::new(),
             spawn: None,
             parent: String::new(),
+            spawned: src.spawned,
             ..src
         };
         let busy = self.reserve(rec.clone(), "creating")?;
@@ -826,11 +847,11 @@ impl Islands {
         if !errors.is_empty() {
             log::warn!("purge {name}: {}", errors.join("; "));
         }
-        self.forget(name)?;
-        // Its children stay, orphaned: a later island of the same name never gets them.
+        // Its children stay, orphaned first: a later island of the same name never gets them.
         for child in self.children_of(name) {
-            let _ = self.update(&child, |r| r.parent.clear());
+            self.update(&child, |r| r.parent.clear())?;
         }
+        self.forget(name)?;
         log::info!("island {name} purged");
         self.hub.revoke_where(|t| t.island() == Some(name));
         self.events

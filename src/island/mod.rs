@@ -100,11 +100,15 @@ pub struct Record {
     /// The island whose token created this one (it may hibernate, wake and purge it).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub parent: String,
+    /// Made by an island's token (kept when orphaned): it is never given the operator's
+    /// credentials (no provider key, GitHub identity or Claude login).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub spawned: bool,
 }
 
 /// What containers are made with now. 1: secrets on a read-only mount at /run/secrets/dejima,
-/// none in the environment.
-pub const CONTAINER_GEN: u32 = 1;
+/// none in the environment. 2: the run folder (/run/dejima) mounted read-only.
+pub const CONTAINER_GEN: u32 = 2;
 
 /// Everything the daemon keeps about one island, in one place: create fills one entry and
 /// purge removes it, so nothing keyed by the name outlives the island.

@@ -417,7 +417,9 @@ impl Engine {
         if let Some(dir) = &spec.run_dir {
             args.extend([
                 "--mount".into(),
-                format!("type=bind,src={},dst=/run/dejima", dir.display()),
+                // Read-only: the island connects to its socket and reads its agents' scripts,
+                // and can plant nothing the daemon would later follow.
+                format!("type=bind,src={},dst=/run/dejima,readonly", dir.display()),
             ]);
         }
         if let Some(dir) = &spec.secrets_dir {

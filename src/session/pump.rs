@@ -623,6 +623,15 @@ fn spawn_on_pty(
     };
     let pty = nix::pty::openpty(Some(&ws), None).map_err(io::Error::from)?;
     let (master, slave) = (pty.master, pty.slave);
+    // openpty leaves both ends inheritable: no other child (a capability, an MCP server, a
+    // later session's attach) may hold this session's terminal.
+    for fd in [master.as_raw_fd(), slave.as_raw_fd()] {
+        nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .map_err(io::Error::from)?;
+    }
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .stdin(Stdio::from(slave.try_clone()?))

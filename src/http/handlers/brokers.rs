@@ -1,7 +1,5 @@
 //! Port, capabilities, MCP and the spawn grant: thin adapters from HTTP to `broker`.
 
-use serde_json::json;
-
 use super::islands::name;
 use crate::api::{
     ExecuteCapability, ExportRequest, GrantCapability, GrantMcp, GrantScope, IntakeRequest,
@@ -145,29 +143,14 @@ pub fn spawn_info(app: &App, _req: &mut Request, p: &Params) -> Result<Response>
 pub fn grant_spawn(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     let n = name(p)?;
     let body: SpawnGrant = req.json()?;
-    let info = app.islands.grant_spawn(n, &body)?;
-    app.audit.append(crate::audit::Record {
-        kind: "spawn.grant".into(),
-        island: Some(n.to_string()),
-        actor: actor(&req.caller),
-        allowed: true,
-        detail: Some(
-            json!({"max_children": info.max_children, "cpus": info.cpus, "memory": info.memory}),
-        ),
-        ..Default::default()
-    });
-    Ok(Response::json(200, &info))
+    Ok(Response::json(
+        200,
+        &app.brokers.grant_spawn(&asker(req), n, &body)?,
+    ))
 }
 
 pub fn revoke_spawn(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     let n = name(p)?;
-    app.islands.revoke_spawn(n)?;
-    app.audit.append(crate::audit::Record {
-        kind: "spawn.revoke".into(),
-        island: Some(n.to_string()),
-        actor: actor(&req.caller),
-        allowed: true,
-        ..Default::default()
-    });
+    app.brokers.revoke_spawn(&asker(req), n)?;
     Ok(Response::no_content())
 }

@@ -59,27 +59,45 @@ pub fn create(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
 /// An island's token creating a child: within its spawn grant, and the answer carries the
 /// child's own token (the only time it is shown).
 fn spawn_child(app: &App, req: &Request, parent: String, body: CreateIsland) -> Result<Response> {
-    let record = |allowed: bool, detail: serde_json::Value| {
-        let r = crate::audit::Record {
-            kind: if allowed {
-                "spawn.child"
-            } else {
-                "spawn.denied"
-            }
-            .into(),
+    let record = |_: bool, detail: serde_json::Value| {
+        app.audit.append_denial(crate::audit::Record {
+            kind: "spawn.denied".into(),
             island: Some(parent.clone()),
             actor: crate::http::router::actor(&req.caller),
-            allowed,
+            allowed: false,
             detail: Some(detail),
             ..Default::default()
-        };
-        if allowed {
-            app.audit.append(r)
-        } else {
-            app.audit.append_refusal(r)
-        }
+        })
     };
-    let asked = body.name.clone();
+    let asked = crate::broker::port::clip(&body.name);
+    // A child clones from a URL or starts empty: never a path on the daemon host (whether
+    // one exists is not the island's to learn).
+    let url = ["https://", "http://", "ssh://", "git@"]
+        .iter()
+        .any(|p| body.repo.starts_with(p));
+    if !body.no_repo && !body.repo.is_empty() && !url {
+        let e = Error::Forbidden("a child island's repo must be a git URL".into());
+        record(
+            false,
+            serde_json::json!({"child": asked, "reason": e.to_string()}),
+        );
+        return Err(e);
+    }
+    // Ledgered, and synced, before the child exists.
+    app.audit
+        .append_sync(crate::audit::Record {
+            kind: "spawn.child".into(),
+            island: Some(parent.clone()),
+            actor: crate::http::router::actor(&req.caller),
+            allowed: true,
+            detail: Some(serde_json::json!({"child": asked})),
+            ..Default::default()
+        })
+        .map_err(|e| {
+            Error::Unavailable(format!(
+                "the audit ledger cannot be written ({e}); no island was created"
+            ))
+        })?;
     let info = match app.islands.create_as(body, Some(&parent)) {
         Ok(i) => i,
         Err(e) => {
@@ -92,7 +110,6 @@ fn spawn_child(app: &App, req: &Request, parent: String, body: CreateIsland) -> 
             return Err(e);
         }
     };
-    record(true, serde_json::json!({"child": info.name}));
     let token = app.islands.record(&info.name)?.token;
     let mut v = serde_json::to_value(&info).map_err(|e| Error::Internal(e.to_string()))?;
     v["token"] = serde_json::Value::String(token);
