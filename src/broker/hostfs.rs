@@ -240,8 +240,14 @@ pub fn open_node(dir: BorrowedFd<'_>, name: &str) -> Result<Node, PathError> {
 /// The names in a folder (without `.` and `..`), sorted, read through the descriptor; more
 /// than `max` is an error (`Invalid`).
 pub fn list(dir: BorrowedFd<'_>, max: usize) -> Result<Vec<String>, PathError> {
-    let d = nix::dir::Dir::from_fd(dup(dir)?.into_raw_fd_compat())
-        .map_err(|e| PathError::Io(errno_io(e)))?;
+    // Its own open of "." (a dup would share, and move, the folder's read position).
+    let d = nix::dir::Dir::openat(
+        Some(dir.as_raw_fd()),
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| PathError::Io(errno_io(e)))?;
     let mut names = Vec::new();
     for e in d.into_iter() {
         let e = e.map_err(|e| PathError::Io(errno_io(e)))?;
@@ -255,15 +261,6 @@ pub fn list(dir: BorrowedFd<'_>, max: usize) -> Result<Vec<String>, PathError> {
     }
     names.sort();
     Ok(names)
-}
-
-trait IntoRawCompat {
-    fn into_raw_fd_compat(self) -> std::os::fd::RawFd;
-}
-impl IntoRawCompat for OwnedFd {
-    fn into_raw_fd_compat(self) -> std::os::fd::RawFd {
-        std::os::fd::IntoRawFd::into_raw_fd(self)
-    }
 }
 
 /// Write `content` as `name` in `dir` atomically: a new temporary file beside it (never an
