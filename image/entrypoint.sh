@@ -6,6 +6,8 @@ set -e
 for d in /workspace /home/agent; do
   [ "$(stat -c %U "$d")" = agent ] || chown agent:agent "$d"
 done
+# sshd's privilege separation folder (/run may be fresh).
+mkdir -p /run/sshd
 # Start the agents: dejimad writes one script per agent into the bind-mounted /run/dejima.
 for f in /run/dejima/agents.d/*.sh; do
   [ -f "$f" ] || continue

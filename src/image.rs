@@ -32,6 +32,7 @@ const FILES: &[(&str, &[u8], u32)] = &[
         0o755,
     ),
     ("tmux.conf", include_bytes!("../image/tmux.conf"), 0o644),
+    ("sshd_config", include_bytes!("../image/sshd_config"), 0o644),
     (
         "dejima-supervise",
         include_bytes!("../image/dejima-supervise"),

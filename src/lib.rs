@@ -19,5 +19,6 @@ pub mod latch;
 pub mod process;
 pub mod runtime;
 pub mod session;
+pub mod ssh;
 pub mod store;
 pub mod util;

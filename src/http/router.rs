@@ -3,7 +3,7 @@
 //! table by a test.
 
 use super::handlers::{
-    access, agents, audit, brokers, creds, events, islands, sessions, system, tokens,
+    access, agents, audit, brokers, creds, events, islands, sessions, ssh, system, tokens,
 };
 use super::wire::Caller;
 use super::wire::{Request, Response};
@@ -183,6 +183,23 @@ pub static ROUTES: &[Route] = &[
         "GET",
         "/v1/islands/{name}/agents/{id}/session",
         agents::agent_session,
+    ),
+    // SSH: a connection is an island's shell, so operators (or the island's own token);
+    // account keys reach every island, so they are the owner's.
+    autonomy("GET", "/v1/islands/{name}/ssh", ssh::connect),
+    own("GET", "/v1/ssh/account-keys", ssh::account_keys),
+    own("POST", "/v1/ssh/account-keys", ssh::add_account_key),
+    own(
+        "DELETE",
+        "/v1/ssh/account-keys/{fingerprint}",
+        ssh::remove_account_key,
+    ),
+    view("GET", "/v1/islands/{name}/ssh/keys", ssh::island_keys),
+    op("POST", "/v1/islands/{name}/ssh/keys", ssh::add_island_key),
+    op(
+        "DELETE",
+        "/v1/islands/{name}/ssh/keys/{fingerprint}",
+        ssh::remove_island_key,
     ),
     view("GET", "/v1/clients", sessions::clients),
     op("POST", "/v1/sessions/revoke", sessions::revoke),

@@ -575,6 +575,28 @@ impl Response {
         })
     }
 
+    /// Accept an upgrade to a raw byte stream named `proto` (`Upgrade: <proto>`,
+    /// `Connection: Upgrade`); `f` then owns the connection.
+    pub fn raw_upgrade(req: &Request, proto: &str, f: UpgradeFn) -> Result<Response> {
+        let has = |h: &str, token: &str| {
+            req.header(h)
+                .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        };
+        if !has("upgrade", proto) || !has("connection", "upgrade") {
+            return Err(Error::bad(format!(
+                "this route is a byte stream: send Connection: Upgrade and Upgrade: {proto} (dejima ssh-proxy does)"
+            )));
+        }
+        Ok(Response {
+            status: 101,
+            headers: vec![
+                ("Upgrade".into(), proto.into()),
+                ("Connection".into(), "Upgrade".into()),
+            ],
+            payload: Payload::Upgrade(f),
+        })
+    }
+
     pub fn header(mut self, k: &str, v: &str) -> Response {
         self.headers.push((k.into(), v.into()));
         self

@@ -311,6 +311,10 @@ impl Islands {
                 let _ = fs::remove_dir_all(&gdir);
             }
         }
+        // SSH is one way in among others: the island starts even if its keys cannot be made.
+        if let Err(e) = self.write_ssh(name, &dir) {
+            log::warn!("{e}");
+        }
         Ok(dir)
     }
 

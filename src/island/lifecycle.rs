@@ -306,6 +306,7 @@ impl Islands {
             spawn: None,
             parent: parent.unwrap_or_default().to_string(),
             spawned: parent.is_some(),
+            ssh_keys: Vec::new(),
         };
         let mut rec = rec;
         Self::ensure_primary(&mut rec);
@@ -762,6 +763,8 @@ impl Islands {
             spawn: None,
             parent: String::new(),
             spawned: src.spawned,
+            // Island keys are access too: a clone lets in the account keys only.
+            ssh_keys: Vec::new(),
             ..src
         };
         let busy = self.reserve(rec.clone(), "creating")?;

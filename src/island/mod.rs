@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod names;
 pub mod panic;
 pub mod paths;
+pub mod ssh;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -104,6 +105,9 @@ pub struct Record {
     /// credentials (no provider key, GitHub identity or Claude login).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub spawned: bool,
+    /// Public keys let in over SSH to this island only (account keys reach every island).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_keys: Vec<crate::ssh::SshKey>,
 }
 
 /// What containers are made with now. 1: secrets on a read-only mount at /run/secrets/dejima,
@@ -176,6 +180,8 @@ pub struct Islands {
     pub creds: Arc<crate::creds::Creds>,
     /// One writer of island secrets directories at a time.
     secrets_lock: Mutex<()>,
+    /// SSH keys let into every island.
+    pub account_keys: Arc<crate::ssh::AccountKeys>,
     /// The panic switch, when engaged (see `panic.rs`).
     panic: Mutex<Option<panic::PanicState>>,
     /// Pool subnets found in use by networks not ours; tried last.
@@ -213,7 +219,14 @@ impl Islands {
         events: Arc<Bus>,
         creds: Arc<crate::creds::Creds>,
     ) -> Islands {
+        let account_keys = Arc::new(crate::ssh::AccountKeys::open(&home.root).unwrap_or_else(
+            |e| {
+                log::error!("cannot read the SSH account keys ({e}); starting with none");
+                crate::ssh::AccountKeys::empty(&home.root)
+            },
+        ));
         Islands {
+            account_keys,
             creds,
             secrets_lock: Mutex::new(()),
             home,

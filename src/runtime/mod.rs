@@ -670,6 +670,31 @@ impl Engine {
         v
     }
 
+    /// The argv that runs `argv` in the container with stdin and stdout as plain pipes (for a
+    /// byte pump: sshd in inetd mode).
+    pub fn pipe_exec_argv(
+        &self,
+        island: &str,
+        user: &str,
+        env: &[(&str, &str)],
+        argv: &[&str],
+    ) -> Vec<String> {
+        let mut v = vec![
+            self.docker.clone(),
+            "exec".into(),
+            "-i".into(),
+            "-u".into(),
+            user.into(),
+        ];
+        for (k, val) in env {
+            v.push("-e".into());
+            v.push(format!("{k}={val}"));
+        }
+        v.push(container_name(island));
+        v.extend(argv.iter().map(|s| s.to_string()));
+        v
+    }
+
     /// Start a command in the container whose stdout is read as a stream.
     pub fn exec_stream(&self, island: &str, opts: &ExecOpts) -> Result<process::Stream> {
         let mut argv = vec![self.docker.clone()];

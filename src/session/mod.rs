@@ -3,6 +3,7 @@
 //! `terminals`. Lock rule: `Hub`'s mutexes guard in-memory maps only; nothing blocking runs
 //! under them.
 
+pub mod pipe;
 pub mod pump;
 pub mod terminals;
 pub mod tmux;

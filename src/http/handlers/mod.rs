@@ -8,5 +8,6 @@ pub mod creds;
 pub mod events;
 pub mod islands;
 pub mod sessions;
+pub mod ssh;
 pub mod system;
 pub mod tokens;
