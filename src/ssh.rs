@@ -62,18 +62,20 @@ pub fn parse(line: &str) -> Result<SshKey> {
     }
     let blob = base64::engine::general_purpose::STANDARD
         .decode(b64)
-        .map_err(|_| Error::bad("public_key's key is not valid base64"))?;
+        .map_err(|_| Error::Unprocessable("public_key's key is not valid base64".into()))?;
     // The blob starts with its own type, length-prefixed: it must say the same.
     let named = blob
         .get(..4)
         .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
         .and_then(|n| blob.get(4..4 + n));
     if named != Some(kind.as_bytes()) {
-        return Err(Error::bad("public_key's key does not match its type"));
+        return Err(Error::Unprocessable(
+            "public_key's key does not match its type".into(),
+        ));
     }
     if comment.chars().any(|c| c.is_control()) || comment.len() > 256 {
-        return Err(Error::bad(
-            "the key's comment is too long or has control characters",
+        return Err(Error::Unprocessable(
+            "the key's comment is too long or has control characters".into(),
         ));
     }
     Ok(SshKey {

@@ -13,6 +13,7 @@ mod islands;
 mod overview;
 mod panic;
 mod sessions;
+mod ssh;
 pub mod terms;
 mod tokens;
 
@@ -68,6 +69,9 @@ pub enum Command {
     Cap(brokers::CapCmd),
     Mcp(brokers::McpCmd),
     Spawn(brokers::SpawnCmd),
+    Ssh(ssh::SshCmd),
+    SshProxy(ssh::SshProxy),
+    SshKey(ssh::SshKeyCmd),
 }
 
 /// What a command failed with.
@@ -148,6 +152,9 @@ pub fn main(cli: Cli) -> i32 {
         Command::Cap(a) => brokers::cap(&c, a),
         Command::Mcp(a) => brokers::mcp(&c, a),
         Command::Spawn(a) => brokers::spawn(&c, a),
+        Command::Ssh(a) => ssh::ssh(&c, a),
+        Command::SshProxy(a) => ssh::ssh_proxy(&c, a),
+        Command::SshKey(a) => ssh::ssh_key(&c, a),
     };
     match r {
         Ok(()) => 0,

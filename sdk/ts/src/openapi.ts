@@ -1463,6 +1463,311 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/islands/{name}/ssh": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Upgrade to a raw byte stream joined to OpenSSH's sshd in the island (the ProxyCommand `dejima ssh-proxy` opens it); also the island's own token
+         * @description Send `Connection: Upgrade` and `Upgrade: dejima-ssh`; the answer is `101 Switching
+         *     Protocols` and from then on the connection carries the SSH protocol both ways, to a
+         *     `sshd -i` started in the island for this connection (key authentication only, as the
+         *     agent user; sftp; forwarding to the island's own addresses). The key a connection got in
+         *     with is ledgered (`ssh.connect`, its fingerprint); one that did not get in, `ssh.refused`.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Switching Protocols; the SSH protocol follows. */
+                101: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/ssh/account-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The SSH keys let into every island */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Every account key. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SshKey"][];
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        /** Let a public key into every island (applies to the next connection, no restart) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["AddSshKey"];
+                };
+            };
+            responses: {
+                /** @description The key was let in already. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SshKey"];
+                    };
+                };
+                /** @description Let in. */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SshKey"];
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+                422: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/ssh/account-keys/{fingerprint}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description SHA256:… (percent-encoded), with or without the SHA256: prefix */
+                fingerprint: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Stop letting an account key in (its next connection is refused) */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description SHA256:… (percent-encoded), with or without the SHA256: prefix */
+                    fingerprint: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Removed. */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/islands/{name}/ssh/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        /** The SSH keys let into this island only */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Its keys. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SshKey"][];
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        /** Let a public key into this island only */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["AddSshKey"];
+                };
+            };
+            responses: {
+                /** @description The key was let in already. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SshKey"];
+                    };
+                };
+                /** @description Let in. */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SshKey"];
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+                422: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/islands/{name}/ssh/keys/{fingerprint}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                name: components["parameters"]["Name"];
+                fingerprint: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Stop letting an island key in */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                    fingerprint: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Removed. */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/clients": {
         parameters: {
             query?: never;
@@ -2556,7 +2861,7 @@ export interface paths {
                 content: {
                     "application/json": {
                         scope: string;
-                        /** @description a path relative to the scope; empty: the whole scope. No .., no leading /, no NUL, no backslash, no percent-encoded dot or separator (400) */
+                        /** @description a path relative to the scope; empty: the whole scope. No .., no leading /, no NUL, no backslash, no percent-encoded dot or separator (403, ledgered as denied) */
                         src_rel?: string;
                         /** @description where it lands in the island (absolute, under /workspace or /home/agent); default /home/agent/intake/<scope>/<src_rel> */
                         dest?: string;
@@ -2942,6 +3247,7 @@ export interface paths {
                 403: components["responses"]["Error"];
                 404: components["responses"]["Error"];
                 413: components["responses"]["Error"];
+                422: components["responses"]["Error"];
                 503: components["responses"]["Error"];
             };
         };
@@ -3787,6 +4093,19 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        AddSshKey: {
+            /** @description one OpenSSH public key line (`ssh-ed25519 AAAA… comment`); no options, no certificates */
+            public_key: string;
+        };
+        SshKey: {
+            /** @description SHA256:…, as ssh-keygen -l prints it */
+            fingerprint: string;
+            type: string;
+            public_key: string;
+            comment: string;
+            /** Format: date-time */
+            added_at: string;
+        };
         /** @description a scope, capability target or MCP server name (one path segment) */
         GrantName: string;
         PortScope: {
