@@ -267,9 +267,23 @@ pub fn ssh_proxy(c: &Client, a: SshProxy) -> Out {
         let _ = std::io::copy(&mut stdin, &mut up);
         up.shutdown_write();
     });
+    // Each read goes out at once: stdout is line-buffered, and SSH is not made of lines.
     let mut stdout = std::io::stdout().lock();
-    let _ = std::io::copy(&mut s, &mut stdout);
-    let _ = stdout.flush();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if stdout
+                    .write_all(&buf[..n])
+                    .and_then(|_| stdout.flush())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    }
     drop(t);
     Ok(())
 }
