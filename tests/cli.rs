@@ -509,3 +509,70 @@ fn cli_drives_the_brokers() {
     ok(&d, &["spawn", "revoke", n]);
     assert!(ok(&d, &["spawn", "show", n]).contains("may not create islands"));
 }
+
+#[test]
+fn cli_enrolls_a_laptop_and_reaches_islands_over_ssh() {
+    let d = Daemon::start();
+    let i = d.create("cli-ssh");
+    let n = i.name.as_str();
+    let home = tempfile::tempdir().unwrap();
+    let with_home = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dejima"))
+            .args(args)
+            .env("DEJIMA_HOME", &d.home)
+            .env("HOME", home.path())
+            .env_remove("DEJIMA_HOST")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let ssh_dir = home.path().join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    std::fs::write(ssh_dir.join("config"), "Host mine\n    User me\n").unwrap();
+    for round in 0..2 {
+        let o = with_home(&["ssh", "enroll"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let config = std::fs::read_to_string(ssh_dir.join("config")).unwrap();
+        assert!(config.starts_with("Host mine\n    User me\n"), "{config}");
+        assert_eq!(
+            config.matches("Host *.dejima").count(),
+            1,
+            "round {round}: {config}"
+        );
+    }
+    assert!(ssh_dir.join("id_ed25519").exists());
+    let keys = ok(&d, &["ssh-key", "ls"]);
+    assert_eq!(keys.lines().count(), 2, "one account key:\n{keys}");
+    // `dejima ssh` runs the real ssh with what enroll set up.
+    let o = with_home(&["ssh", n, "echo", "hi-$((20+22))"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "hi-42");
+    let o = with_home(&["ssh", n, "exit 7"]);
+    assert_eq!(o.status.code(), Some(7));
+    // The proxy says why when the daemon refuses, and exits 255 as ssh expects.
+    let o = with_home(&["ssh-proxy", "no-such-island.dejima"]);
+    assert_eq!(o.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not found"));
+    // Keys of one island, then none.
+    let pubkey = ssh_dir.join("id_ed25519.pub");
+    let out = ok(
+        &d,
+        &[
+            "ssh-key",
+            "add",
+            pubkey.to_str().unwrap(),
+            "--island",
+            n,
+            "--json",
+        ],
+    );
+    let fp = serde_json::from_str::<serde_json::Value>(&out).unwrap()["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ok(&d, &["ssh-key", "ls", "--island", n]).contains(&fp));
+    ok(&d, &["ssh-key", "rm", &fp, "--island", n]);
+    ok(&d, &["ssh-key", "rm", &fp]);
+    let o = with_home(&["ssh", n, "true"]);
+    assert_eq!(o.status.code(), Some(255), "no key lets it in now");
+}

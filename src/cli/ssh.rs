@@ -312,7 +312,14 @@ pub fn ssh(c: &Client, a: SshCmd) -> Out {
         Some(island) => {
             use std::os::unix::process::CommandExt;
             let island = island_of(island).to_string();
-            let err = std::process::Command::new("ssh")
+            let mut cmd = std::process::Command::new("ssh");
+            // The config `ssh enroll` wrote is $HOME's (ssh itself reads the passwd home's).
+            if let Ok(config) = home().map(|h| h.join(".ssh").join("config")) {
+                if std::fs::read_to_string(&config).is_ok_and(|c| c.contains(BEGIN)) {
+                    cmd.arg("-F").arg(&config);
+                }
+            }
+            let err = cmd
                 .arg("-o")
                 .arg(format!("ProxyCommand={} ssh-proxy %h", me()))
                 .args(["-o", "User=agent"])
@@ -327,7 +334,7 @@ pub fn ssh(c: &Client, a: SshCmd) -> Out {
 }
 
 /// The managed block of ~/.ssh/config.
-fn block(key: &Path) -> String {
+fn block(key: &Path, known_hosts: &Path) -> String {
     let mut proxy = format!("{} ssh-proxy %h", me());
     // A remote daemon is named in the block (never its token: that stays in the environment).
     if let Ok(h) = std::env::var("DEJIMA_HOST") {
@@ -336,8 +343,9 @@ fn block(key: &Path) -> String {
         }
     }
     format!(
-        "{BEGIN}\nHost *{SUFFIX}\n    ProxyCommand {proxy}\n    User agent\n    IdentityFile {}\n    IdentitiesOnly yes\n    StrictHostKeyChecking accept-new\n{END}\n",
-        key.display()
+        "{BEGIN}\nHost *{SUFFIX}\n    ProxyCommand {proxy}\n    User agent\n    IdentityFile {}\n    IdentitiesOnly yes\n    UserKnownHostsFile {}\n    StrictHostKeyChecking accept-new\n{END}\n",
+        key.display(),
+        known_hosts.display()
     )
 }
 
@@ -407,7 +415,7 @@ fn enroll(c: &Client, key: Option<&str>) -> Out {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e.into()),
     };
-    let new = with_block(&old, &block(&private));
+    let new = with_block(&old, &block(&private, &ssh_dir.join("known_hosts")));
     if new != old {
         crate::store::atomic_write_mode(&config, new.as_bytes(), 0o600)?;
         println!("{}: Host *{SUFFIX} set up", config.display());
@@ -422,8 +430,8 @@ mod tests {
 
     #[test]
     fn the_managed_block_replaces_itself_and_keeps_the_rest() {
-        let b1 = block(Path::new("/k1"));
-        let b2 = block(Path::new("/k2"));
+        let b1 = block(Path::new("/k1"), Path::new("/kh"));
+        let b2 = block(Path::new("/k2"), Path::new("/kh"));
         let mine = "Host work\n    User me\n";
         let once = with_block(mine, &b1);
         assert!(once.starts_with(mine) && once.contains("/k1"));
