@@ -15,6 +15,7 @@ from ._version import __version__
 from .client import JSON, ROUTES, Client
 from .errors import DejimaConnectionError, DejimaError
 from .session import Session
+from .ssh import SshStream
 from .streams import Stream
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "JSON",
     "ROUTES",
     "Session",
+    "SshStream",
     "Stream",
     "__version__",
 ]

@@ -25,6 +25,7 @@ from ._version import __version__
 from ._transport import UnixAdapter, make_retry
 from .errors import DejimaConnectionError, DejimaError
 from .session import Session, open_session
+from .ssh import SshStream, open_ssh_stream
 from .streams import Stream, iter_lines, iter_sse
 
 __all__ = ["Client", "ROUTES", "JSON"]
@@ -118,6 +119,13 @@ ROUTES: Dict[Tuple[str, str], str] = {
     ("GET", "/v1/credentials/providers/{provider}"): "get_provider",
     ("PUT", "/v1/credentials/providers/{provider}"): "set_provider",
     ("DELETE", "/v1/credentials/providers/{provider}"): "delete_provider",
+    ("GET", "/v1/islands/{name}/ssh"): "ssh_stream",
+    ("GET", "/v1/ssh/account-keys"): "list_account_keys",
+    ("POST", "/v1/ssh/account-keys"): "add_account_key",
+    ("DELETE", "/v1/ssh/account-keys/{fingerprint}"): "remove_account_key",
+    ("GET", "/v1/islands/{name}/ssh/keys"): "list_island_ssh_keys",
+    ("POST", "/v1/islands/{name}/ssh/keys"): "add_island_ssh_key",
+    ("DELETE", "/v1/islands/{name}/ssh/keys/{fingerprint}"): "remove_island_ssh_key",
 }
 
 # Engine operations (create, wake, clone, ...) may take minutes; they get at least this long.
@@ -939,6 +947,54 @@ class Client:
     def revoke_spawn(self, island: str) -> None:
         """Withdraw the spawn grant (existing children stay; 404 when there is none). Operator."""
         self._call("DELETE", self._isl(island, "spawn"))
+
+    # -- SSH --------------------------------------------------------------------------------
+
+    def ssh_stream(self, island: str) -> SshStream:
+        """A raw byte stream to a ``sshd -i`` started in the island for this connection (key
+        authentication only, as the agent user): ``GET /v1/islands/{name}/ssh`` with
+        ``Connection: Upgrade`` / ``Upgrade: dejima-ssh``, answered ``101``; from then on the
+        connection carries the SSH protocol both ways (the island's banner comes first). Over
+        the Unix socket or TCP (with the token). A refusal raises DejimaError (404 no such
+        island, 409 not running, 403 the token may not). Operator, or the island's own token."""
+        return open_ssh_stream(
+            path=self._isl(island, "ssh"),
+            socket_path=self.socket_path,
+            http_base=self.base_url,
+            token=self.token,
+            user_agent=self._headers["User-Agent"],
+            timeout=self.timeout,
+        )
+
+    def list_account_keys(self) -> List[JSON]:
+        """The SSH keys let into every island: ``[{fingerprint, type, public_key, comment,
+        added_at}]``. Owner."""
+        return self._call("GET", "/v1/ssh/account-keys")  # type: ignore[no-any-return]
+
+    def add_account_key(self, public_key: str) -> JSON:
+        """Let a public key (one OpenSSH line, ``ssh-ed25519 AAAA… comment``) into every island
+        from the next connection on; the key's record (a 201, or a 200 with the record it had
+        when it was there already). A malformed key is 400 or 422. Owner."""
+        return self._call("POST", "/v1/ssh/account-keys", json={"public_key": public_key.strip()})  # type: ignore[no-any-return]
+
+    def remove_account_key(self, fingerprint: str) -> None:
+        """Stop letting an account key in, by its fingerprint (``SHA256:…``, with or without
+        the prefix); 404 when there is none. Owner."""
+        self._call("DELETE", "/v1/ssh/account-keys/" + _seg(fingerprint))
+
+    def list_island_ssh_keys(self, island: str) -> List[JSON]:
+        """The SSH keys let into this island only (account keys not included). Viewer."""
+        return self._call("GET", self._isl(island, "ssh", "keys"))  # type: ignore[no-any-return]
+
+    def add_island_ssh_key(self, island: str, public_key: str) -> JSON:
+        """Let a public key into this island only; the key's record (201 new, 200 when it was
+        there already). A malformed key is 400 or 422. Operator."""
+        return self._call("POST", self._isl(island, "ssh", "keys"), json={"public_key": public_key.strip()})  # type: ignore[no-any-return]
+
+    def remove_island_ssh_key(self, island: str, fingerprint: str) -> None:
+        """Stop letting an island key in (``SHA256:…``, with or without the prefix); 404 when
+        the island has no such key. Operator."""
+        self._call("DELETE", self._isl(island, "ssh", "keys", _seg(fingerprint)))
 
     # -- credentials ------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
+import http, { type IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
 import path from "node:path";
-import type { IncomingMessage } from "node:http";
 import type { components, paths } from "./openapi.js";
-import { DejimaError } from "./errors.js";
+import { DejimaError, DejimaTimeoutError } from "./errors.js";
 import { Session, type SocketEvents, type SocketLike } from "./session.js";
 import { lazyIterator, readLines, readSse, type SseMessage } from "./stream.js";
 import { defaultHome, encodeQuery, parseHost, Transport, type Endpoint, type QueryValue } from "./transport.js";
@@ -69,6 +70,7 @@ export type PortResult = Schemas["PortResult"];
 export type CapabilityGrant = Schemas["CapabilityGrant"];
 export type McpGrant = Schemas["McpGrant"];
 export type SpawnInfo = Schemas["SpawnInfo"];
+export type SshKey = Schemas["SshKey"];
 
 export type Health = ResponseOf<"/v1/healthz", "get">;
 export type ImageBuildOptions = BodyOf<"/v1/image/build", "post">;
@@ -118,6 +120,7 @@ export type McpMethod = McpCallRequest["method"];
 export type McpCallResult = ResponseOf<"/v1/mcp/call", "post">;
 export type SpawnGrantRequest = BodyOf<"/v1/islands/{name}/spawn", "put">;
 export type SpawnGrantOptions = Omit<SpawnGrantRequest, "max_children">;
+export type AddSshKeyRequest = BodyOf<"/v1/ssh/account-keys", "post">;
 
 /** One entry of /v1/agent-types (the spec describes it in prose only). */
 export interface AgentType {
@@ -200,6 +203,13 @@ export interface AttachOptions {
   webSocket?: "ws" | "global";
 }
 
+export interface SshStreamOptions {
+  /** Milliseconds to wait for the daemon's 101 (default: the client's timeout; 0: none). */
+  timeout?: number;
+  /** Abort the handshake (rejects with the signal's reason). */
+  signal?: AbortSignal;
+}
+
 export interface StreamOptions {
   /** Abort the stream (ends the iteration with the signal's reason). */
   signal?: AbortSignal;
@@ -232,6 +242,8 @@ function hasKeys(o: object): boolean {
 }
 
 const seg = (s: string) => encodeURIComponent(s);
+/** The protocol of the SSH upgrade (`Upgrade: dejima-ssh`). */
+const SSH_PROTO = "dejima-ssh";
 const isl = (name: string) => `/v1/islands/${seg(name)}`;
 
 /** `/workspace/a b/c.txt` → `workspace/a%20b/c.txt` (the files route's path form). */
@@ -767,6 +779,116 @@ export class Client {
     return this.#call("DELETE", `${isl(name)}/spawn`);
   }
 
+  // --- SSH ------------------------------------------------------------------------------------
+
+  /**
+   * GET /v1/islands/{name}/ssh (upgrade to `dejima-ssh`; operator, or the island's own token)
+   * — a raw byte stream to a `sshd -i` started in the island for this connection (key
+   * authentication only, as the agent user). Resolves with the connection after the daemon's
+   * `101 Switching Protocols`: from then on it carries the SSH protocol both ways (the island's
+   * banner comes first), e.g. for an SSH library's `sock` option. Over the Unix socket or TCP
+   * (with the token). Any other answer rejects with DejimaError (404 no such island, 409 not
+   * running, 403 not allowed).
+   */
+  sshStream(name: string, opts: SshStreamOptions = {}): Promise<Socket> {
+    const p = `${isl(name)}/ssh`;
+    const ep = this.endpoint;
+    const target: http.RequestOptions =
+      "socketPath" in ep ? { socketPath: ep.socketPath, host: "dejimad" } : { hostname: ep.hostname, port: ep.port };
+    const timeout = opts.timeout ?? this.t.timeout;
+    return new Promise<Socket>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      let settled = false;
+      const done = (err: Error | null, sock?: Socket) => {
+        if (settled) {
+          if (sock) sock.destroy();
+          return;
+        }
+        settled = true;
+        if (timer) clearTimeout(timer);
+        opts.signal?.removeEventListener("abort", onAbort);
+        if (err) reject(err);
+        else resolve(sock!);
+      };
+      const req = http.request({
+        ...target,
+        method: "GET",
+        path: p,
+        agent: false,
+        headers: { ...this.t.authHeaders(), connection: "Upgrade", upgrade: SSH_PROTO },
+      });
+      const onAbort = () => {
+        const reason = opts.signal?.reason ?? new Error("aborted");
+        req.destroy(reason instanceof Error ? reason : new Error(String(reason)));
+      };
+      if (opts.signal) {
+        if (opts.signal.aborted) onAbort();
+        else opts.signal.addEventListener("abort", onAbort, { once: true });
+      }
+      if (timeout > 0) {
+        timer = setTimeout(() => req.destroy(new DejimaTimeoutError(`GET ${p}: no answer within ${timeout} ms`)), timeout);
+      }
+      req.on("error", (e) => done(e));
+      req.on("upgrade", (res: IncomingMessage, socket: Socket, head: Buffer) => {
+        const proto = String(res.headers.upgrade ?? "");
+        if (proto.toLowerCase() !== SSH_PROTO) {
+          socket.destroy();
+          done(new Error(`GET ${p}: dejimad switched to ${JSON.stringify(proto)}, not ${SSH_PROTO}`));
+          return;
+        }
+        if (!("socketPath" in ep)) socket.setNoDelay(true);
+        socket.setTimeout(0);
+        // Whatever arrived with the head is already the island's sshd speaking.
+        if (head.length > 0) socket.unshift(head);
+        done(null, socket);
+      });
+      req.on("response", (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("error", (e) => done(e));
+        res.on("end", () => done(DejimaError.fromBody(res.statusCode ?? 0, Buffer.concat(chunks), "GET", p)));
+      });
+      req.end();
+    });
+  }
+
+  /** GET /v1/ssh/account-keys — the SSH keys let into every island (owner). */
+  listAccountKeys(): Promise<SshKey[]> {
+    return this.#call("GET", "/v1/ssh/account-keys");
+  }
+
+  /**
+   * POST /v1/ssh/account-keys — let a public key (one OpenSSH line, `ssh-ed25519 AAAA…
+   * comment`) into every island from the next connection on (owner). Resolves with the key's
+   * record: new (201), or the one it had when it was there already (200). Malformed: 400 or 422.
+   */
+  addAccountKey(publicKey: string): Promise<SshKey> {
+    return this.#call("POST", "/v1/ssh/account-keys", { json: { public_key: publicKey.trim() } satisfies AddSshKeyRequest });
+  }
+
+  /** DELETE /v1/ssh/account-keys/{fingerprint} — stop letting an account key in; `SHA256:` prefix optional (owner). */
+  removeAccountKey(fingerprint: string): Promise<void> {
+    return this.#call("DELETE", `/v1/ssh/account-keys/${seg(fingerprint)}`);
+  }
+
+  /** GET /v1/islands/{name}/ssh/keys — the SSH keys let into this island only (viewer). */
+  listIslandSshKeys(name: string): Promise<SshKey[]> {
+    return this.#call("GET", `${isl(name)}/ssh/keys`);
+  }
+
+  /**
+   * POST /v1/islands/{name}/ssh/keys — let a public key into this island only (operator).
+   * Resolves with the key's record: new (201), or the one it had already (200).
+   */
+  addIslandSshKey(name: string, publicKey: string): Promise<SshKey> {
+    return this.#call("POST", `${isl(name)}/ssh/keys`, { json: { public_key: publicKey.trim() } satisfies AddSshKeyRequest });
+  }
+
+  /** DELETE /v1/islands/{name}/ssh/keys/{fingerprint} — stop letting an island key in; `SHA256:` prefix optional (operator). */
+  removeIslandSshKey(name: string, fingerprint: string): Promise<void> {
+    return this.#call("DELETE", `${isl(name)}/ssh/keys/${seg(fingerprint)}`);
+  }
+
   // --- credentials ----------------------------------------------------------------------------
 
   /** GET /v1/credentials/claude — whether Claude Code's login is stored (owner). */
@@ -1009,6 +1131,13 @@ export const ROUTES = {
   "GET /v1/credentials/providers/{provider}": "getProvider",
   "PUT /v1/credentials/providers/{provider}": "setProvider",
   "DELETE /v1/credentials/providers/{provider}": "removeProvider",
+  "GET /v1/islands/{name}/ssh": "sshStream",
+  "GET /v1/ssh/account-keys": "listAccountKeys",
+  "POST /v1/ssh/account-keys": "addAccountKey",
+  "DELETE /v1/ssh/account-keys/{fingerprint}": "removeAccountKey",
+  "GET /v1/islands/{name}/ssh/keys": "listIslandSshKeys",
+  "POST /v1/islands/{name}/ssh/keys": "addIslandSshKey",
+  "DELETE /v1/islands/{name}/ssh/keys/{fingerprint}": "removeIslandSshKey",
 } as const satisfies Record<string, keyof Client>;
 
 /** A route key of ROUTES, e.g. "GET /v1/islands". */

@@ -12,7 +12,7 @@ export type {
   CapabilityGrant, McpGrant, SpawnInfo, PortScopeRequest, PortScopeOptions, PortIntakeRequest,
   PortIntakeOptions, PortWriteRequest, CapabilityInfo, ExecuteCapabilityRequest,
   ExecuteCapabilityOptions, CapabilityResult, McpServer, McpCallRequest, McpMethod,
-  McpCallResult, SpawnGrantRequest, SpawnGrantOptions, AgentType, AuditEntry, AuditResult,
+  McpCallResult, SpawnGrantRequest, SpawnGrantOptions, SshKey, AddSshKeyRequest, SshStreamOptions, AgentType, AuditEntry, AuditResult,
   ActivityItem, StreamEvent, ClientOptions, AttachOptions, StreamOptions, LogsOptions, Route,
   SpecRoute,
 } from "./client.js";
