@@ -16,6 +16,7 @@ pub mod http;
 pub mod image;
 pub mod island;
 pub mod latch;
+pub mod metrics;
 pub mod process;
 pub mod runtime;
 pub mod session;

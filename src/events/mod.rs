@@ -113,6 +113,7 @@ impl Bus {
                 Ok(()) => true,
                 // Full: too slow, cut off. Disconnected: gone.
                 Err(TrySendError::Full(_)) => {
+                    crate::metrics::bus_drop();
                     log::info!("event stream subscriber fell {STREAM_QUEUE} events behind; disconnecting it");
                     false
                 }

@@ -552,6 +552,7 @@ impl Webhooks {
             return;
         }
         d.attempts += 1;
+        crate::metrics::webhook_retry();
         d.last_error = result.err().unwrap_or_default();
         let backoff = Duration::from_secs(1u64 << d.attempts.min(16)).min(self.max_backoff);
         d.next_ms = now + backoff.as_millis() as u64;

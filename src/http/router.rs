@@ -109,6 +109,8 @@ const fn open(method: &'static str, pattern: &'static str, handler: Handler) -> 
 /// The one route table: method, pattern, handler, who may call it.
 pub static ROUTES: &[Route] = &[
     open("GET", "/v1/healthz", system::healthz),
+    open("GET", "/v1/readyz", system::readyz),
+    op("GET", "/metrics", system::metrics),
     view("GET", "/v1/overview", system::overview),
     own("POST", "/v1/image/build", system::image_build),
     view("GET", "/v1/islands", islands::list),
@@ -493,6 +495,15 @@ fn authorize(app: &App, caller: &Caller, route: &Route, params: &Params) -> Resu
 
 /// Route a request and run its handler; every error becomes its JSON response here.
 pub fn dispatch(app: &App, req: &mut Request) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method.clone();
+    let (route, resp) = route_request(app, req);
+    crate::metrics::request(route, &method, resp.status, started.elapsed());
+    resp
+}
+
+/// `dispatch`, and the route pattern it went to (for the metrics).
+fn route_request(app: &App, req: &mut Request) -> (&'static str, Response) {
     // Who was asking, as the ledger names them (before authentication resolves a token).
     let asker = actor(&req.caller);
     let caller = match authenticate(app, req) {
@@ -500,7 +511,7 @@ pub fn dispatch(app: &App, req: &mut Request) -> Response {
         Err(e) => {
             let resp = error_response(&e);
             ledger_refusal(app, req, &asker, None, None, resp.status);
-            return resp;
+            return ("(unauthenticated)", resp);
         }
     };
     req.caller = caller;
@@ -520,32 +531,43 @@ pub fn dispatch(app: &App, req: &mut Request) -> Response {
                     let resp = error_response(&e);
                     // A scope's 404 is a refusal too, though it looks like a missing island.
                     ledger_refusal(app, req, &who, Some(route.pattern), island, resp.status);
-                    return resp;
+                    return (route.pattern, resp);
                 }
                 let resp = match (route.handler)(app, req, &params) {
                     Ok(resp) => resp,
                     Err(e) => error_response(&e),
                 };
                 ledger(app, req, &who, Some(route.pattern), island, resp.status);
-                return resp;
+                return (route.pattern, resp);
             }
             allowed.push(route.method);
         }
     }
     if allowed.is_empty() {
-        error_response(&Error::NotFound(format!(
+        let resp = error_response(&Error::NotFound(format!(
             "no route for {} {}",
             req.method, req.path
-        )))
+        )));
+        ("(no route)", resp)
     } else {
-        error_response(&Error::MethodNotAllowed(format!(
+        let resp = error_response(&Error::MethodNotAllowed(format!(
             "{} is not allowed on {} (allowed: {})",
             req.method,
             req.path,
             allowed.join(", ")
         )))
-        .header("Allow", &allowed.join(", "))
+        .header("Allow", &allowed.join(", "));
+        (route_of(&req.path), resp)
     }
+}
+
+/// The pattern a path would have matched (for a 405's metrics).
+fn route_of(path: &str) -> &'static str {
+    ROUTES
+        .iter()
+        .find(|r| matches(r.pattern, path).is_some())
+        .map(|r| r.pattern)
+        .unwrap_or("(no route)")
 }
 
 /// How the ledger names a caller: `socket`, `tcp:<addr>`, `token:<id>`, `island:<name>`.

@@ -283,11 +283,16 @@ impl Engine {
         for (k, v) in env {
             run = run.env(k, v);
         }
+        let started = std::time::Instant::now();
         let out = run
             .input(input)
             .timeout(timeout)
             .run()
             .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        crate::metrics::engine_call(
+            args.first().map(String::as_str).unwrap_or(""),
+            started.elapsed(),
+        );
         if out.timed_out {
             return Err(EngineError::Unavailable(format!(
                 "`docker {}` timed out after {}s",
@@ -601,9 +606,11 @@ impl Engine {
             .input(input)
             .timeout(opts.timeout)
             .cap(opts.cap);
+        let started = std::time::Instant::now();
         let mut out = run
             .run()
             .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        crate::metrics::engine_call("exec", started.elapsed());
         drop(env_file);
         // A program the runtime could not start: this engine prints why on stdout with 126;
         // the command's streams must not carry that, and a missing program is 127 as a shell

@@ -4,21 +4,24 @@ Keys are made with the host's ssh-keygen; the fingerprints the daemon reports ar
 with what ``ssh-keygen -l -E sha256`` prints.
 """
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator, Tuple
 
 import pytest
-from conftest import RUN, TCP
+from conftest import RUN, SOCKET_PATH, TCP
 
 import dejima
 
-Key = Tuple[str, str]  # (public key line, SHA256:… fingerprint)
+Key = Tuple[str, str, str]  # (public key line, SHA256:… fingerprint, private key file)
 
 
 def make_key(folder: Path, name: str) -> Key:
-    """A new ed25519 key pair in ``folder``: its public line and ssh-keygen's fingerprint.
+    """A new ed25519 key pair in ``folder``: its public line, ssh-keygen's fingerprint and the
+    private key's file.
     A few are made until one's fingerprint has a "/" (or "+"), so the percent-encoding of the
     fingerprint in a path is exercised too."""
     if shutil.which("ssh-keygen") is None:
@@ -33,7 +36,7 @@ def make_key(folder: Path, name: str) -> Key:
         ).stdout
         fp = out.split()[1]
         if "/" in fp or "+" in fp or i == 15:
-            return (Path(f"{key}.pub").read_text().strip(), fp)
+            return (Path(f"{key}.pub").read_text().strip(), fp, str(key))
     raise AssertionError("unreachable")
 
 
@@ -67,7 +70,7 @@ def operator_token(client: dejima.Client) -> Iterator[str]:
 
 
 def test_island_ssh_keys(client: dejima.Client, island: str, tmp_path: Path) -> None:
-    pub, fp = make_key(tmp_path, "island")
+    pub, fp, _ = make_key(tmp_path, "island")
     assert client.list_island_ssh_keys(island) == []
     k = client.add_island_ssh_key(island, pub + "\n")  # a .pub file's text, newline and all
     try:
@@ -97,7 +100,7 @@ def test_island_ssh_keys(client: dejima.Client, island: str, tmp_path: Path) -> 
 
 
 def test_ssh_stream_unix(unix_client: dejima.Client, island: str, tmp_path: Path) -> None:
-    pub, fp = make_key(tmp_path, "stream")
+    pub, fp, _ = make_key(tmp_path, "stream")
     unix_client.add_island_ssh_key(island, pub)
     try:
         with unix_client.ssh_stream(island) as s:
@@ -131,6 +134,57 @@ def test_ssh_stream_tcp_with_a_token(
     op.close()
 
 
+# A ProxyCommand made of the SDK: stdin to the stream, the stream to stdout (the island from
+# argv, the daemon and token from DEJIMA_HOST / DEJIMA_TOKEN).
+PIPE = """
+import sys, threading, dejima
+s = dejima.Client().ssh_stream(sys.argv[1])
+def up():
+    while True:
+        b = sys.stdin.buffer.raw.read(65536)
+        if not b:
+            break
+        s.sendall(b)
+    s.shutdown_write()
+threading.Thread(target=up, daemon=True).start()
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    sys.stdout.buffer.write(b)
+    sys.stdout.buffer.flush()
+"""
+
+
+def test_real_ssh_through_ssh_stream(client: dejima.Client, island: str, tmp_path: Path) -> None:
+    """OpenSSH's own client logs in with an island key through ssh_stream as its ProxyCommand,
+    and without a key that is let in it is refused."""
+    if shutil.which("ssh") is None:
+        pytest.fail("ssh is needed (openssh-client)")
+    pub, fp, key = make_key(tmp_path, "login")
+    pipe = tmp_path / "pipe.py"
+    pipe.write_text(PIPE)
+    here = os.path.dirname(os.path.abspath(dejima.__file__))
+    env = dict(os.environ, DEJIMA_HOST="unix:" + SOCKET_PATH, DEJIMA_TOKEN="")
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(here)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+
+    def ssh(*cmd: str) -> "subprocess.CompletedProcess[str]":
+        argv = ["ssh", "-F", "/dev/null", "-o", f"ProxyCommand={sys.executable} {pipe} %h", "-o", "BatchMode=yes"]
+        argv += ["-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={tmp_path / 'known_hosts'}"]
+        argv += ["-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=30", "-i", key, f"agent@{island}", *cmd]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=90)
+
+    refused = ssh("true")
+    assert refused.returncode == 255 and "Permission denied" in refused.stderr, refused
+    client.add_island_ssh_key(island, pub)
+    try:
+        r = ssh("echo", "SSH-$((6*7))", "&&", "id", "-un")
+        assert r.returncode == 0, r
+        assert r.stdout == "SSH-42\nagent\n", r
+    finally:
+        client.remove_island_ssh_key(island, fp)
+
+
 def test_ssh_stream_refusals(client: dejima.Client, tcp_client: dejima.Client, island: str, tmp_path: Path) -> None:
     assert status_of(lambda: client.ssh_stream(f"{RUN}-missing")) == 404
     # A viewer may not open it.
@@ -154,7 +208,7 @@ def test_ssh_stream_refusals(client: dejima.Client, tcp_client: dejima.Client, i
 
 def test_account_keys(unix_client: dejima.Client, tmp_path: Path) -> None:
     c = unix_client  # the owner
-    pub, fp = make_key(tmp_path, "account")
+    pub, fp, _ = make_key(tmp_path, "account")
     before = c.list_account_keys()
     k = c.add_account_key(pub)
     try:

@@ -126,3 +126,63 @@ pub fn image_build(app: &App, req: &mut Request, _p: &Params) -> Result<Response
         }),
     ))
 }
+
+/// The wire word of an enum (its serde name).
+fn word<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// GET /metrics: Prometheus text format.
+pub fn metrics(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
+    let mut g = crate::metrics::Gauges::default();
+    for i in app.islands.list() {
+        *g.islands
+            .entry((word(&i.state), word(&i.container)))
+            .or_default() += 1;
+        for a in &i.agents {
+            *g.agents.entry(word(&a.state)).or_default() += 1;
+        }
+    }
+    g.attached_clients = app.islands.hub.count() as u64;
+    let subs = app.webhooks.list();
+    g.webhook_subscriptions = subs.len() as u64;
+    for s in &subs {
+        g.webhook_pending += s.pending;
+        g.webhook_delivered += s.delivered;
+        g.webhook_failed += s.failed;
+    }
+    g.panic_engaged = app.islands.panic_status().panicked;
+    Ok(Response {
+        status: 200,
+        headers: vec![(
+            "Content-Type".into(),
+            "text/plain; version=0.0.4; charset=utf-8".into(),
+        )],
+        payload: crate::http::wire::Payload::Bytes(crate::metrics::render(&g).into_bytes()),
+    })
+}
+
+/// GET /v1/readyz: 200 when the engine answers and the island image is there; 503 with why.
+pub fn readyz(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
+    let image = app.islands.config.default_image.clone();
+    let why = match app.islands.engine.ping() {
+        Err(e) => Some(format!("the container engine does not answer: {e}")),
+        Ok(()) => match app.islands.engine.image_present(&image) {
+            Ok(true) => None,
+            Ok(false) => Some(format!(
+                "the island image {image} is not built (dejima image build)"
+            )),
+            Err(e) => Some(format!("cannot look for the island image: {e}")),
+        },
+    };
+    Ok(match why {
+        None => Response::json(200, &json!({"ready": true, "image": image})),
+        Some(reason) => Response::json(
+            503,
+            &json!({"ready": false, "reason": reason, "error": reason}),
+        ),
+    })
+}
