@@ -576,3 +576,99 @@ fn cli_enrolls_a_laptop_and_reaches_islands_over_ssh() {
     let o = with_home(&["ssh", n, "true"]);
     assert_eq!(o.status.code(), Some(255), "no key lets it in now");
 }
+
+#[test]
+fn service_files_pass_their_managers_own_checks() {
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("dejimad.service");
+    for extra in [
+        vec!["--user"],
+        vec!["--tcp", "127.0.0.1:7273", "--require-token"],
+    ] {
+        let mut args = vec![
+            "service",
+            "install",
+            "--unit-dir",
+            dir.path().to_str().unwrap(),
+        ];
+        args.extend(extra.iter().copied());
+        ok(&d, &args);
+        let text = std::fs::read_to_string(&unit).unwrap();
+        assert!(
+            text.contains("Restart=on-failure") && text.contains("LimitNOFILE="),
+            "{text}"
+        );
+        assert!(text.contains("KillSignal=SIGTERM"), "{text}");
+        let o = Command::new("systemd-analyze")
+            .args(["verify"])
+            .arg(&unit)
+            .output()
+            .expect("systemd-analyze");
+        assert!(
+            o.status.success(),
+            "systemd-analyze verify: {}{}\n{text}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if extra.contains(&"--tcp") {
+            assert!(
+                text.contains("--tcp 127.0.0.1:7273 --require-token"),
+                "{text}"
+            );
+        }
+    }
+    // The same checker refuses a broken unit: the check above can fail.
+    std::fs::write(&unit, "[Service]\nExecStart=relative/path\n").unwrap();
+    assert!(!Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    ok(
+        &d,
+        &[
+            "service",
+            "uninstall",
+            "--unit-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert!(!unit.exists());
+    // launchd's plist, read by a plist parser.
+    let plist = ok(
+        &d,
+        &[
+            "service",
+            "install",
+            "--manager",
+            "launchd",
+            "--print",
+            "--tcp",
+            "0.0.0.0:1",
+        ],
+    );
+    let mut py = Command::new("python3")
+        .args([
+            "-c",
+            "import plistlib,sys,json; d=plistlib.loads(sys.stdin.buffer.read()); print(json.dumps(d))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut py.stdin.take().unwrap(), plist.as_bytes()).unwrap();
+    let o = py.wait_with_output().unwrap();
+    assert!(o.status.success(), "{plist}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["Label"], "dev.dejima.dejimad");
+    assert!(v["ProgramArguments"][0]
+        .as_str()
+        .unwrap()
+        .ends_with("dejimad"));
+    assert_eq!(v["ProgramArguments"][1], "--tcp");
+    assert_eq!(v["KeepAlive"]["SuccessfulExit"], false);
+    assert_eq!(v["SoftResourceLimits"]["NumberOfFiles"], 65536);
+}

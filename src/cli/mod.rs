@@ -12,6 +12,7 @@ mod image;
 mod islands;
 mod overview;
 mod panic;
+mod service;
 mod sessions;
 mod ssh;
 pub mod terms;
@@ -72,6 +73,7 @@ pub enum Command {
     Ssh(ssh::SshCmd),
     SshProxy(ssh::SshProxy),
     SshKey(ssh::SshKeyCmd),
+    Service(service::ServiceCmd),
 }
 
 /// What a command failed with.
@@ -155,6 +157,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Ssh(a) => ssh::ssh(&c, a),
         Command::SshProxy(a) => ssh::ssh_proxy(&c, a),
         Command::SshKey(a) => ssh::ssh_key(&c, a),
+        Command::Service(a) => service::service(a),
     };
     match r {
         Ok(()) => 0,

@@ -38,6 +38,8 @@ _DEFAULT: Any = object()  # "the client's timeout"
 # fails when openapi.yaml gains an operation this table lacks, or names a missing method.
 ROUTES: Dict[Tuple[str, str], str] = {
     ("GET", "/v1/healthz"): "healthz",
+    ("GET", "/v1/readyz"): "readyz",
+    ("GET", "/metrics"): "metrics",
     ("GET", "/v1/overview"): "overview",
     ("POST", "/v1/image/build"): "image_build",
     ("GET", "/v1/islands"): "list_islands",
@@ -335,6 +337,18 @@ class Client:
     def healthz(self) -> JSON:
         """``{status, ok, version, docker_reachable}``; reachable with any token."""
         return self._call("GET", "/v1/healthz")  # type: ignore[no-any-return]
+
+    def readyz(self) -> JSON:
+        """Readiness: ``{ready: True, image}`` when the engine answers and the island image is
+        there; otherwise DejimaError 503 whose ``body`` is ``{ready: False, reason, error}``.
+        Any role."""
+        return self._call("GET", "/v1/readyz")  # type: ignore[no-any-return]
+
+    def metrics(self) -> str:
+        """The Prometheus exposition (text format 0.0.4): requests and latency by route,
+        engine calls, islands, agents, clients, webhooks, the process. Operator."""
+        resp = self._request("GET", "/metrics", headers={"Accept": "text/plain"})
+        return resp.content.decode("utf-8", "replace")
 
     def version(self) -> str:
         """The daemon's version (from healthz)."""

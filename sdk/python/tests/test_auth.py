@@ -100,6 +100,10 @@ def test_viewer_token_is_read_only(tcp_client: dejima.Client, island: str, token
     with pytest.raises(dejima.DejimaError) as e:
         v.attach(island)
     assert e.value.status == 403
+    with pytest.raises(dejima.DejimaError) as e:
+        v.metrics()  # operator
+    assert e.value.status == 403
+    assert v.readyz()["ready"] is True  # any role
 
 
 def test_revoked_token_is_refused(client: dejima.Client, tcp_client: dejima.Client) -> None:

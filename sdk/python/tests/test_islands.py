@@ -16,6 +16,11 @@ def test_daemon_basics(client: dejima.Client) -> None:
     assert client.version() == h["version"] == dejima.__version__
     ov = client.overview()
     assert isinstance(ov["total_islands"], int) and "docker_reachable" in ov
+    r = client.readyz()
+    assert r["ready"] is True and r["image"]
+    text = client.metrics()
+    assert "# TYPE dejima_http_requests_total counter" in text
+    assert 'dejima_http_requests_total{route="/v1/readyz",method="GET",status="200"}' in text
     types = {t["type"] for t in client.agent_types()}
     assert {"claude-code", "codex", "custom", "headless"} <= types
 

@@ -73,6 +73,7 @@ export type SpawnInfo = Schemas["SpawnInfo"];
 export type SshKey = Schemas["SshKey"];
 
 export type Health = ResponseOf<"/v1/healthz", "get">;
+export type Readiness = ResponseOf<"/v1/readyz", "get">;
 export type ImageBuildOptions = BodyOf<"/v1/image/build", "post">;
 export type CreateIslandOptions = Omit<CreateIslandRequest, "repo">;
 export type ResourcesUpdate = BodyOf<"/v1/islands/{name}/resources", "put">;
@@ -324,6 +325,21 @@ export class Client {
   /** GET /v1/healthz — liveness (any role). */
   healthz(): Promise<Health> {
     return this.#call("GET", "/v1/healthz");
+  }
+
+  /**
+   * GET /v1/readyz — readiness (any role): `{ ready: true, image }` when the engine answers and
+   * the island image is there; otherwise rejects with DejimaError 503 whose `body` is
+   * `{ ready: false, reason, error }`.
+   */
+  readyz(): Promise<Readiness> {
+    return this.#call("GET", "/v1/readyz");
+  }
+
+  /** GET /metrics — the Prometheus exposition, text format 0.0.4 (operator). */
+  async metrics(): Promise<string> {
+    const r = await this.t.request({ method: "GET", path: "/metrics", headers: { accept: "text/plain" } });
+    return r.body.toString("utf8");
   }
 
   /** The daemon's version, from /v1/healthz (the API has no separate version route). */
@@ -1050,6 +1066,8 @@ function hostForUrl(h: string): string {
  */
 export const ROUTES = {
   "GET /v1/healthz": "healthz",
+  "GET /v1/readyz": "readyz",
+  "GET /metrics": "metrics",
   "GET /v1/overview": "overview",
   "POST /v1/image/build": "imageBuild",
   "GET /v1/islands": "listIslands",

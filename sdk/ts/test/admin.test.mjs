@@ -15,9 +15,15 @@ before(() => {
 });
 after(() => dj?.close());
 
-test("healthz, version, overview", { skip }, async () => {
+test("healthz, readyz, metrics, version, overview", { skip }, async () => {
   const h = await dj.healthz();
   assert.equal(h.status, "ok");
+  const r = await dj.readyz();
+  assert.equal(r.ready, true);
+  assert.ok(r.image);
+  const m = await dj.metrics();
+  assert.match(m, /^# TYPE dejima_http_requests_total counter$/m);
+  assert.ok(m.includes('dejima_http_requests_total{route="/v1/readyz",method="GET",status="200"}'), m.slice(0, 400));
   assert.match(await dj.version(), /^\d+\.\d+\.\d+/);
   const o = await dj.overview();
   assert.equal(typeof o.total_islands, "number");

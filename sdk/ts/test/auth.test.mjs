@@ -67,6 +67,8 @@ test("tokens: create over TCP, operator mutates, viewer is 403, list, revoke →
   await assert.rejects(asViewer.setTitle(name, "nope"), (e) => e instanceof DejimaError && e.status === 403);
   await assert.rejects(asViewer.exec(name, ["true"]), (e) => e instanceof DejimaError && e.status === 403);
   await assert.rejects(asViewer.attach(name), (e) => e instanceof DejimaError && e.status === 403);
+  await assert.rejects(asViewer.metrics(), (e) => e instanceof DejimaError && e.status === 403); // operator
+  assert.equal((await asViewer.readyz()).ready, true); // any role
 
   const list = await owner.listTokens();
   const mine = list.find((t) => t.id === op.id);
