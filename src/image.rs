@@ -428,6 +428,30 @@ pub fn build(
     result
 }
 
+/// Whether an image is there, and built from this binary's context.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Freshness {
+    Current,
+    Stale,
+    Missing,
+}
+
+/// How `tag` compares with what this binary would build (full or slim).
+pub fn freshness(engine: &Engine, tag: &str, base: &str) -> Result<Freshness> {
+    if !engine.image_present(tag)? {
+        return Ok(Freshness::Missing);
+    }
+    let label = engine.image_label(tag, CONTEXT_LABEL)?;
+    let base = resolve_base(engine, "", base)?;
+    Ok(
+        if label == context_hash(&base, &pinned_clis()) || label == context_hash(&base, &[]) {
+            Freshness::Current
+        } else {
+            Freshness::Stale
+        },
+    )
+}
+
 /// Make sure `image` exists, building it from the embedded context when it is ours.
 pub fn ensure(engine: &Engine, work_dir: &Path, image: &str, base: &str) -> Result<()> {
     if engine.image_present(image)? {

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod creds;
 pub mod daemon;
+pub mod doctor;
 pub mod egress;
 pub mod error;
 pub mod events;

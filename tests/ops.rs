@@ -95,3 +95,75 @@ fn readyz_says_what_is_missing() {
     assert_eq!(st, 503, "{v}");
     assert!(err_text(&v).contains("never-built-here"), "{v}");
 }
+
+#[test]
+fn doctor_checks_the_host_and_fixes_what_is_safe() {
+    let d = Daemon::start();
+    let dejima = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dejima"))
+            .args(args)
+            .env("DEJIMA_HOME", &d.home)
+            .env_remove("DEJIMA_HOST")
+            .output()
+            .unwrap()
+    };
+    let o = dejima(&["doctor"]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{text}");
+    for name in [
+        "engine",
+        "image",
+        "tmux",
+        "socket",
+        "disk",
+        "memory",
+        "open files",
+        "panic switch",
+        "clock",
+    ] {
+        assert!(text.contains(name), "{name}:\n{text}");
+    }
+    // A socket others could use is found, and --fix tightens it.
+    let sock = d.sock();
+    std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let v = d.ok("GET", "/v1/doctor", None);
+    let socket = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "socket")
+        .unwrap()
+        .clone();
+    assert_eq!(socket["status"], "warn", "{v}");
+    assert!(socket["fix"].is_string());
+    let o = dejima(&["doctor", "--fix"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("fixed:"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sock).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(
+        !ledger(&d, "doctor.fix", "").is_empty()
+            || d.ok("GET", "/v1/audit?type=doctor.fix", None)["entries"]
+                .as_array()
+                .map_or(false, |e| !e.is_empty())
+    );
+    // An engaged panic switch is reported.
+    d.ok("POST", "/v1/panic", Some(json!({"reason": "drill"})));
+    let o = dejima(&["doctor"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("engaged (drill)"));
+    d.ok("DELETE", "/v1/panic", None);
+    // A missing image fails the doctor (exit 1).
+    let other = Daemon::start_with(&["--image", "dejima/island:never-built-here"], &[]);
+    let o = Command::new(env!("CARGO_BIN_EXE_dejima"))
+        .arg("doctor")
+        .env("DEJIMA_HOME", &other.home)
+        .env_remove("DEJIMA_HOST")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("never-built-here is not built"));
+}

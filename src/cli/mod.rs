@@ -7,6 +7,7 @@ pub mod attach;
 mod audit;
 mod brokers;
 mod creds;
+mod doctor;
 mod events;
 mod image;
 mod islands;
@@ -74,6 +75,7 @@ pub enum Command {
     SshProxy(ssh::SshProxy),
     SshKey(ssh::SshKeyCmd),
     Service(service::ServiceCmd),
+    Doctor(doctor::Doctor),
 }
 
 /// What a command failed with.
@@ -158,6 +160,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::SshProxy(a) => ssh::ssh_proxy(&c, a),
         Command::SshKey(a) => ssh::ssh_key(&c, a),
         Command::Service(a) => service::service(a),
+        Command::Doctor(a) => doctor::doctor(&c, a),
     };
     match r {
         Ok(()) => 0,

@@ -111,6 +111,8 @@ pub static ROUTES: &[Route] = &[
     open("GET", "/v1/healthz", system::healthz),
     open("GET", "/v1/readyz", system::readyz),
     op("GET", "/metrics", system::metrics),
+    op("GET", "/v1/doctor", system::doctor),
+    own("POST", "/v1/doctor/fix", system::doctor_fix),
     view("GET", "/v1/overview", system::overview),
     own("POST", "/v1/image/build", system::image_build),
     view("GET", "/v1/islands", islands::list),

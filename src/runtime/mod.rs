@@ -66,6 +66,14 @@ impl EngineError {
 pub type Result<T> = std::result::Result<T, EngineError>;
 
 /// Engine object names for an island.
+/// What `docker info` tells.
+#[derive(Debug, Clone)]
+pub struct EngineInfo {
+    pub version: String,
+    pub root_dir: String,
+    pub system_time: String,
+}
+
 pub fn container_name(island: &str) -> String {
     format!("dejima-{island}")
 }
@@ -783,6 +791,35 @@ impl Engine {
             Err(EngineError::NotFound(_)) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// The engine's version, its data root, and its clock (RFC 3339).
+    pub fn info(&self) -> Result<EngineInfo> {
+        let args = strings(&[
+            "info",
+            "--format",
+            "{{.ServerVersion}}\t{{.DockerRootDir}}\t{{.SystemTime}}",
+        ]);
+        let out = self.ok(&args)?;
+        let text = out.stdout_str();
+        let mut f = text.trim().split('\t');
+        Ok(EngineInfo {
+            version: f.next().unwrap_or_default().to_string(),
+            root_dir: f.next().unwrap_or_default().to_string(),
+            system_time: f.next().unwrap_or_default().to_string(),
+        })
+    }
+
+    /// Run a program in a throwaway container of `image` (no network); its stdout.
+    pub fn image_run(&self, image: &str, argv: &[&str]) -> Result<String> {
+        let mut args = strings(&["run", "--rm", "--network", "none", "--entrypoint", argv[0]]);
+        for (k, v) in &self.extra_labels {
+            args.push("--label".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.push(image.to_string());
+        args.extend(argv[1..].iter().map(|s| s.to_string()));
+        Ok(self.ok(&args)?.stdout_str())
     }
 
     /// A label's value on a local image ("" when unset or the image is missing).

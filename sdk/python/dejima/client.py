@@ -40,6 +40,8 @@ ROUTES: Dict[Tuple[str, str], str] = {
     ("GET", "/v1/healthz"): "healthz",
     ("GET", "/v1/readyz"): "readyz",
     ("GET", "/metrics"): "metrics",
+    ("GET", "/v1/doctor"): "doctor",
+    ("POST", "/v1/doctor/fix"): "doctor_fix",
     ("GET", "/v1/overview"): "overview",
     ("POST", "/v1/image/build"): "image_build",
     ("GET", "/v1/islands"): "list_islands",
@@ -349,6 +351,16 @@ class Client:
         engine calls, islands, agents, clients, webhooks, the process. Operator."""
         resp = self._request("GET", "/metrics", headers={"Accept": "text/plain"})
         return resp.content.decode("utf-8", "replace")
+
+    def doctor(self) -> JSON:
+        """The daemon's checks of its host: ``{ok, checks: [{name, status, detail, fix?,
+        hint?}], fixed}``. Operator."""
+        return self._call("GET", "/v1/doctor")  # type: ignore[no-any-return]
+
+    def doctor_fix(self) -> JSON:
+        """Do what is safe (build the image, chmod 600 the socket, raise the file limit),
+        then check again. Owner."""
+        return self._call("POST", "/v1/doctor/fix", timeout=self._slow(1800))  # type: ignore[no-any-return]
 
     def version(self) -> str:
         """The daemon's version (from healthz)."""

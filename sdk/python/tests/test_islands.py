@@ -21,6 +21,9 @@ def test_daemon_basics(client: dejima.Client) -> None:
     text = client.metrics()
     assert "# TYPE dejima_http_requests_total counter" in text
     assert 'dejima_http_requests_total{route="/v1/readyz",method="GET",status="200"}' in text
+    doc = client.doctor()
+    assert doc["ok"] is True and any(c["name"] == "engine" and c["status"] == "ok" for c in doc["checks"])
+    assert client.doctor_fix()["fixed"] == []
     types = {t["type"] for t in client.agent_types()}
     assert {"claude-code", "codex", "custom", "headless"} <= types
 

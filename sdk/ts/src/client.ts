@@ -74,6 +74,7 @@ export type SshKey = Schemas["SshKey"];
 
 export type Health = ResponseOf<"/v1/healthz", "get">;
 export type Readiness = ResponseOf<"/v1/readyz", "get">;
+export type DoctorReport = ResponseOf<"/v1/doctor", "get">;
 export type ImageBuildOptions = BodyOf<"/v1/image/build", "post">;
 export type CreateIslandOptions = Omit<CreateIslandRequest, "repo">;
 export type ResourcesUpdate = BodyOf<"/v1/islands/{name}/resources", "put">;
@@ -340,6 +341,16 @@ export class Client {
   async metrics(): Promise<string> {
     const r = await this.t.request({ method: "GET", path: "/metrics", headers: { accept: "text/plain" } });
     return r.body.toString("utf8");
+  }
+
+  /** GET /v1/doctor — the daemon's checks of its host: `{ ok, checks: [{name, status, detail, fix?, hint?}], fixed }` (operator). */
+  doctor(): Promise<DoctorReport> {
+    return this.#call("GET", "/v1/doctor");
+  }
+
+  /** POST /v1/doctor/fix — do what is safe (build the image, chmod 600 the socket, raise the file limit), then check again (owner). */
+  doctorFix(): Promise<DoctorReport> {
+    return this.#call("POST", "/v1/doctor/fix");
   }
 
   /** The daemon's version, from /v1/healthz (the API has no separate version route). */
@@ -1068,6 +1079,8 @@ export const ROUTES = {
   "GET /v1/healthz": "healthz",
   "GET /v1/readyz": "readyz",
   "GET /metrics": "metrics",
+  "GET /v1/doctor": "doctor",
+  "POST /v1/doctor/fix": "doctorFix",
   "GET /v1/overview": "overview",
   "POST /v1/image/build": "imageBuild",
   "GET /v1/islands": "listIslands",

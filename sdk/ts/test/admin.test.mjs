@@ -24,6 +24,11 @@ test("healthz, readyz, metrics, version, overview", { skip }, async () => {
   const m = await dj.metrics();
   assert.match(m, /^# TYPE dejima_http_requests_total counter$/m);
   assert.ok(m.includes('dejima_http_requests_total{route="/v1/readyz",method="GET",status="200"}'), m.slice(0, 400));
+  const doc = await dj.doctor();
+  assert.equal(doc.ok, true, JSON.stringify(doc));
+  assert.ok(doc.checks.some((c) => c.name === "engine" && c.status === "ok"));
+  const fixed = await dj.doctorFix();
+  assert.deepEqual(fixed.fixed, [], "a healthy host needs nothing fixed");
   assert.match(await dj.version(), /^\d+\.\d+\.\d+/);
   const o = await dj.overview();
   assert.equal(typeof o.total_islands, "number");

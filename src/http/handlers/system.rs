@@ -186,3 +186,27 @@ pub fn readyz(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
         ),
     })
 }
+
+/// GET /v1/doctor: what this host needs, checked.
+pub fn doctor(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
+    Ok(Response::json(
+        200,
+        &crate::doctor::run(&app.islands, &app.islands.home.socket()),
+    ))
+}
+
+/// POST /v1/doctor/fix: do what is safe about it (build the image, tighten the socket,
+/// raise the file limit), then check again.
+pub fn doctor_fix(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
+    let report = crate::doctor::fix(&app.islands, &app.islands.home.socket());
+    if !report.fixed.is_empty() {
+        app.audit.append(crate::audit::Record {
+            kind: "doctor.fix".into(),
+            actor: crate::http::router::actor(&req.caller),
+            allowed: true,
+            detail: Some(json!({ "fixed": report.fixed })),
+            ..Default::default()
+        });
+    }
+    Ok(Response::json(200, &report))
+}
