@@ -23,4 +23,5 @@ pub mod runtime;
 pub mod session;
 pub mod ssh;
 pub mod store;
+pub mod update;
 pub mod util;

@@ -50,6 +50,7 @@ pub struct Run<'a> {
     input: Input<'a>,
     timeout: Duration,
     cap: usize,
+    dir: Option<std::path::PathBuf>,
 }
 
 /// Default cap on captured output per stream.
@@ -63,7 +64,13 @@ impl<'a> Run<'a> {
             input: Input::None,
             timeout: Duration::from_secs(60),
             cap: DEFAULT_CAP,
+            dir: None,
         }
+    }
+    /// Run it in this working folder.
+    pub fn dir(mut self, d: &std::path::Path) -> Self {
+        self.dir = Some(d.to_path_buf());
+        self
     }
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
@@ -97,6 +104,9 @@ impl<'a> Run<'a> {
             .stderr(Stdio::piped());
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        if let Some(d) = &self.dir {
+            cmd.current_dir(d);
         }
         // Its own process group, so a timeout kills whatever it started too (a grandchild
         // holding our pipes would otherwise keep the capture threads waiting).

@@ -51,9 +51,62 @@ struct Args {
     /// prefix length of each island's subnet within --subnet-pool (default 28)
     #[argh(option, default = "dejima::runtime::SubnetPool::DEFAULT_SUBNET_BITS")]
     subnet_prefix: u8,
+    /// self-update from this release index (JSON: version, and per platform an archive's
+    /// url, sha256 and ed25519 signature); needs --update-key
+    #[argh(option)]
+    update_index: Option<String>,
+    /// the base64 ed25519 public key release archives must be signed with (or
+    /// $DEJIMA_UPDATE_KEY)
+    #[argh(option)]
+    update_key: Option<String>,
+    /// self-update from this git checkout (fetch, fast-forward, cargo build --release); by
+    /// default the checkout this binary was built in, when it runs from target/release
+    #[argh(option)]
+    update_source: Option<String>,
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+}
+
+/// Where updates come from: a release index, a checkout, or (from target/release) the
+/// checkout this binary was built in.
+fn update_config(args: &Args) -> Result<dejima::update::Config, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let install_dir = exe
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let key = args
+        .update_key
+        .clone()
+        .or_else(|| std::env::var("DEJIMA_UPDATE_KEY").ok())
+        .filter(|k| !k.is_empty());
+    let mode = match (&args.update_index, &args.update_source) {
+        (Some(_), Some(_)) => return Err("--update-index and --update-source are exclusive".into()),
+        (Some(index), None) => {
+            let key =
+                key.ok_or("--update-index needs --update-key (the releases' ed25519 public key)")?;
+            dejima::update::Mode::Release {
+                index: index.clone(),
+                key: dejima::update::parse_key(&key)?,
+            }
+        }
+        (None, Some(dir)) => dejima::update::Mode::Source {
+            checkout: std::path::PathBuf::from(dir),
+        },
+        (None, None) => {
+            let checkout = install_dir.parent().and_then(|t| t.parent());
+            match checkout {
+                Some(c) if install_dir.ends_with("target/release") && c.join(".git").exists() => {
+                    dejima::update::Mode::Source {
+                        checkout: c.to_path_buf(),
+                    }
+                }
+                _ => dejima::update::Mode::None,
+            }
+        }
+    };
+    Ok(dejima::update::Config { mode, install_dir })
 }
 
 /// A number of seconds from the environment, or `default`.
@@ -69,6 +122,7 @@ fn env_secs(name: &str, default: u64) -> Result<Duration, String> {
 }
 
 fn options(args: Args) -> Result<dejima::daemon::Options, String> {
+    let update = update_config(&args)?;
     let positive = |n: u64, flag: &str| {
         if n == 0 {
             Err(format!("--{flag} must be at least 1"))
@@ -109,10 +163,14 @@ fn options(args: Args) -> Result<dejima::daemon::Options, String> {
         },
         require_token: args.require_token,
         audit_key: args.audit_key.map(std::path::PathBuf::from),
+        update,
     })
 }
 
 fn main() {
+    // Kept for a restart after an update: the same path (now the new binary), same arguments.
+    let exe = std::env::current_exe().ok();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let args: Args = argh::from_env();
     if args.version {
         println!("dejimad {}", env!("CARGO_PKG_VERSION"));
@@ -128,5 +186,14 @@ fn main() {
     if let Err(e) = result {
         eprintln!("dejimad: {e}");
         std::process::exit(1);
+    }
+    if dejima::daemon::restarting() {
+        if let Some(exe) = exe {
+            use std::os::unix::process::CommandExt;
+            log::info!("re-executing {}", exe.display());
+            let err = std::process::Command::new(&exe).args(&argv).exec();
+            eprintln!("dejimad: cannot re-execute {}: {err}", exe.display());
+            std::process::exit(1);
+        }
     }
 }

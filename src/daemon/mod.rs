@@ -55,6 +55,8 @@ pub struct Options {
     pub require_token: bool,
     /// Key file for the audit ledger's HMAC chain (`--audit-key`); None: plain SHA-256.
     pub audit_key: Option<std::path::PathBuf>,
+    /// Where updates come from, and where the binaries are.
+    pub update: crate::update::Config,
 }
 
 /// Connections one island's own socket may hold (its agents' hooks and CLIs).
@@ -105,6 +107,23 @@ fn take_home_lock(home: &Home) -> Result<std::fs::File, String> {
 }
 
 /// Run until SIGTERM or SIGINT. Errors are start-up failures.
+static RESTART: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ask the daemon to stop as for SIGTERM, then run again (the binary may be new): main
+/// re-executes it once the shutdown is done.
+pub fn request_restart() {
+    RESTART.store(true, std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: kill with our own pid and a plain signal; the main thread sigwaits for it.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGTERM);
+    }
+}
+
+/// Whether this shutdown ends in a re-execution.
+pub fn restarting() -> bool {
+    RESTART.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 pub fn run(opts: Options) -> Result<(), String> {
     // Block the shutdown signals in every thread (they inherit the mask); one thread waits
     // for them with sigwait, so no handler ever runs on an arbitrary thread.
@@ -311,6 +330,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         tokens,
         audit: audit.clone(),
         require_token: opts.require_token,
+        update: opts.update.clone(),
     });
     let inflight = Arc::new(InFlight::default());
     let mut listeners = Vec::new();

@@ -32,6 +32,8 @@ pub struct App {
     pub brokers: Arc<crate::broker::Brokers>,
     /// TCP refuses requests without a token (`--require-token`).
     pub require_token: bool,
+    /// Self-update's source and the binaries' folder.
+    pub update: crate::update::Config,
 }
 
 /// The one place an error becomes a status code.

@@ -113,6 +113,7 @@ pub static ROUTES: &[Route] = &[
     op("GET", "/metrics", system::metrics),
     op("GET", "/v1/doctor", system::doctor),
     own("POST", "/v1/doctor/fix", system::doctor_fix),
+    own("POST", "/v1/admin/update", system::update),
     view("GET", "/v1/overview", system::overview),
     own("POST", "/v1/image/build", system::image_build),
     view("GET", "/v1/islands", islands::list),

@@ -210,6 +210,9 @@ pub fn serve<S: Read + Write + AsRawFd>(
             p.close(CloseCode::Normal, "terminal ended");
         }
         End::Revoked => p.close(CloseCode::Policy, "revoked"),
+        End::Stopping if crate::daemon::restarting() => {
+            p.close(CloseCode::Restart, "daemon restarting; reconnect")
+        }
         End::Stopping => p.close(CloseCode::Away, "daemon shutting down"),
         End::TooSlow => p.close(CloseCode::Policy, "client too slow"),
         End::Silent => p.close(CloseCode::Away, "no pong"),

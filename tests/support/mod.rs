@@ -70,6 +70,8 @@ pub struct Daemon {
     pub client: Client,
     pub extra_args: Vec<String>,
     pub envs: Mutex<Vec<(String, String)>>,
+    /// The dejimad it runs (the one cargo built, unless a test installed another).
+    pub exe: PathBuf,
 }
 
 static IMAGE: Mutex<bool> = Mutex::new(false);
@@ -80,6 +82,11 @@ impl Daemon {
     }
 
     pub fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        Self::start_exe(Path::new(env!("CARGO_BIN_EXE_dejimad")), args, envs)
+    }
+
+    /// A daemon from another copy of the binary (self-update tests replace it).
+    pub fn start_exe(exe: &Path, args: &[&str], envs: &[(&str, &str)]) -> Daemon {
         // Short path: Unix socket paths are limited to 108 bytes.
         let home = PathBuf::from(format!("/tmp/dj-{}", dejima::util::random_hex(5)));
         std::fs::create_dir_all(&home).unwrap();
@@ -93,6 +100,7 @@ impl Daemon {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
             ),
+            exe: exe.to_path_buf(),
         };
         d.spawn();
         ensure_image(&d.client);
@@ -106,7 +114,7 @@ impl Daemon {
     /// Start the daemon process and wait until it answers healthz.
     pub fn spawn(&self) {
         let log = std::fs::File::create(self.home.join("dejimad.log")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dejimad"));
+        let mut cmd = Command::new(&self.exe);
         cmd.args(&self.extra_args)
             .env("DEJIMA_HOME", &self.home)
             .env("DEJIMA_LABELS", format!("{RUN_LABEL}=1"))

@@ -210,3 +210,70 @@ pub fn doctor_fix(app: &App, req: &mut Request, _p: &Params) -> Result<Response>
     }
     Ok(Response::json(200, &report))
 }
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UpdateRequest {
+    #[serde(default)]
+    execute: bool,
+    #[serde(default)]
+    force: bool,
+}
+
+/// POST /v1/admin/update: what an update would do, or do it. With clients attached it waits
+/// (says who) unless forced; once the new binaries are in place the daemon re-executes
+/// itself (islands keep running; websocket clients get 1012, "restart, reconnect").
+pub fn update(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
+    let body: UpdateRequest = req.json()?;
+    let mut plan = app.update.plan()?;
+    if !body.execute {
+        plan.note = "a dry run: nothing was changed".into();
+        return Ok(Response::json(200, &plan));
+    }
+    if !plan.update_available {
+        plan.note = "already the latest".into();
+        return Ok(Response::json(200, &plan));
+    }
+    let attached: Vec<String> = app
+        .islands
+        .hub
+        .history()
+        .iter()
+        .filter(|c| c.detached_at.is_none())
+        .map(|c| format!("{} on {}", c.label, c.island))
+        .collect();
+    if !attached.is_empty() && !body.force {
+        plan.note = format!(
+            "deferred: {} client(s) attached; try again later or force",
+            attached.len()
+        );
+        plan.attached = attached;
+        return Ok(Response::json(200, &plan));
+    }
+    let record = |kind: &str, detail: serde_json::Value| {
+        app.audit.append(crate::audit::Record {
+            kind: kind.into(),
+            actor: crate::http::router::actor(&req.caller),
+            allowed: true,
+            detail: Some(detail),
+            ..Default::default()
+        })
+    };
+    if let Err(e) = app.update.apply() {
+        record(
+            "update.failed",
+            json!({"from": plan.current, "to": plan.latest, "mode": plan.mode, "error": e.to_string()}),
+        );
+        return Err(e);
+    }
+    record(
+        "update.applied",
+        json!({"from": plan.current, "to": plan.latest, "mode": plan.mode}),
+    );
+    let _ = app.audit.sync();
+    log::info!("updated to {} ({}); restarting", plan.latest, plan.mode);
+    plan.applying = true;
+    plan.note = "the new binaries are in place; the daemon restarts now".into();
+    crate::daemon::request_restart();
+    Ok(Response::json(200, &plan))
+}
