@@ -145,7 +145,10 @@ fn doctor_checks_the_host_and_fixes_what_is_safe() {
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sock).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
-    assert!(!ledger(&d, "doctor.fix", "").is_empty(), "the fix is ledgered");
+    assert!(
+        !ledger(&d, "doctor.fix", "").is_empty(),
+        "the fix is ledgered"
+    );
     // An engaged panic switch is reported.
     d.ok("POST", "/v1/panic", Some(json!({"reason": "drill"})));
     let o = dejima(&["doctor"]);

@@ -170,7 +170,11 @@ fn a_signed_release_replaces_the_binaries_and_the_daemon_comes_back() {
         assert!(err_text(&v).contains(why), "{v}");
         assert_eq!(sha(&std::fs::read(&exe).unwrap()), before, "unchanged");
     }
-    assert_eq!(ledger(&d, "update.failed", "").len(), 3, "each refusal is ledgered");
+    assert_eq!(
+        ledger(&d, "update.failed", "").len(),
+        3,
+        "each refusal is ledgered"
+    );
 
     // An island runs and a client is attached: the update waits unless forced.
     index("good.tar.gz", &sha(&good), &signer.sign(&good).to_bytes());

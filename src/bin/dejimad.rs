@@ -9,7 +9,7 @@ use argh::FromArgs;
 /// DEJIMA_LABELS (k=v,... extra labels on every engine object), DEJIMA_ENGINE_TIMEOUT
 /// (seconds one engine call may take, default 120), DEJIMA_BASE_IMAGE (base of island image
 /// builds), DEJIMA_WEBHOOK_GIVE_UP_SECS (default 86400), DEJIMA_WEBHOOK_MAX_BACKOFF_SECS
-/// (default 300), RUST_LOG (error, warn, info, debug).
+/// (default 300), DEJIMA_UPDATE_KEY (as --update-key), RUST_LOG (error, warn, info, debug).
 #[derive(FromArgs)]
 struct Args {
     /// also listen on TCP, e.g. :7273 or 127.0.0.1:7273 (loopback and tailnet peers only)

@@ -18,6 +18,7 @@ mod sessions;
 mod ssh;
 pub mod terms;
 mod tokens;
+mod update;
 
 use argh::FromArgs;
 use serde::Serialize;
@@ -76,6 +77,7 @@ pub enum Command {
     SshKey(ssh::SshKeyCmd),
     Service(service::ServiceCmd),
     Doctor(doctor::Doctor),
+    Update(update::Update),
 }
 
 /// What a command failed with.
@@ -161,6 +163,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::SshKey(a) => ssh::ssh_key(&c, a),
         Command::Service(a) => service::service(a),
         Command::Doctor(a) => doctor::doctor(&c, a),
+        Command::Update(a) => update::update(&c, a),
     };
     match r {
         Ok(()) => 0,

@@ -42,6 +42,7 @@ ROUTES: Dict[Tuple[str, str], str] = {
     ("GET", "/metrics"): "metrics",
     ("GET", "/v1/doctor"): "doctor",
     ("POST", "/v1/doctor/fix"): "doctor_fix",
+    ("POST", "/v1/admin/update"): "update",
     ("GET", "/v1/overview"): "overview",
     ("POST", "/v1/image/build"): "image_build",
     ("GET", "/v1/islands"): "list_islands",
@@ -361,6 +362,14 @@ class Client:
         """Do what is safe (build the image, chmod 600 the socket, raise the file limit),
         then check again. Owner."""
         return self._call("POST", "/v1/doctor/fix", timeout=self._slow(1800))  # type: ignore[no-any-return]
+
+    def update(self, execute: bool = False, force: bool = False) -> JSON:
+        """Whether a newer dejimad exists: ``{current, latest, mode, update_available,
+        applying, note?, attached?}``; with ``execute`` put it in place (the daemon then
+        re-executes itself). Owner. 409 when the daemon has no update source."""
+        return self._call(  # type: ignore[no-any-return]
+            "POST", "/v1/admin/update", json={"execute": execute, "force": force}, timeout=self._slow(3600)
+        )
 
     def version(self) -> str:
         """The daemon's version (from healthz)."""

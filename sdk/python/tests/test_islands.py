@@ -24,6 +24,9 @@ def test_daemon_basics(client: dejima.Client) -> None:
     doc = client.doctor()
     assert doc["ok"] is True and any(c["name"] == "engine" and c["status"] == "ok" for c in doc["checks"])
     assert client.doctor_fix()["fixed"] == []
+    with pytest.raises(dejima.DejimaError) as e:
+        client.update()  # this test daemon has no update source
+    assert e.value.status == 409 and "update source" in str(e.value)
     types = {t["type"] for t in client.agent_types()}
     assert {"claude-code", "codex", "custom", "headless"} <= types
 

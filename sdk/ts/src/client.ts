@@ -75,6 +75,7 @@ export type SshKey = Schemas["SshKey"];
 export type Health = ResponseOf<"/v1/healthz", "get">;
 export type Readiness = ResponseOf<"/v1/readyz", "get">;
 export type DoctorReport = ResponseOf<"/v1/doctor", "get">;
+export type UpdatePlan = ResponseOf<"/v1/admin/update", "post">;
 export type ImageBuildOptions = BodyOf<"/v1/image/build", "post">;
 export type CreateIslandOptions = Omit<CreateIslandRequest, "repo">;
 export type ResourcesUpdate = BodyOf<"/v1/islands/{name}/resources", "put">;
@@ -351,6 +352,15 @@ export class Client {
   /** POST /v1/doctor/fix — do what is safe (build the image, chmod 600 the socket, raise the file limit), then check again (owner). */
   doctorFix(): Promise<DoctorReport> {
     return this.#call("POST", "/v1/doctor/fix");
+  }
+
+  /**
+   * POST /v1/admin/update — whether a newer dejimad exists; with `execute` put it in place
+   * (the daemon then re-executes itself) (owner). Rejects 409 when the daemon has no update
+   * source, 502 on a bad signature or checksum.
+   */
+  update(opts: { execute?: boolean; force?: boolean } = {}): Promise<UpdatePlan> {
+    return this.#call("POST", "/v1/admin/update", { json: opts, timeout: 0 });
   }
 
   /** The daemon's version, from /v1/healthz (the API has no separate version route). */
@@ -1081,6 +1091,7 @@ export const ROUTES = {
   "GET /metrics": "metrics",
   "GET /v1/doctor": "doctor",
   "POST /v1/doctor/fix": "doctorFix",
+  "POST /v1/admin/update": "update",
   "GET /v1/overview": "overview",
   "POST /v1/image/build": "imageBuild",
   "GET /v1/islands": "listIslands",

@@ -2,7 +2,7 @@ export { Client, ROUTES } from "./client.js";
 export type {
   ResponseOf, BodyOf, QueryOf, IslandInfo, AgentInfo, CreateIslandRequest, DejimaEvent,
   Subscription, TerminalInfo, Overview, TokenInfo, PanicStatus, ClaudeStatus, GithubIdentity,
-  GithubRepo, Provider, Removed, Resources, Health, Readiness, DoctorReport, ImageBuildOptions, CreateIslandOptions,
+  GithubRepo, Provider, Removed, Resources, Health, Readiness, DoctorReport, UpdatePlan, ImageBuildOptions, CreateIslandOptions,
   ResourcesUpdate, ResourcesResult, WorkspaceStatus, ExecRequest, ExecOptions, ExecResult,
   LogsQuery, AddAgentOptions, RestartAgentOptions, AgentConfig, ClientRecord, RevokeResult,
   CreateTerminalOptions, SubscribeRequest, SubscribeOptions, EventStreamQuery,

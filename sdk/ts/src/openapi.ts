@@ -212,6 +212,77 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/update": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * What a self-update would do, or do it (then the daemon re-executes itself; islands keep running)
+         * @description `release` mode (`dejimad --update-index URL --update-key KEY`): the index names the version
+         *     and, per platform (`x86_64-linux`, ...), an archive (`.tar.gz` with `dejimad` and
+         *     `dejima`), its SHA-256 and an ed25519 signature of its bytes; both are checked against the
+         *     configured key before anything is unpacked. `source` mode (`--update-source DIR`, or the
+         *     checkout a `target/release` binary was built in): fetch, fast-forward only, `cargo build
+         *     --release`. New binaries are renamed over the old (kept as `.dejimad.old`). With clients
+         *     attached it waits and says who, unless `force`; websocket clients are then closed with 1012
+         *     (restart, reconnect). A refusal (bad signature, checksum, failed build) leaves the old
+         *     binaries and says why.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: {
+                content: {
+                    "application/json": {
+                        /** @description false (default): a dry run */
+                        execute?: boolean;
+                        /** @description apply even with clients attached */
+                        force?: boolean;
+                    };
+                };
+            };
+            responses: {
+                /** @description The plan (and whether it is being applied). */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            current: string;
+                            latest: string;
+                            /** @enum {string} */
+                            mode: "release" | "source";
+                            update_available: boolean;
+                            applying: boolean;
+                            note?: string;
+                            attached?: string[];
+                        };
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+                502: components["responses"]["Error"];
+                503: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/overview": {
         parameters: {
             query?: never;

@@ -29,6 +29,8 @@ test("healthz, readyz, metrics, version, overview", { skip }, async () => {
   assert.ok(doc.checks.some((c) => c.name === "engine" && c.status === "ok"));
   const fixed = await dj.doctorFix();
   assert.deepEqual(fixed.fixed, [], "a healthy host needs nothing fixed");
+  // This test daemon has no update source: a clear 409.
+  await assert.rejects(dj.update(), (e) => e.status === 409 && /update source/.test(e.message));
   assert.match(await dj.version(), /^\d+\.\d+\.\d+/);
   const o = await dj.overview();
   assert.equal(typeof o.total_islands, "number");
