@@ -55,7 +55,7 @@ pub fn parse(line: &str) -> Result<SshKey> {
     let (kind, b64) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let comment = parts.next().unwrap_or("").trim();
     if !TYPES.contains(&kind) {
-        return Err(Error::bad(format!(
+        return Err(Error::Unprocessable(format!(
             "public_key must start with a key type ({}); options and certificates are not taken",
             TYPES.join(", ")
         )));

@@ -173,7 +173,7 @@ fn capabilities_run_granted_targets_only_with_a_fixed_argv_and_a_bare_environmen
             json!({"target": "echo-args", "args": {"big": "x".repeat(70_000)}}),
             413,
         ),
-        (json!({"target": "echo-args", "agent": "a99"}), 400),
+        (json!({"target": "echo-args", "agent": "a99"}), 404),
     ];
     for (body, want) in cases {
         let was = denied(&d, "capability.denied", n);

@@ -251,8 +251,9 @@ impl Brokers {
         let args = check_args(&req.args).map_err(deny)?;
         let agent = req.agent.clone().unwrap_or_default();
         if !agent.is_empty() && !rec.agents.iter().any(|a| a.id == agent) {
-            return Err(deny(Error::bad(format!(
-                "island {island:?} has no agent {agent:?}"
+            return Err(deny(Error::NotFound(format!(
+                "island {island:?} has no agent {}",
+                super::port::clip(&format!("{agent:?}"))
             ))));
         }
         if !rec.capability_grants.iter().any(|g| g.target == req.target) {

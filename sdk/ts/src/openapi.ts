@@ -3451,7 +3451,7 @@ export interface paths {
                     "application/json": {
                         target: components["schemas"]["GrantName"];
                         island?: components["schemas"]["IslandName"];
-                        /** @description the agent asking (e.g. a1); passed as DEJIMA_CAP_AGENT */
+                        /** @description the agent asking (e.g. a1; it must be the island's); passed as DEJIMA_CAP_AGENT */
                         agent?: string;
                         /** @description string → string only (another type is 400); names ^[A-Za-z_][A-Za-z0-9_.-]{0,63}$; 64 KiB in all (413) */
                         args?: {
