@@ -150,11 +150,11 @@ fn claude_code_answers_through_its_provider_and_reports_task_complete() {
         Some(json!({"resume": true})),
     );
     assert_eq!(v["model"], "claude-stand-in-1");
-    let (args, _) = d.exec(&name, &["sh", "-c", "ps -o args= -C claude"]);
-    assert!(
-        args.contains("--model claude-stand-in-1") && args.contains("--continue"),
-        "{args}"
-    );
+    // The old claude may still be on its way out for a moment: wait for the new one.
+    wait_for(T, "claude to run with the new model, resuming", || {
+        let (args, _) = d.exec(&name, &["sh", "-c", "ps -o args= -C claude"]);
+        (args.contains("--model claude-stand-in-1") && args.contains("--continue")).then_some(())
+    });
     // The resumed conversation is on the screen again.
     wait_for(T, "the resumed conversation", || {
         screen(&d, &name, "a1").contains(reply).then_some(())
