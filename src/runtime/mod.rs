@@ -669,20 +669,7 @@ impl Engine {
         env: &[(&str, &str)],
         argv: &[String],
     ) -> Vec<String> {
-        let mut v = vec![
-            self.docker.clone(),
-            "exec".into(),
-            "-it".into(),
-            "-u".into(),
-            user.into(),
-        ];
-        for (k, val) in env {
-            v.push("-e".into());
-            v.push(format!("{k}={val}"));
-        }
-        v.push(container_name(island));
-        v.extend(argv.iter().cloned());
-        v
+        self.interactive_argv("-it", island, user, env, argv)
     }
 
     /// The argv that runs `argv` in the container with stdin and stdout as plain pipes (for a
@@ -694,10 +681,22 @@ impl Engine {
         env: &[(&str, &str)],
         argv: &[&str],
     ) -> Vec<String> {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        self.interactive_argv("-i", island, user, env, &argv)
+    }
+
+    fn interactive_argv(
+        &self,
+        mode: &str,
+        island: &str,
+        user: &str,
+        env: &[(&str, &str)],
+        argv: &[String],
+    ) -> Vec<String> {
         let mut v = vec![
             self.docker.clone(),
             "exec".into(),
-            "-i".into(),
+            mode.into(),
             "-u".into(),
             user.into(),
         ];
@@ -706,7 +705,7 @@ impl Engine {
             v.push(format!("{k}={val}"));
         }
         v.push(container_name(island));
-        v.extend(argv.iter().map(|s| s.to_string()));
+        v.extend(argv.iter().cloned());
         v
     }
 
