@@ -333,6 +333,47 @@ fn openssh_reaches_islands_through_the_proxy_command() {
 }
 
 #[test]
+fn ssh_proxy_reaches_a_remote_daemon_over_tcp_with_a_token() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let d = Daemon::start_with(&["--tcp", &addr, "--require-token"], &[]);
+    let i = d.create("ssh-tcp");
+    let laptop = Laptop::new(&d);
+    d.ok(
+        "POST",
+        &format!("/v1/islands/{}/ssh/keys", i.name),
+        Some(json!({"public_key": laptop.public()})),
+    );
+    let token = |role: &str| {
+        d.ok("POST", "/v1/tokens", Some(json!({"role": role})))["secret"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let run = |tok: &str| {
+        laptop
+            .cmd("ssh", "accept-new")
+            .env("DEJIMA_HOST", &addr)
+            .env("DEJIMA_TOKEN", tok)
+            .env_remove("DEJIMA_HOME")
+            .arg(format!("{}.dejima", i.name))
+            .arg("echo over-tcp")
+            .output()
+            .unwrap()
+    };
+    let o = run(&token("operator"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "over-tcp");
+    // A viewer may not open a shell: the proxy says so and ssh gives up.
+    let o = run(&token("viewer"));
+    assert_eq!(o.status.code(), Some(255));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("(403)"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
 fn ssh_keys_refuse_bad_input_and_a_clone_gets_its_own_host_key() {
     let d = Daemon::start();
     let a = d.create("ssh-keys");
