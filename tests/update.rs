@@ -204,9 +204,12 @@ fn a_signed_release_replaces_the_binaries_and_the_daemon_comes_back() {
         d.log().matches("listening on").count() >= 2,
         "it started again"
     );
-    // The island kept running and is the new process's.
-    let info = d.ok("GET", &format!("/v1/islands/{}", i.name), None);
-    assert_eq!(info["container"], "running", "{info}");
+    // The island kept running and is the new process's (once its first look at the engine
+    // is in, it reports it running).
+    wait_for(T, "the new process to see the island running", || {
+        let info = d.ok("GET", &format!("/v1/islands/{}", i.name), None);
+        (info["container"] == "running").then_some(())
+    });
     let (out, code) = d.exec(&i.name, &["echo", "still-here"]);
     assert_eq!((out.trim(), code), ("still-here", 0));
     assert_eq!(ledger(&d, "update.applied", "").len(), 1);
