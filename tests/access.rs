@@ -240,13 +240,21 @@ fn logs_stream_and_follow_ends_when_the_client_leaves() {
     let d = Daemon::start();
     let i = d.create("logs");
     let n = &i.name;
-    let text = d
-        .client
-        .call("GET", &format!("/v1/islands/{n}/logs"), Body::None)
-        .unwrap()
-        .text()
-        .unwrap();
-    assert!(text.contains(&format!("dejima island {n} up")), "{text:?}");
+    // The entrypoint says it is up once its agents are started, a moment after the create.
+    wait_for(
+        Duration::from_secs(20),
+        "the island's first log line",
+        || {
+            let text = d
+                .client
+                .call("GET", &format!("/v1/islands/{n}/logs"), Body::None)
+                .unwrap()
+                .text()
+                .unwrap();
+            text.contains(&format!("dejima island {n} up"))
+                .then_some(())
+        },
+    );
 
     // The follower attaches to the engine a moment after the response starts, so a line
     // written at once can precede it: keep writing the marker until it comes through.
