@@ -622,7 +622,11 @@ fn a_spawn_grant_lets_an_island_make_and_run_its_own_children_only() {
     );
     assert_eq!(d.req("GET", &format!("/v1/islands/{child}"), None).0, 404);
     assert!(!ledger(&d, "spawn.child", &p.name).is_empty());
-    d.ok("DELETE", &format!("/v1/islands/{}/spawn", p.name), None);
+    d.ok(
+        "PUT",
+        &format!("/v1/islands/{}/spawn", p.name),
+        Some(json!({"max_children": 0})),
+    );
     assert_eq!(make(&unique("child3")).0, 403);
 }
 

@@ -86,7 +86,7 @@ impl Brokers {
     }
 
     /// PUT /v1/islands/{name}/spawn: granted, then ledgered (synced); a ledger that cannot
-    /// be written takes the grant back.
+    /// be written takes the grant back. `max_children: 0` withdraws it.
     pub fn grant_spawn(
         &self,
         asker: &Asker,
@@ -95,6 +95,11 @@ impl Brokers {
     ) -> Result<crate::api::SpawnInfo> {
         let before = self.islands.record(island)?.spawn;
         let info = self.islands.grant_spawn(island, g)?;
+        if !info.granted {
+            // Withdrawn at once (less access needs no ledger to go ahead), then ledgered.
+            let _ = self.grant_record("spawn.revoke", island, asker, serde_json::json!({}));
+            return Ok(info);
+        }
         let detail = serde_json::json!({"max_children": info.max_children, "cpus": info.cpus,
                                         "memory": info.memory});
         if let Err(e) = self.grant_record("spawn.grant", island, asker, detail) {
@@ -102,14 +107,6 @@ impl Brokers {
             return Err(e);
         }
         Ok(info)
-    }
-
-    /// DELETE /v1/islands/{name}/spawn: withdrawn at once (less access needs no ledger to
-    /// go ahead), then ledgered.
-    pub fn revoke_spawn(&self, asker: &Asker, island: &str) -> Result<()> {
-        self.islands.revoke_spawn(island)?;
-        let _ = self.grant_record("spawn.revoke", island, asker, serde_json::json!({}));
-        Ok(())
     }
 
     /// Where spooled crossings wait (on the same disk as the daemon's state).

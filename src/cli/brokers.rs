@@ -710,7 +710,11 @@ pub fn spawn(c: &Client, a: SpawnCmd) -> Out {
             show_spawn(&a.island, &v, a.json);
         }
         SpawnSub::Revoke(a) => {
-            c.call("DELETE", &island_path(&a.island, "spawn"), Body::None)?;
+            let _: Value = c.send_json(
+                "PUT",
+                &island_path(&a.island, "spawn"),
+                &json!({"max_children": 0}),
+            )?;
             println!("{} may no longer spawn islands", a.island);
         }
         SpawnSub::Show(a) => {

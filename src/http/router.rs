@@ -278,7 +278,6 @@ pub static ROUTES: &[Route] = &[
     autonomy("POST", "/v1/mcp/call", brokers::mcp_call),
     own_view("GET", "/v1/islands/{name}/spawn", brokers::spawn_info),
     op("PUT", "/v1/islands/{name}/spawn", brokers::grant_spawn),
-    op("DELETE", "/v1/islands/{name}/spawn", brokers::revoke_spawn),
     own("GET", "/v1/credentials/claude", creds::claude_status),
     own("PUT", "/v1/credentials/claude", creds::claude_put),
     own("DELETE", "/v1/credentials/claude", creds::claude_delete),

@@ -208,8 +208,14 @@ impl Islands {
         let max = g
             .max_children
             .ok_or_else(|| Error::bad("max_children is required"))?;
-        if !(1..=64).contains(&max) {
-            return Err(Error::bad("max_children must be 1-64"));
+        if max > 64 {
+            return Err(Error::bad(
+                "max_children must be 0-64 (0 withdraws the grant)",
+            ));
+        }
+        if max == 0 {
+            self.update(island, |r| r.spawn = None)?;
+            return self.spawn_info(island);
         }
         super::lifecycle::check_resources(&Resources {
             cpus: g.cpus.clone(),
@@ -229,13 +235,6 @@ impl Islands {
             children: self.children_of(&rec.name),
             ..info
         })
-    }
-
-    pub fn revoke_spawn(&self, island: &str) -> Result<()> {
-        let mut had = false;
-        self.update(island, |r| had = r.spawn.take().is_some())?;
-        had.then_some(())
-            .ok_or_else(|| Error::NotFound(format!("island {island:?} has no spawn grant")))
     }
 
     pub fn spawn_info(&self, island: &str) -> Result<SpawnInfo> {

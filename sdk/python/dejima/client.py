@@ -111,7 +111,6 @@ ROUTES: Dict[Tuple[str, str], str] = {
     ("POST", "/v1/mcp/call"): "mcp_call",
     ("GET", "/v1/islands/{name}/spawn"): "spawn_info",
     ("PUT", "/v1/islands/{name}/spawn"): "grant_spawn",
-    ("DELETE", "/v1/islands/{name}/spawn"): "revoke_spawn",
     ("GET", "/v1/credentials/claude"): "claude_status",
     ("PUT", "/v1/credentials/claude"): "set_claude_credentials",
     ("DELETE", "/v1/credentials/claude"): "delete_claude_credentials",
@@ -979,9 +978,9 @@ class Client:
         body = _compact({"max_children": max_children, "cpus": cpus, "memory": memory})
         return self._call("PUT", self._isl(island, "spawn"), json=body)  # type: ignore[no-any-return]
 
-    def revoke_spawn(self, island: str) -> None:
-        """Withdraw the spawn grant (existing children stay; 404 when there is none). Operator."""
-        self._call("DELETE", self._isl(island, "spawn"))
+    def revoke_spawn(self, island: str) -> JSON:
+        """Withdraw the spawn grant (``max_children: 0``; existing children stay). Operator."""
+        return self._call("PUT", self._isl(island, "spawn"), json={"max_children": 0})  # type: ignore[no-any-return]
 
     # -- SSH --------------------------------------------------------------------------------
 

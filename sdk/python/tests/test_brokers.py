@@ -215,9 +215,9 @@ def test_spawn_grant(client: dejima.Client, island: str) -> None:
         assert client.spawn_info(island)["max_children"] == 1
         g = client.grant_spawn(island, 2, cpus="1.5", memory="1G")
         assert (g["max_children"], g["cpus"], g["memory"]) == (2, "1.5", "1G")
-        assert status_of(lambda: client.grant_spawn(island, 0)) == 400
+        assert status_of(lambda: client.grant_spawn(island, 65)) == 400
     finally:
         client.revoke_spawn(island)
     info = client.spawn_info(island)
     assert (info["granted"], info["max_children"], info["granted_at"]) == (False, 0, None)
-    assert status_of(lambda: client.revoke_spawn(island)) == 404
+    assert client.revoke_spawn(island)["granted"] is False  # again: still none

@@ -811,9 +811,9 @@ export class Client {
     return this.#call("PUT", `${isl(name)}/spawn`, { json: { max_children: maxChildren, ...given(opts) } });
   }
 
-  /** DELETE /v1/islands/{name}/spawn — withdraw the spawn grant; existing children stay (operator). */
-  revokeSpawn(name: string): Promise<void> {
-    return this.#call("DELETE", `${isl(name)}/spawn`);
+  /** PUT /v1/islands/{name}/spawn with max_children 0 — withdraw the spawn grant; existing children stay (operator). */
+  revokeSpawn(name: string): Promise<SpawnInfo> {
+    return this.#call("PUT", `${isl(name)}/spawn`, { json: { max_children: 0 } });
   }
 
   // --- SSH ------------------------------------------------------------------------------------
@@ -1160,7 +1160,6 @@ export const ROUTES = {
   "POST /v1/mcp/call": "mcpCall",
   "GET /v1/islands/{name}/spawn": "spawnInfo",
   "PUT /v1/islands/{name}/spawn": "grantSpawn",
-  "DELETE /v1/islands/{name}/spawn": "revokeSpawn",
   "GET /v1/credentials/claude": "claudeCredentials",
   "PUT /v1/credentials/claude": "setClaudeCredentials",
   "DELETE /v1/credentials/claude": "deleteClaudeCredentials",

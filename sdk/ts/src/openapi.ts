@@ -3776,7 +3776,7 @@ export interface paths {
                 404: components["responses"]["Error"];
             };
         };
-        /** Let the island's token create child islands (POST /v1/islands), up to max_children, each within the ceilings */
+        /** Let the island's token create child islands (POST /v1/islands), up to max_children, each within the ceilings; max_children 0 withdraws the grant (existing children stay) */
         put: {
             parameters: {
                 query?: never;
@@ -3790,6 +3790,7 @@ export interface paths {
             requestBody: {
                 content: {
                     "application/json": {
+                        /** @description 0 withdraws the grant */
                         max_children: number;
                         /** @description each child's CPU ceiling (empty: none) */
                         cpus?: string;
@@ -3816,32 +3817,7 @@ export interface paths {
             };
         };
         post?: never;
-        /** Withdraw the spawn grant (existing children stay) */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
-                    name: components["parameters"]["Name"];
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Withdrawn. */
-                204: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-                400: components["responses"]["Error"];
-                401: components["responses"]["Error"];
-                403: components["responses"]["Error"];
-                404: components["responses"]["Error"];
-            };
-        };
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;

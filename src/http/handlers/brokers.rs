@@ -148,9 +148,3 @@ pub fn grant_spawn(app: &App, req: &mut Request, p: &Params) -> Result<Response>
         &app.brokers.grant_spawn(&asker(req), n, &body)?,
     ))
 }
-
-pub fn revoke_spawn(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
-    let n = name(p)?;
-    app.brokers.revoke_spawn(&asker(req), n)?;
-    Ok(Response::no_content())
-}
