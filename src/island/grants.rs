@@ -213,15 +213,16 @@ impl Islands {
                 "max_children must be 0-64 (0 withdraws the grant)",
             ));
         }
-        if max == 0 {
-            self.update(island, |r| r.spawn = None)?;
-            return self.spawn_info(island);
-        }
+        // Checked before a withdrawal too: a bad request changes nothing.
         super::lifecycle::check_resources(&Resources {
             cpus: g.cpus.clone(),
             memory: g.memory.clone(),
             ..Default::default()
         })?;
+        if max == 0 {
+            self.update(island, |r| r.spawn = None)?;
+            return self.spawn_info(island);
+        }
         let info = SpawnInfo {
             granted: true,
             max_children: max,
