@@ -141,3 +141,16 @@ pub fn close_from(from: u32) {
         libc::syscall(libc::SYS_close_range, from, u32::MAX, 0);
     }
 }
+
+/// Caller text as the ledger keeps it: at most 256 bytes, then `…` (the rest is not
+/// evidence, and a caller must not be able to grow the ledger with it).
+pub fn clip(s: &str) -> String {
+    if s.len() <= 256 {
+        return s.to_string();
+    }
+    let mut cut = 256;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &s[..cut])
+}

@@ -4,7 +4,7 @@
 //! being followed out of the scope. A scope's own root is opened the same way from `/`.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
@@ -341,18 +341,6 @@ pub fn mkdir_new(dir: BorrowedFd<'_>, name: &str) -> Result<OwnedFd, PathError> 
     nix::sys::stat::mkdirat(Some(dir.as_raw_fd()), name, Mode::from_bits_truncate(0o755))
         .map_err(|e| PathError::Io(errno_io(e)))?;
     open_dir_at(dir, name, name)
-}
-
-/// Copy exactly `len` bytes from `r` to `w`; fewer means the file changed while read.
-pub fn copy_exact(r: &mut dyn Read, w: &mut dyn Write, len: u64) -> io::Result<()> {
-    let n = io::copy(&mut r.take(len), w)?;
-    if n != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "a file shrank while it was read",
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -87,18 +87,7 @@ fn usage(dir: &Path) -> u64 {
     total
 }
 
-/// Caller text as the ledger keeps it: at most 256 bytes (the rest is not evidence, and an
-/// island must not be able to grow the ledger with it).
-pub fn clip(s: &str) -> String {
-    if s.len() <= 256 {
-        return s.to_string();
-    }
-    let mut cut = 256;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &s[..cut])
-}
+pub use crate::util::clip;
 
 /// A spool file under `$DEJIMA_HOME/tmp`, removed when dropped.
 struct Spool {

@@ -593,15 +593,7 @@ fn request_record(
     status: u16,
     allowed: bool,
 ) -> crate::audit::Record {
-    let mut path = route.unwrap_or(req.path.as_str()).to_string();
-    if path.len() > 256 {
-        let mut cut = 256;
-        while !path.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        path.truncate(cut);
-        path.push('…');
-    }
+    let path = crate::util::clip(route.unwrap_or(req.path.as_str()));
     crate::audit::Record {
         kind: "api.request".into(),
         island: island.filter(|n| crate::island::names::validate(n).is_ok()),

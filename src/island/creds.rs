@@ -253,6 +253,12 @@ impl Islands {
     /// writer at a time (the record is read under the lock, so the last writer wins with the
     /// latest record). A purged island's directory is never made again.
     pub(super) fn write_secrets(&self, name: &str) -> Result<PathBuf> {
+        // ssh-keygen runs (once per island) before the lock is taken, never under it.
+        if self.home.island_dir(name).is_dir() {
+            if let Err(e) = self.ensure_host_key(name) {
+                log::warn!("{e}");
+            }
+        }
         let _one = crate::util::lock(&self.secrets_lock);
         let rec = self.record(name)?;
         if !self.home.island_dir(name).is_dir() {

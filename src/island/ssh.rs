@@ -8,7 +8,7 @@ use std::path::Path;
 use super::Islands;
 use crate::error::{Error, Result};
 use crate::process::{Input, Run};
-use crate::runtime::{ExecOpts, SECRETS_MOUNT};
+use crate::runtime::ExecOpts;
 use crate::session::tmux;
 use crate::ssh::{same_fingerprint, SshKey};
 
@@ -22,15 +22,19 @@ pub struct SshSpec {
 }
 
 impl Islands {
-    /// Write the island's host key (once) and its authorized keys, under its secrets folder.
-    pub(super) fn write_ssh(&self, name: &str, dir: &Path) -> Result<()> {
-        let rec = self.record(name)?;
-        let ssh = dir.join("ssh");
-        let io = |e: std::io::Error| Error::Internal(format!("island {name:?}'s ssh keys: {e}"));
+    /// Make the island's host key, once. Called before the secrets lock is taken (it runs
+    /// ssh-keygen): two first callers both make one, and the first to publish it wins.
+    pub(super) fn ensure_host_key(&self, name: &str) -> Result<()> {
+        let ssh = self.secrets_dir(name).join("ssh");
+        let io = |e: std::io::Error| Error::Internal(format!("island {name:?}'s host key: {e}"));
+        let key = ssh.join("host_ed25519_key");
+        if key.exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(self.secrets_dir(name)).map_err(io)?;
         crate::store::real_dir(&ssh).map_err(io)?;
         crate::store::chmod_nofollow(&ssh, 0o755).map_err(io)?;
-        let key = ssh.join("host_ed25519_key");
-        if !key.exists() {
+        {
             let tmp = ssh.join(format!(".host-{}", crate::util::random_hex(4)));
             let argv = [
                 "ssh-keygen",
@@ -59,10 +63,30 @@ impl Islands {
                 )));
             }
             let pubk = ssh.join("host_ed25519_key.pub");
-            std::fs::rename(tmp.with_extension("pub"), &pubk)
-                .and_then(|_| std::fs::rename(&tmp, &key))
-                .map_err(io)?;
+            let tmp_pub = tmp.with_extension("pub");
+            // The private half by a link, which fails if another caller published first (its
+            // pair stands); only the winner then puts its public half beside it.
+            let published =
+                std::fs::hard_link(&tmp, &key).and_then(|_| std::fs::rename(&tmp_pub, &pubk));
+            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(&tmp_pub);
+            match published {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(e)),
+            }
         }
+        Ok(())
+    }
+
+    /// Write the island's authorized keys under its secrets folder (its host key is made
+    /// by `ensure_host_key`, outside the lock this runs under).
+    pub(super) fn write_ssh(&self, name: &str, dir: &Path) -> Result<()> {
+        let rec = self.record(name)?;
+        let ssh = dir.join("ssh");
+        let io = |e: std::io::Error| Error::Internal(format!("island {name:?}'s ssh keys: {e}"));
+        crate::store::real_dir(&ssh).map_err(io)?;
+        crate::store::chmod_nofollow(&ssh, 0o755).map_err(io)?;
         let mut lines: Vec<String> = self
             .account_keys
             .list()
@@ -84,6 +108,7 @@ impl Islands {
         if !dir.is_dir() {
             return Ok(());
         }
+        self.ensure_host_key(name)?;
         let _one = crate::util::lock(&self.secrets_lock);
         self.write_ssh(name, &dir)
     }
@@ -140,7 +165,6 @@ impl Islands {
         if !self.secrets_dir(name).join("ssh/host_ed25519_key").exists() {
             self.render_ssh_keys(name)?;
         }
-        let _ = SECRETS_MOUNT;
         let mark = self.engine.mark();
         let argv = self.engine.pipe_exec_argv(
             name,
