@@ -569,8 +569,10 @@ fn a_restarted_daemon_sweeps_the_attaches_a_killed_one_left() {
     let d = Daemon::start();
     let i = d.create("sweep");
     let mut ws = Vec::new();
-    for _ in 0..3 {
+    // Three sizes: three attaches (clients of one size would share one).
+    for k in 0..3 {
         let mut w = d.attach(&session(&i));
+        w.resize(30 + k, 100);
         w.hello();
         wait_for(T, "the first screen bytes", || {
             w.pump_once();

@@ -293,6 +293,9 @@ pub enum ServerFrame {
     Pong,
     /// The terminal's program ended.
     Exit,
+    /// The client fell further behind than its buffer: the next data frame is a full screen
+    /// (nothing in between was lost to a torn sequence; the skipped output is not replayed).
+    Resync,
     /// A kind newer than the reader: ignored by clients (never sent).
     #[serde(other, skip_serializing)]
     Other,
@@ -323,6 +326,9 @@ pub struct AgentStateInfo {
 pub struct PresenceEntry {
     pub label: String,
     pub joined_at: String,
+    /// An observer: its keystrokes and resizes are ignored.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]

@@ -315,10 +315,12 @@ mod tests {
                 PresenceEntry {
                     label: "laptop".into(),
                     joined_at: "t".into(),
+                    read_only: false,
                 },
                 PresenceEntry {
                     label: "phone".into(),
                     joined_at: "t".into(),
+                    read_only: false,
                 },
             ],
             ..AgentInfo::default()

@@ -51,14 +51,24 @@ pub struct Attach {
     /// how other clients see this one (default: cli@<hostname>)
     #[argh(option)]
     label: Option<String>,
+    /// watch only: keystrokes and resizes are not sent on (always so for a viewer's token)
+    #[argh(switch)]
+    observe: bool,
+    /// lines of history to show before the live screen (0-10000)
+    #[argh(option, default = "0")]
+    scrollback: u32,
 }
 
 pub fn attach(c: &Client, a: Attach) -> Out {
     let label = a.label.unwrap_or_else(default_label);
-    session(
-        c,
-        &island_session_path(&a.island, a.agent.as_deref(), &label),
-    )
+    let mut path = island_session_path(&a.island, a.agent.as_deref(), &label);
+    if a.observe {
+        path.push_str("&mode=observe");
+    }
+    if a.scrollback > 0 {
+        path.push_str(&format!("&scrollback={}", a.scrollback));
+    }
+    session(c, &path)
 }
 
 /// The session websocket of an island's primary agent, or of one agent.
@@ -214,7 +224,8 @@ fn decode(text: &str) -> Event {
             Err(_) => b64,
         }),
         Ok(ServerMsg::Exit) => Event::Exit,
-        Ok(ServerMsg::Other | ServerMsg::Pong) => Event::Ignore,
+        // A resync is followed by a full screen, which simply redraws.
+        Ok(ServerMsg::Other | ServerMsg::Pong | ServerMsg::Resync) => Event::Ignore,
         Err(e) => {
             log::debug!("unparseable frame: {e}");
             Event::Ignore

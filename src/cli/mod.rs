@@ -11,6 +11,7 @@ mod doctor;
 mod events;
 mod image;
 mod islands;
+mod live;
 mod overview;
 mod panic;
 mod service;
@@ -58,6 +59,8 @@ pub enum Command {
     Overview(overview::OverviewCmd),
     Image(image::ImageCmd),
     Attach(attach::Attach),
+    Prompt(live::Prompt),
+    Screen(live::Screen),
     Agent(agents::AgentCmd),
     Term(terms::TermCmd),
     Clients(sessions::Clients),
@@ -144,6 +147,8 @@ pub fn main(cli: Cli) -> i32 {
         Command::Overview(a) => overview::overview(&c, a),
         Command::Image(a) => image::image(&c, a),
         Command::Attach(a) => attach::attach(&c, a),
+        Command::Prompt(a) => live::prompt(&c, a),
+        Command::Screen(a) => live::screen(&c, a),
         Command::Agent(a) => agents::agent(&c, a),
         Command::Term(a) => terms::term(&c, a),
         Command::Clients(a) => sessions::clients(&c, a),

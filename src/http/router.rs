@@ -3,7 +3,7 @@
 //! table by a test.
 
 use super::handlers::{
-    access, agents, audit, brokers, creds, events, islands, sessions, ssh, system, tokens,
+    access, agents, audit, brokers, creds, events, islands, live, sessions, ssh, system, tokens,
 };
 use super::wire::Caller;
 use super::wire::{Request, Response};
@@ -166,8 +166,8 @@ pub static ROUTES: &[Route] = &[
         access::write_file,
     ),
     view("GET", "/v1/islands/{name}/logs", access::logs),
-    // Sessions carry keystrokes: operators (a read-only observer for viewers comes later).
-    op("GET", "/v1/islands/{name}/session", agents::island_session),
+    // Sessions carry keystrokes: a viewer's session is always a read-only observer's.
+    view("GET", "/v1/islands/{name}/session", agents::island_session),
     view("GET", "/v1/agent-types", agents::types),
     view("GET", "/v1/islands/{name}/agents", agents::list),
     op("POST", "/v1/islands/{name}/agents", agents::add),
@@ -184,10 +184,16 @@ pub static ROUTES: &[Route] = &[
         "/v1/islands/{name}/agents/{id}/config",
         agents::config,
     ),
-    op(
+    view(
         "GET",
         "/v1/islands/{name}/agents/{id}/session",
         agents::agent_session,
+    ),
+    view("GET", "/v1/islands/{name}/agents/{id}/screen", live::screen),
+    op(
+        "POST",
+        "/v1/islands/{name}/agents/{id}/prompt",
+        live::prompt,
     ),
     // SSH: a connection is an island's shell, so operators (or the island's own token);
     // account keys reach every island, so they are the owner's.

@@ -532,6 +532,14 @@ impl Response {
             payload: Payload::Bytes(body),
         }
     }
+    /// A whole body of `content_type`.
+    pub fn body(status: u16, content_type: &str, body: Vec<u8>) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            payload: Payload::Bytes(body),
+        }
+    }
     pub fn no_content() -> Response {
         Response {
             status: 204,

@@ -15,7 +15,7 @@ use crate::api::{AddAgent, AgentInfo, AgentRun, AgentType};
 use crate::error::{Error, Result};
 use crate::process::{Input, Stream};
 use crate::runtime::{self, ExecOpts, WORKSPACE};
-use crate::session::{pump, tmux, Target};
+use crate::session::{feed, pump, tmux, Target};
 use crate::store;
 use crate::util;
 
@@ -670,34 +670,48 @@ impl Islands {
                 }
             }
         }
-        let mark = self.engine.mark();
-        let argv = self.engine.tty_exec_argv(
-            island,
-            runtime::AGENT_USER,
-            &[
-                ("TERM", "xterm-256color"),
-                ("LANG", "C.UTF-8"),
-                (tmux::ATTACH_MARK, &mark),
-            ],
-            &tmux::attach_sized(&tmux::session_name(id)),
-        );
         self.touch(island);
-        let (engine, name) = (self.engine.clone(), island.to_string());
-        let on_end = move || {
-            let opts = ExecOpts {
-                timeout: std::time::Duration::from_secs(15),
-                ..ExecOpts::agent(&["sh", "-c", tmux::DETACH_MARKED, "sh", &mark])
+        let (engine, name, session) = (
+            self.engine.clone(),
+            island.to_string(),
+            tmux::session_name(id),
+        );
+        // Each shared attach is its own tmux client with its own mark.
+        let attach = move |read_only: bool| {
+            let mark = engine.mark();
+            let argv = engine.tty_exec_argv(
+                &name,
+                runtime::AGENT_USER,
+                &[
+                    ("TERM", "xterm-256color"),
+                    ("LANG", "C.UTF-8"),
+                    (tmux::ATTACH_MARK, &mark),
+                ],
+                &tmux::attach_sized(&session, read_only),
+            );
+            let (engine, name) = (engine.clone(), name.clone());
+            let on_end = move || {
+                let opts = ExecOpts {
+                    timeout: std::time::Duration::from_secs(15),
+                    ..ExecOpts::agent(&["sh", "-c", tmux::DETACH_MARKED, "sh", &mark])
+                };
+                match engine.exec(&name, &opts, Input::None) {
+                    Ok(out) if out.ok() => {}
+                    Ok(out) => {
+                        log::warn!("island {name}: ending attach {mark}: {}", out.stderr_str())
+                    }
+                    // A stopped or removed container took the client with it.
+                    Err(e) => log::debug!("island {name}: ending attach {mark}: {e}"),
+                }
             };
-            match engine.exec(&name, &opts, Input::None) {
-                Ok(out) if out.ok() => {}
-                Ok(out) => log::warn!("island {name}: ending attach {mark}: {}", out.stderr_str()),
-                // A stopped or removed container took the client with it.
-                Err(e) => log::debug!("island {name}: ending attach {mark}: {e}"),
+            feed::Attach {
+                argv,
+                env: Vec::new(),
+                on_end: Some(Box::new(on_end)),
             }
         };
         Ok(pump::Spec {
-            argv,
-            env: Vec::new(),
+            attach: std::sync::Arc::new(attach),
             target: Target::Agent {
                 island: island.into(),
                 agent: id.into(),
@@ -705,7 +719,8 @@ impl Islands {
             label: label.to_string(),
             owner: None,
             still_valid: None,
-            on_end: Some(Box::new(on_end)),
+            observe: false,
+            history: None,
         })
     }
 }
@@ -877,6 +892,16 @@ pub fn check_type(kind: &str, cmd: &str) -> Result<AgentType> {
         return Err(Error::bad("cmd must not contain NUL bytes"));
     }
     Ok(kind)
+}
+
+/// The key that submits a prompt in an agent type's CLI (as `tmux send-keys` names it).
+pub fn submit_key(kind: AgentType) -> &'static str {
+    match kind {
+        // Claude Code, Codex and shells all submit their input line with Enter.
+        AgentType::ClaudeCode | AgentType::Codex | AgentType::Custom | AgentType::Headless => {
+            "Enter"
+        }
+    }
 }
 
 fn find<'r>(rec: &'r Record, id: &str) -> Result<&'r AgentRecord> {

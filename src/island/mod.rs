@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod names;
 pub mod panic;
 pub mod paths;
+pub mod screen;
 pub mod ssh;
 
 use std::collections::{BTreeMap, HashMap};
@@ -132,6 +133,8 @@ struct Slot {
     agent_states: autonomy::AgentStates,
     /// When we announced a stop of our own (its `die` is not a crash).
     own_stop: Option<Instant>,
+    /// One prompt at a time per agent (`screen::prompt`).
+    prompt_locks: HashMap<String, std::sync::Arc<std::sync::Mutex<()>>>,
 }
 
 impl Slot {
@@ -145,6 +148,7 @@ impl Slot {
             agent_obs_at: None,
             agent_states: Default::default(),
             own_stop: None,
+            prompt_locks: HashMap::new(),
         }
     }
 }

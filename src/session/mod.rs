@@ -3,6 +3,7 @@
 //! `terminals`. Lock rule: `Hub`'s mutexes guard in-memory maps only; nothing blocking runs
 //! under them.
 
+pub mod feed;
 pub mod pipe;
 pub mod pump;
 pub mod terminals;
@@ -74,6 +75,7 @@ struct Client {
     joined_at: String,
     /// (rows, cols) of its terminal, once known.
     size: Option<(u16, u16)>,
+    read_only: bool,
     waker: Arc<Waker>,
     ring_index: u64,
 }
@@ -86,6 +88,8 @@ pub struct Hub {
     /// Newest at the back; each entry carries its sequence number.
     ring: Mutex<VecDeque<(u64, ClientRecord)>>,
     next: AtomicU64,
+    /// The shared attaches clients are members of.
+    pub feeds: Arc<feed::Feeds>,
 }
 
 /// A registered client; unregisters (and records the detach) on drop.
@@ -120,6 +124,7 @@ impl Hub {
         target: Target,
         label: &str,
         owner: Option<String>,
+        read_only: bool,
     ) -> std::io::Result<Registration> {
         let waker = Arc::new(Waker::new()?);
         let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
@@ -154,6 +159,7 @@ impl Hub {
                 label: label.to_string(),
                 joined_at: now,
                 size: None,
+                read_only,
                 waker: waker.clone(),
                 ring_index: id,
             },
@@ -215,6 +221,7 @@ impl Hub {
                     PresenceEntry {
                         label: c.label.clone(),
                         joined_at: c.joined_at.clone(),
+                        read_only: c.read_only,
                     },
                 ));
             }
@@ -243,6 +250,7 @@ impl Hub {
                     PresenceEntry {
                         label: c.label.clone(),
                         joined_at: c.joined_at.clone(),
+                        read_only: c.read_only,
                     },
                 )
             })
@@ -306,8 +314,8 @@ mod tests {
             island: "a".into(),
             agent: "a2".into(),
         };
-        let r1 = hub.join(t1.clone(), "laptop", None).unwrap();
-        let r2 = hub.join(t2.clone(), "phone", None).unwrap();
+        let r1 = hub.join(t1.clone(), "laptop", None, false).unwrap();
+        let r2 = hub.join(t2.clone(), "phone", None, true).unwrap();
         assert_eq!(hub.attached(&t1).len(), 1);
         assert_eq!(hub.attached_island("a").len(), 2);
         hub.set_size(r1.id, 40, 100);
@@ -321,7 +329,7 @@ mod tests {
         assert!(h[0].detached_at.is_none());
         assert!(h[1].detached_at.is_some());
         for _ in 0..(RING + 5) {
-            drop(hub.join(t1.clone(), "x", None).unwrap());
+            drop(hub.join(t1.clone(), "x", None, false).unwrap());
         }
         assert_eq!(hub.history().len(), RING);
     }

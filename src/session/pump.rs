@@ -1,16 +1,16 @@
-//! One attached client: a websocket on an owned socket, a host PTY running the attach command
-//! (`docker exec -it … tmux attach`, or host tmux), and one thread that polls both plus a
-//! revocation pipe. Full duplex without a second thread: the socket and the PTY master are
-//! non-blocking and the loop only waits in poll().
+//! One attached client: a websocket on an owned socket, a member of a shared feed (`feed`:
+//! one attach per target and size), and one thread that polls the socket, the feed's notify
+//! pipe, a revocation pipe and the shutdown latch. Full duplex without a second thread: the
+//! socket is non-blocking and the loop only waits in poll().
 //!
-//! Slow clients: output read from the PTY is queued in the websocket's write buffer; past
-//! `OUT_CAP` the pump stops reading the PTY, so tmux holds that one client back (and redraws
-//! it when it catches up) while every other client and the agent carry on. A client that
-//! accepts nothing for `STALL` is dropped with close code 1008 "client too slow".
+//! Slow clients: output is pulled from the feed's ring only while less than `OUT_CAP` waits in
+//! the websocket's buffer, so a slow or stalled client holds back nobody (not the agent, not
+//! the other members); one that falls behind the ring is resynced with a full screen. A client
+//! whose socket takes nothing for `STALL` is dropped with close code 1008 "client too slow".
 
 use std::borrow::Cow;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -21,33 +21,29 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
+use super::feed::{AttachFn, Member, Pull, Want};
 use super::{Hub, Target};
 use crate::api::{ClientFrame, ServerFrame};
 use crate::latch::Latch;
 
 /// Largest inbound websocket message (and frame).
 pub const MAX_IN: usize = 1 << 20;
-/// Output queued for one client before the pump stops reading its PTY.
+/// Output queued for one client before the pump stops pulling from its feed.
 pub const OUT_CAP: usize = 1 << 20;
-/// Keystrokes queued for the PTY before input is refused.
-const IN_CAP: usize = 1 << 20;
-/// A client that takes nothing for this long is dropped.
-pub const STALL: Duration = Duration::from_secs(30);
+/// Output pulled from the feed at once.
+const PULL: usize = 256 << 10;
+/// A client whose socket takes nothing for this long is dropped.
+pub const STALL: Duration = Duration::from_secs(60);
 /// Ping interval, and how long a silent client is kept.
 const PING_EVERY: Duration = Duration::from_secs(20);
 const SILENT_LIMIT: Duration = Duration::from_secs(75);
 /// How long to wait for the client's first resize before sizing the PTY from others.
 const FIRST_RESIZE: Duration = Duration::from_millis(150);
-/// docker's CLI starts watching SIGWINCH only once its first resize call returns, just after
-/// the exec starts: a resize in that gap never reaches the island. A resize this soon after
-/// the attach starts is signalled again, after the gap has surely closed.
-const EARLY: Duration = Duration::from_secs(3);
-const RESIGNAL_AFTER: [Duration; 2] = [Duration::from_millis(250), Duration::from_millis(1500)];
 
 /// What to attach.
 pub struct Spec {
-    pub argv: Vec<String>,
-    pub env: Vec<(String, String)>,
+    /// Starts an attach when no feed of this target and size runs yet.
+    pub attach: AttachFn,
     pub target: Target,
     pub label: String,
     /// The operator token the client came with (revoking it closes the session).
@@ -55,9 +51,11 @@ pub struct Spec {
     /// Whether that token still stands; asked once the client is registered, so a token
     /// revoked while the session was being set up is caught.
     pub still_valid: Option<Box<dyn Fn() -> bool + Send>>,
-    /// Run once the attach command is gone, whatever ended the session: ends what the
-    /// attach left running out of this host's reach (the in-island tmux client).
-    pub on_end: Option<Box<dyn FnOnce() + Send>>,
+    /// Read-only: input and resizes are refused (viewers always).
+    pub observe: bool,
+    /// History to show before the live screen (`?scrollback=N`): fetched once the size is
+    /// known, sent as plain lines that scroll into the client's own history.
+    pub history: Option<Box<dyn FnOnce() -> Vec<u8> + Send>>,
 }
 
 /// A client message, decoded.
@@ -96,7 +94,7 @@ pub fn data_frame(bytes: &[u8]) -> String {
     s
 }
 
-fn error_frame(msg: &str) -> String {
+pub fn error_frame(msg: &str) -> String {
     ServerFrame::Error {
         b64: base64::engine::general_purpose::STANDARD.encode(msg.as_bytes()),
     }
@@ -123,7 +121,12 @@ pub fn serve<S: Read + Write + AsRawFd>(
     cfg.write_buffer_size = 0;
     cfg.max_write_buffer_size = OUT_CAP * 4;
     let ws = WebSocket::from_partially_read(stream, leftover, Role::Server, Some(cfg));
-    let reg = match hub.join(spec.target.clone(), &label, spec.owner.clone()) {
+    let reg = match hub.join(
+        spec.target.clone(),
+        &label,
+        spec.owner.clone(),
+        spec.observe,
+    ) {
         Ok(r) => r,
         Err(e) => {
             log::warn!("session {label}: cannot register: {e}");
@@ -138,9 +141,8 @@ pub fn serve<S: Read + Write + AsRawFd>(
         out_pending: 0,
         stalled_since: None,
         last_in: Instant::now(),
-        drawn: false,
-        spawned: Instant::now(),
-        resignal: Vec::new(),
+        observe: spec.observe,
+        told_read_only: false,
     };
     let hello = ServerFrame::Hello {
         attached: hub.attached(&spec.target),
@@ -177,18 +179,27 @@ pub fn serve<S: Read + Write + AsRawFd>(
         .unwrap_or((24, 80));
     hub.set_size(reg.id, rows, cols);
 
-    // The attach command may carry the size as `{rows}`/`{cols}` so the remote terminal has
-    // it from its first instant (`docker exec -it` otherwise sets it after starting, racily).
-    let argv: Vec<String> = spec
-        .argv
-        .iter()
-        .map(|a| {
-            a.replace("{rows}", &rows.to_string())
-                .replace("{cols}", &cols.to_string())
-        })
-        .collect();
-    let (master, mut child) = match spawn_on_pty(&argv, &spec.env, rows, cols) {
-        Ok(x) => x,
+    if let Some(h) = spec.history.take() {
+        let mut lines = h();
+        if !lines.is_empty() {
+            // Scroll the history off the screen so the live screen starts clean below it.
+            lines.extend(std::iter::repeat_n(b"\r\n".as_slice(), rows as usize).flatten());
+            p.send(Message::Text(data_frame(&lines)));
+        }
+    }
+    let want = Want {
+        target: spec.target.clone(),
+        rows,
+        cols,
+        observe: spec.observe,
+    };
+    let mut member = match hub.feeds.join(&want, reg.id, &spec.attach) {
+        Ok((m, snap)) => {
+            if !snap.is_empty() {
+                p.send(Message::Text(data_frame(&snap)));
+            }
+            m
+        }
         Err(e) => {
             p.send(Message::Text(error_frame(&format!(
                 "cannot start the terminal: {e}"
@@ -197,12 +208,10 @@ pub fn serve<S: Read + Write + AsRawFd>(
             return;
         }
     };
-    p.spawned = Instant::now();
-    let mut input: Vec<u8> = Vec::new();
     for i in early {
-        p.apply(i, &master, &mut input, hub, reg.id);
+        p.apply(i, &mut member, hub, reg.id, &spec);
     }
-    let why = p.run(&master, &mut input, hub, reg.id, &reg.waker, shutdown);
+    let why = p.run(&mut member, hub, reg.id, &reg.waker, shutdown, &spec);
     log::debug!("session {label} on {:?} ended: {why:?}", spec.target);
     match why {
         End::Exited => {
@@ -219,11 +228,8 @@ pub fn serve<S: Read + Write + AsRawFd>(
         End::TooBig => p.close(CloseCode::Size, "message too big"),
         End::ClientGone | End::ClientClosed | End::Failed => {}
     }
-    end_child(&mut child);
+    drop(member);
     drop(reg);
-    if let Some(f) = spec.on_end.take() {
-        f();
-    }
 }
 
 #[derive(Debug)]
@@ -246,21 +252,12 @@ struct Pump<S: Read + Write> {
     out_pending: usize,
     stalled_since: Option<Instant>,
     last_in: Instant,
-    /// The PTY has produced output (the attach drew its screen).
-    drawn: bool,
-    /// When the attach command started, and when to repeat an early resize's SIGWINCH.
-    spawned: Instant,
-    resignal: Vec<Instant>,
+    observe: bool,
+    /// An observer is told once that its keystrokes and resizes are ignored.
+    told_read_only: bool,
 }
 
 impl<S: Read + Write + AsRawFd> Pump<S> {
-    /// Keystrokes go to the PTY only once the attach has drawn its screen: before that the
-    /// PTY is still in cooked mode (docker has not made it raw), and the line discipline would
-    /// echo and rewrite what a fast client sends first.
-    fn live(&self) -> bool {
-        self.drawn
-    }
-
     /// Queue a message and push what the socket takes now.
     fn send(&mut self, m: Message) -> bool {
         let n = m.len();
@@ -328,26 +325,53 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
         }
     }
 
-    fn apply(&mut self, i: Inbound, master: &OwnedFd, input: &mut Vec<u8>, hub: &Hub, id: u64) {
+    fn read_only(&mut self, what: &str) {
+        if !self.told_read_only {
+            self.told_read_only = true;
+            self.send(Message::Text(error_frame(&format!(
+                "read-only session (observer): {what} ignored"
+            ))));
+        }
+    }
+
+    fn apply(&mut self, i: Inbound, m: &mut Member, hub: &Arc<Hub>, id: u64, spec: &Spec) {
         match i {
+            Inbound::Data(_) if self.observe => self.read_only("input"),
             Inbound::Data(b) => {
-                if input.len() + b.len() > IN_CAP {
+                if !m.feed.input(&b) {
                     self.send(Message::Text(error_frame(
                         "input dropped: the terminal is not reading",
                     )));
-                } else {
-                    input.extend_from_slice(&b);
-                    if self.live() {
-                        write_some(master, input);
-                    }
                 }
             }
+            Inbound::Resize(..) if self.observe => self.read_only("resize"),
             Inbound::Resize(r, c) => {
-                set_winsize(master.as_raw_fd(), r, c);
                 hub.set_size(id, r, c);
-                let now = Instant::now();
-                if now.duration_since(self.spawned) < EARLY {
-                    self.resignal = RESIGNAL_AFTER.iter().map(|d| now + *d).collect();
+                if m.feed.size() == (r, c) {
+                    return;
+                }
+                if hub.feeds.members(&m.feed) == 1 {
+                    m.feed.resize(r, c);
+                    return;
+                }
+                // Shared with others of the old size: move to a feed of the new size (tmux
+                // then sizes the window by the most recent client, as it documents).
+                let want = Want {
+                    target: spec.target.clone(),
+                    rows: r,
+                    cols: c,
+                    observe: false,
+                };
+                match hub.feeds.join(&want, id, &spec.attach) {
+                    Ok((next, snap)) => {
+                        *m = next;
+                        if !snap.is_empty() {
+                            self.send(Message::Text(data_frame(&snap)));
+                        }
+                    }
+                    Err(e) => {
+                        self.send(Message::Text(error_frame(&format!("cannot resize: {e}"))));
+                    }
                 }
             }
             Inbound::Ping => {
@@ -356,18 +380,46 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
         }
     }
 
+    /// Copy what the feed has for this client while its buffer has room.
+    fn pull(&mut self, m: &mut Member) -> Option<End> {
+        m.notify.drain();
+        while self.out_pending < OUT_CAP {
+            match m.feed.pull(&mut m.at, PULL) {
+                Pull::Chunks(v) if v.is_empty() => return None,
+                Pull::Chunks(v) => {
+                    for c in v {
+                        if !self.send(Message::Text(c.frame().to_string())) {
+                            return Some(End::ClientGone);
+                        }
+                    }
+                }
+                Pull::Resync(screen) => {
+                    let ok = self.send(Message::Text(ServerFrame::Resync.text()))
+                        && self.send(Message::Text(data_frame(&screen)));
+                    if !ok {
+                        return Some(End::ClientGone);
+                    }
+                }
+                Pull::Ended => return Some(End::Exited),
+            }
+        }
+        None
+    }
+
     fn run(
         &mut self,
-        master: &OwnedFd,
-        input: &mut Vec<u8>,
-        hub: &Hub,
+        m: &mut Member,
+        hub: &Arc<Hub>,
         id: u64,
         waker: &super::Waker,
         shutdown: &Latch,
+        spec: &Spec,
     ) -> End {
         let sock = self.ws.get_ref().as_raw_fd();
         let mut last_ping = Instant::now();
-        let mut buf = vec![0u8; 32 << 10];
+        if let Some(end) = self.pull(m) {
+            return end;
+        }
         loop {
             if shutdown.is_set() {
                 return End::Stopping;
@@ -375,18 +427,15 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
             if waker.revoked() {
                 return End::Revoked;
             }
-            let read_pty = self.out_pending < OUT_CAP;
             let mut sock_ev = libc::POLLIN;
             if self.out_pending > 0 {
                 sock_ev |= libc::POLLOUT;
             }
-            let mut pty_ev = 0;
-            if read_pty {
-                pty_ev |= libc::POLLIN;
-            }
-            if self.live() && !input.is_empty() {
-                pty_ev |= libc::POLLOUT;
-            }
+            let feed_ev = if self.out_pending < OUT_CAP {
+                libc::POLLIN
+            } else {
+                0
+            };
             let mut fds = [
                 libc::pollfd {
                     fd: sock,
@@ -394,8 +443,8 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                     revents: 0,
                 },
                 libc::pollfd {
-                    fd: master.as_raw_fd(),
-                    events: pty_ev,
+                    fd: m.notify.fd().as_raw_fd(),
+                    events: feed_ev,
                     revents: 0,
                 },
                 libc::pollfd {
@@ -414,7 +463,6 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                 Some(last_ping + PING_EVERY),
                 Some(self.last_in + SILENT_LIMIT),
                 self.stalled_since.map(|t| t + STALL),
-                self.resignal.first().copied(),
             ]
             .into_iter()
             .flatten()
@@ -435,54 +483,35 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
             }
             if fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
                 let (msgs, end) = self.read_all();
-                for m in msgs {
-                    match m {
-                        Ok(i) => self.apply(i, master, input, hub, id),
+                for msg in msgs {
+                    match msg {
+                        Ok(i) => self.apply(i, m, hub, id, spec),
                         Err(e) => {
                             self.send(Message::Text(error_frame(&e)));
                         }
                     }
                 }
                 if let Some(end) = end {
-                    if matches!(end, End::ClientClosed) {
+                    if matches!(end, End::ClientClosed) && !self.observe {
                         // A client that typed and closed at once keeps its keystrokes: they
                         // reach the terminal before its exec is ended.
-                        settle_input(master, input, self.drawn);
+                        m.feed.settle();
                     }
                     return end;
-                }
-            }
-            if fds[1].revents & libc::POLLOUT != 0 {
-                write_some(master, input);
-            }
-            if fds[1].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-                match nix::unistd::read(master.as_raw_fd(), &mut buf) {
-                    Ok(0) => return End::Exited,
-                    Ok(k) => {
-                        if !self.drawn {
-                            self.drawn = true;
-                            write_some(master, input);
-                        }
-                        if !self.send(Message::Text(data_frame(&buf[..k]))) {
-                            return End::ClientGone;
-                        }
-                    }
-                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
-                    // EIO: every holder of the slave side is gone, the program ended.
-                    Err(_) => return End::Exited,
                 }
             }
             if self.out_pending > 0 && fds[0].revents & libc::POLLOUT != 0 && !self.flush() {
                 return End::ClientGone;
             }
+            if fds[1].revents != 0 || self.out_pending < OUT_CAP {
+                if let Some(end) = self.pull(m) {
+                    return end;
+                }
+            }
             if let Some(since) = self.stalled_since {
                 if now.duration_since(since) > STALL {
                     return End::TooSlow;
                 }
-            }
-            if self.resignal.first().is_some_and(|t| now >= *t) {
-                self.resignal.remove(0);
-                signal_winch(master.as_raw_fd());
             }
             if now.duration_since(last_ping) >= PING_EVERY {
                 last_ping = now;
@@ -546,46 +575,6 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Write what the PTY takes now from the front of `input`.
-/// Hand what the client typed to the terminal and let the attach pass it on: write the rest of
-/// `input` (once the screen was drawn), then wait until the terminal has been quiet for 50 ms
-/// (its echo read and dropped), at most 300 ms in all.
-fn settle_input(master: &OwnedFd, input: &mut Vec<u8>, drawn: bool) {
-    if !drawn {
-        return;
-    }
-    let deadline = Instant::now() + Duration::from_millis(300);
-    let mut buf = [0u8; 8192];
-    while Instant::now() < deadline {
-        write_some(master, input);
-        if !wait_readable(master.as_raw_fd(), Duration::from_millis(50)) {
-            if input.is_empty() {
-                return;
-            }
-            continue;
-        }
-        match nix::unistd::read(master.as_raw_fd(), &mut buf) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
-            Err(_) => return,
-        }
-    }
-}
-
-fn write_some(master: &OwnedFd, input: &mut Vec<u8>) {
-    while !input.is_empty() {
-        match nix::unistd::write(master.as_fd(), input) {
-            Ok(0) => return,
-            Ok(k) => {
-                input.drain(..k);
-            }
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return,
-        }
-    }
-}
-
 pub fn set_winsize(fd: RawFd, rows: u16, cols: u16) {
     let ws = libc::winsize {
         ws_row: rows,
@@ -599,20 +588,8 @@ pub fn set_winsize(fd: RawFd, rows: u16, cols: u16) {
     }
 }
 
-/// Tell the terminal's foreground process group its size changed (as TIOCSWINSZ did).
-fn signal_winch(master: RawFd) {
-    let mut pgrp: libc::pid_t = 0;
-    // SAFETY: TIOCGPGRP writes one pid_t through a valid pointer.
-    if unsafe { libc::ioctl(master, libc::TIOCGPGRP, &mut pgrp) } == 0 && pgrp > 0 {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pgrp),
-            nix::sys::signal::Signal::SIGWINCH,
-        );
-    }
-}
-
 /// Start `argv` on a new PTY as the session leader with the PTY as its controlling terminal.
-fn spawn_on_pty(
+pub fn spawn_on_pty(
     argv: &[String],
     env: &[(String, String)],
     rows: u16,
@@ -663,7 +640,7 @@ fn spawn_on_pty(
 }
 
 /// Hang up the attach command (as a closed terminal would), then make sure it is gone.
-fn end_child(child: &mut Child) {
+pub fn end_child(child: &mut Child) {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGHUP);
     let deadline = Instant::now() + Duration::from_millis(500);

@@ -89,10 +89,16 @@ exit 0
 "#;
 
 /// Attach inside an island through `docker exec -it`: the exec's terminal is sized first
-/// (`{rows}`/`{cols}` are filled in by the pump), so tmux never sees docker's 80x24 default.
-pub fn attach_sized(session: &str) -> Vec<String> {
+/// (`{rows}`/`{cols}` are filled in by the feed), so tmux never sees docker's 80x24 default.
+/// A read-only client (observers) neither types nor sizes the window.
+pub fn attach_sized(session: &str, read_only: bool) -> Vec<String> {
+    let flags = if read_only {
+        " -f read-only,ignore-size"
+    } else {
+        ""
+    };
     let script = format!(
-        "stty rows \"$1\" cols \"$2\" 2>/dev/null; exec tmux -L {SOCKET} attach-session -t \"$3\""
+        "stty rows \"$1\" cols \"$2\" 2>/dev/null; exec tmux -L {SOCKET} attach-session{flags} -t \"$3\""
     );
     [
         "sh",

@@ -411,6 +411,8 @@ pub struct Ws {
     pub closed: Option<String>,
     pub saw_exit: bool,
     pub errors: Vec<String>,
+    /// Resync frames received (each is followed by a full screen).
+    pub resyncs: usize,
 }
 
 impl Daemon {
@@ -437,6 +439,7 @@ impl Daemon {
                 closed: None,
                 saw_exit: false,
                 errors: Vec::new(),
+                resyncs: 0,
             }),
             Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => {
                 let body = r
@@ -479,6 +482,7 @@ impl Ws {
                         self.output.extend_from_slice(&b);
                     }
                     Some("exit") => self.saw_exit = true,
+                    Some("resync") => self.resyncs += 1,
                     Some("error") => {
                         let b = base64::engine::general_purpose::STANDARD
                             .decode(v["b64"].as_str().unwrap_or(""))

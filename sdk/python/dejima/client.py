@@ -72,6 +72,8 @@ ROUTES: Dict[Tuple[str, str], str] = {
     ("POST", "/v1/islands/{name}/agents/{id}/restart"): "restart_agent",
     ("PATCH", "/v1/islands/{name}/agents/{id}/config"): "configure_agent",
     ("GET", "/v1/islands/{name}/agents/{id}/session"): "attach",
+    ("GET", "/v1/islands/{name}/agents/{id}/screen"): "screen",
+    ("POST", "/v1/islands/{name}/agents/{id}/prompt"): "prompt",
     ("GET", "/v1/clients"): "clients",
     ("POST", "/v1/sessions/revoke"): "revoke_sessions",
     ("GET", "/v1/terminals"): "list_terminals",
@@ -634,11 +636,16 @@ class Client:
         label: str = "python-sdk",
         rows: Optional[int] = None,
         cols: Optional[int] = None,
+        observe: bool = False,
+        scrollback: int = 0,
     ) -> Session:
         """Attach to the island's primary agent (or ``agent``'s) terminal over a websocket.
+        ``observe``: read-only (keystrokes and resizes ignored; always so for a viewer's
+        token). ``scrollback``: history lines sent before the live screen.
         Needs ``pip install 'dejima-sdk[ws]'``."""
         path = self._isl(island, "session") if agent is None else self._isl(island, "agents", _seg(agent), "session")
-        return self._open_session(path, label, rows, cols)
+        extra = ("&mode=observe" if observe else "") + (f"&scrollback={int(scrollback)}" if scrollback else "")
+        return self._open_session(path, label, rows, cols, extra)
 
     def attach_terminal(
         self, terminal: str, label: str = "python-sdk", rows: Optional[int] = None, cols: Optional[int] = None
@@ -646,9 +653,11 @@ class Client:
         """Attach to a host terminal (dejimad --host-terminals; owner)."""
         return self._open_session("/v1/terminals/" + _seg(terminal) + "/session", label, rows, cols)
 
-    def _open_session(self, path: str, label: str, rows: Optional[int], cols: Optional[int]) -> Session:
+    def _open_session(
+        self, path: str, label: str, rows: Optional[int], cols: Optional[int], extra: str = ""
+    ) -> Session:
         return open_session(
-            path=path + "?label=" + quote(label, safe=""),
+            path=path + "?label=" + quote(label, safe="") + extra,
             label=label,
             socket_path=self.socket_path,
             http_base=self.base_url,
@@ -656,6 +665,25 @@ class Client:
             timeout=self.timeout if self.timeout is not None else 30.0,
             rows=rows,
             cols=cols,
+        )
+
+    def screen(self, island: str, agent: str = "a1", format: str = "text", scrollback: int = 0) -> Any:
+        """The agent's screen without attaching: ``text`` or ``ansi`` (a str), or ``json`` (a
+        dict with rows, cursor, size, history)."""
+        path = self._isl(island, "agents", _seg(agent), "screen")
+        params = {"format": format, "scrollback": str(int(scrollback))}
+        if format == "json":
+            return self._call("GET", path, params=params)
+        return self._request("GET", path, params=params).text
+
+    def prompt(self, island: str, text: str, agent: str = "a1", submit: bool = True) -> JSON:
+        """Send a prompt as one paste and press the agent's submit key, each verified on its
+        screen: ``{delivered, submitted, attempts, elapsed_ms}`` (409/504 raise with what was seen)."""
+        return self._call(  # type: ignore[no-any-return]
+            "POST",
+            self._isl(island, "agents", _seg(agent), "prompt"),
+            json={"text": text, "submit": submit},
+            timeout=self._slow(),
         )
 
     def clients(self) -> List[JSON]:

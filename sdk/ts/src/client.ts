@@ -71,6 +71,8 @@ export type CapabilityGrant = Schemas["CapabilityGrant"];
 export type McpGrant = Schemas["McpGrant"];
 export type SpawnInfo = Schemas["SpawnInfo"];
 export type SshKey = Schemas["SshKey"];
+export type Screen = Schemas["Screen"];
+export type Delivery = Schemas["Delivery"];
 
 export type Health = ResponseOf<"/v1/healthz", "get">;
 export type Readiness = ResponseOf<"/v1/readyz", "get">;
@@ -204,6 +206,10 @@ export interface AttachOptions {
   timeout?: number;
   /** "ws" (the package; required for a Unix socket) or "global" (globalThis.WebSocket). Default: ws, else global. */
   webSocket?: "ws" | "global";
+  /** Read-only: keystrokes and resizes are ignored (always so for a viewer's token). */
+  observe?: boolean;
+  /** History lines the server sends before the live screen. */
+  scrollback?: number;
 }
 
 export interface SshStreamOptions {
@@ -558,6 +564,32 @@ export class Client {
   attach(island: string, opts: AttachOptions = {}): Promise<Session> {
     const p = opts.agent ? `${isl(island)}/agents/${seg(opts.agent)}/session` : `${isl(island)}/session`;
     return this.#openSession(p, opts);
+  }
+
+  /**
+   * GET /v1/islands/{name}/agents/{id}/screen — the agent's screen without attaching (viewer):
+   * `text` or `ansi` as a string, `json` as a Screen (rows, cursor, size, history).
+   */
+  screen(name: string, agent: string, opts: { format: "json"; scrollback?: number }): Promise<Screen>;
+  screen(name: string, agent?: string, opts?: { format?: "text" | "ansi"; scrollback?: number }): Promise<string>;
+  screen(
+    name: string,
+    agent = "a1",
+    opts: { format?: "text" | "ansi" | "json"; scrollback?: number } = {},
+  ): Promise<string | Screen> {
+    const path = `${isl(name)}/agents/${seg(agent)}/screen`;
+    const query = given({ format: opts.format, scrollback: opts.scrollback }) as Record<string, QueryValue>;
+    if (opts.format === "json") return this.#call("GET", path, { query });
+    return this.t.request({ method: "GET", path, query, headers: { accept: "text/plain" } }).then((r) => r.body.toString("utf8"));
+  }
+
+  /**
+   * POST /v1/islands/{name}/agents/{id}/prompt — paste `text` and press the agent's submit key,
+   * each verified on its screen (operator). 409/504 reject with what was seen.
+   */
+  prompt(name: string, text: string, opts: { agent?: string; submit?: boolean } = {}): Promise<Delivery> {
+    const body = given({ text, submit: opts.submit });
+    return this.#call("POST", `${isl(name)}/agents/${seg(opts.agent ?? "a1")}/prompt`, { json: body });
   }
 
   /** GET /v1/terminals/{id}/session (websocket, owner) — attach to a host terminal. */
@@ -991,7 +1023,7 @@ export class Client {
   // --- websocket plumbing ---------------------------------------------------------------------
 
   async #openSession(p: string, opts: Omit<AttachOptions, "agent">): Promise<Session> {
-    const pathq = p + encodeQuery({ label: opts.label });
+    const pathq = p + encodeQuery({ label: opts.label, mode: opts.observe ? "observe" : undefined, scrollback: opts.scrollback });
     const headers = this.t.authHeaders();
     const timeout = opts.timeout ?? this.t.timeout;
     const ep = this.endpoint;
@@ -1121,6 +1153,8 @@ export const ROUTES = {
   "POST /v1/islands/{name}/agents/{id}/restart": "restartAgent",
   "PATCH /v1/islands/{name}/agents/{id}/config": "configureAgent",
   "GET /v1/islands/{name}/agents/{id}/session": "attach",
+  "GET /v1/islands/{name}/agents/{id}/screen": "screen",
+  "POST /v1/islands/{name}/agents/{id}/prompt": "prompt",
   "GET /v1/clients": "clients",
   "POST /v1/sessions/revoke": "revokeSessions",
   "GET /v1/terminals": "listTerminals",

@@ -1222,29 +1222,49 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Attach to the primary agent's terminal (websocket)
+         * Attach to the primary agent's terminal (websocket; a viewer's is always read-only)
          * @description Upgrades to a websocket carrying JSON text frames (see the Session schema). Any number
          *     of clients may attach; tmux gives them one screen. Server frames: `hello` (with
          *     `attached`, the presence list, this client included), `data` (`b64`: PTY bytes),
-         *     `error` (`b64`: a message; the session goes on), `exit` (the terminal itself ended,
-         *     then a close), `pong`. Client frames: `data` (`b64`: keystrokes), `resize` (`rows`,
-         *     `cols`, 1..1000), `ping`; a binary frame is taken as raw keystrokes.
+         *     `error` (`b64`: a message; the session goes on), `resync` (this client fell further
+         *     behind than its buffer: the next `data` frame is a full screen; the skipped output is
+         *     not replayed), `exit` (the terminal itself ended, then a close), `pong`. Client frames:
+         *     `data` (`b64`: keystrokes), `resize` (`rows`, `cols`, 1..1000), `ping`; a binary frame
+         *     is taken as raw keystrokes.
          *
-         *     Sizing: the PTY takes the client's first resize if it arrives within 150 ms, else the
-         *     largest attached client's size, else 80x24. tmux's `window-size latest` makes the
+         *     Fan-out: clients of the same size share one attach (one tmux client in the island);
+         *     its output is read once and copied to each. A client that joins a running attach
+         *     first gets the current screen (as the daemon's own terminal model holds it), so nobody
+         *     else is redrawn for it. Clients of different sizes are different tmux clients.
+         *
+         *     Sizing: the first resize, if it arrives within 150 ms, picks the size; else the largest
+         *     attached client's size, else 80x24. A client alone on its attach resizes it in place;
+         *     one sharing it moves to an attach of its new size. tmux's `window-size latest` makes the
          *     window follow the most recently active client.
          *
-         *     Limits and close codes: inbound messages over 1 MiB close with 1009; a client that
-         *     takes no output for 30 s while 1 MiB is queued closes with 1008 "client too slow"
-         *     (until then the pump stops reading the PTY for that client alone and tmux redraws it
-         *     when it catches up); a ping every 20 s, and a client silent for 75 s closes with 1001;
-         *     revoke closes with 1008 "revoked"; daemon shutdown with 1001.
+         *     Observers (`mode=observe`, and always for a viewer's token): keystrokes and resizes are
+         *     ignored and the first is answered by one `error` frame; presence marks the client
+         *     `read_only`. An observer joins any attach of the agent (its own size's first, else the
+         *     largest); alone it is a read-only tmux client.
+         *
+         *     History: `scrollback=N` sends up to N lines that scrolled off the top (with their
+         *     colours) before the live screen, so a reconnecting client has them in its own history.
+         *
+         *     Limits and close codes: inbound messages over 1 MiB close with 1009. Each client reads
+         *     the shared output through a 1 MiB ring: a slow or stalled client never holds back the
+         *     agent or the others; when it falls behind the ring it gets a `resync` and a full
+         *     screen. A client whose socket takes nothing for 60 s closes with 1008 "client too
+         *     slow"; a ping every 20 s, and a client silent for 75 s closes with 1001; revoke closes
+         *     with 1008 "revoked"; daemon shutdown with 1001 (1012 for a restart).
          */
         get: {
             parameters: {
                 query?: {
                     /** @description the client's name in presence (at most 128 bytes) */
                     label?: string;
+                    mode?: "interactive" | "observe";
+                    /** @description history lines to send before the live screen */
+                    scrollback?: number;
                 };
                 header?: never;
                 path: {
@@ -1660,13 +1680,15 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Attach to one agent's terminal (websocket; same protocol as the island session)
+         * Attach to one agent's terminal (websocket; same protocol, modes and history as the island session)
          * @description 409 for a headless agent (read its log) or one with no session.
          */
         get: {
             parameters: {
                 query?: {
                     label?: string;
+                    mode?: "interactive" | "observe";
+                    scrollback?: number;
                 };
                 header?: never;
                 path: {
@@ -1694,6 +1716,137 @@ export interface paths {
         };
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/islands/{name}/agents/{id}/screen": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                name: components["parameters"]["Name"];
+                id: string;
+            };
+            cookie?: never;
+        };
+        /**
+         * The agent's screen now, without attaching (never resizes or redraws anyone's view)
+         * @description One `tmux capture-pane` in the island. `text` (default): the history asked for, then
+         *     the visible rows, trailing blank rows dropped, wrapped lines joined. `ansi`: the same
+         *     with colours and attributes as escape sequences. `json`: a Screen (rows, cursor, size).
+         *     409 for a headless agent, a stopped island, or an agent without a session right now.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    format?: "text" | "ansi" | "json";
+                    /** @description history lines above the screen */
+                    scrollback?: number;
+                };
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The screen. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/plain": string;
+                        "application/json": components["schemas"]["Screen"];
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/islands/{name}/agents/{id}/prompt": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                name: components["parameters"]["Name"];
+                id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send the agent a prompt, verified on its screen (works with nobody attached)
+         * @description One prompt at a time per agent (a second waits for the first). The text is pasted as
+         *     one bracketed paste through a tmux buffer (never key by key: words like `C-c` or
+         *     `Enter` arrive as text), with control characters other than tab and newline removed
+         *     and CR/CRLF made newlines. The paste must show on the pane (it is sent once more if the
+         *     first left no trace, 3 s each) or the answer is 504 with the last rows seen. With
+         *     `submit` (default true) the agent CLI's submit key (Enter) is then pressed, and again
+         *     (at most 3 times) while the text stays in the input box; 409 with the last rows seen if
+         *     it never leaves. 409 also for an exited agent, a headless one, or a stopped island.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description must hold something besides control characters and spaces */
+                        text: string;
+                        /** @default true */
+                        submit?: boolean;
+                    };
+                };
+            };
+            responses: {
+                /** @description Delivered (and submitted, if asked) as seen on the pane. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Delivery"];
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+                413: components["responses"]["Error"];
+                422: components["responses"]["Error"];
+                504: components["responses"]["Error"];
+            };
+        };
         delete?: never;
         options?: never;
         head?: never;
@@ -4557,13 +4710,46 @@ export interface components {
                 /** Format: date-time */
                 updated_at?: string;
             };
-            attached: {
-                label?: string;
-                /** Format: date-time */
-                joined_at?: string;
-            }[];
+            attached: components["schemas"]["Presence"][];
             /** @description the last orchestration failure, if any */
             error?: string;
+        };
+        Presence: {
+            label: string;
+            /** Format: date-time */
+            joined_at: string;
+            /** @description an observer (mode=observe, or a viewer's token): its keystrokes and resizes are ignored */
+            read_only: boolean;
+        };
+        Screen: {
+            agent: string;
+            size: {
+                rows: number;
+                cols: number;
+            };
+            cursor: {
+                /** @description 0-based, from the top of the visible rows */
+                row: number;
+                col: number;
+                visible: boolean;
+            };
+            /** @description a full-screen program (an editor, a TUI) has the alternate screen */
+            alternate_screen: boolean;
+            /** @description the visible rows, top first (as many as size.rows) */
+            rows: string[];
+            /** @description up to `scrollback` lines that scrolled off the top, oldest first */
+            history: string[];
+            /** @description the agent's program has ended; its last screen stays */
+            exited: boolean;
+        };
+        Delivery: {
+            /** @description always true in a 200: the paste was seen on the pane */
+            delivered: boolean;
+            /** @description the submit key was pressed and the text left the input line */
+            submitted: boolean;
+            /** @description times the submit key was pressed (it is pressed again while the text stays in the input box, at most 3) */
+            attempts: number;
+            elapsed_ms: number;
         };
         Event: {
             /** @description unique; dedupe redeliveries by it */
@@ -4605,11 +4791,7 @@ export interface components {
             created_at?: string;
             /** @enum {string} */
             status?: "running" | "exited";
-            attached?: {
-                label?: string;
-                /** Format: date-time */
-                joined_at?: string;
-            }[];
+            attached?: components["schemas"]["Presence"][];
         };
         IslandInfo: {
             /** @description the island whose token created this one (absent for operators' islands) */
@@ -4634,11 +4816,7 @@ export interface components {
             created_at: string;
             /** Format: date-time */
             last_used_at: string;
-            attached: {
-                label?: string;
-                /** Format: date-time */
-                joined_at?: string;
-            }[];
+            attached: components["schemas"]["Presence"][];
             stats: {
                 memory_usage_bytes?: number;
                 /** @description 0 = unlimited */

@@ -93,20 +93,56 @@ pub fn label(req: &Request) -> Result<String> {
 }
 
 pub fn island_session(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
-    let spec = app.islands.session_spec(name(p)?, None, &label(req)?)?;
-    upgrade(app, req, spec)
+    agent_spec(app, req, name(p)?, None)
 }
 
 pub fn agent_session(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
-    let spec = app
-        .islands
-        .session_spec(name(p)?, Some(p.get("id")), &label(req)?)?;
+    agent_spec(app, req, name(p)?, Some(p.get("id")))
+}
+
+fn agent_spec(app: &App, req: &mut Request, island: &str, id: Option<&str>) -> Result<Response> {
+    let mut spec = app.islands.session_spec(island, id, &label(req)?)?;
+    let n = super::live::scrollback(req)?;
+    if n > 0 {
+        let (islands, island) = (app.islands.clone(), island.to_string());
+        let agent = match &spec.target {
+            crate::session::Target::Agent { agent, .. } => agent.clone(),
+            _ => String::new(),
+        };
+        spec.history = Some(Box::new(move || {
+            match islands.screen(&island, Some(&agent), n, true) {
+                Ok(s) => {
+                    let mut out = Vec::new();
+                    for l in &s.history {
+                        out.extend_from_slice(l.as_bytes());
+                        out.extend_from_slice(b"\x1b[m\r\n");
+                    }
+                    out
+                }
+                Err(e) => {
+                    log::debug!("history for an attach to {island}/{agent}: {e}");
+                    Vec::new()
+                }
+            }
+        }));
+    }
     upgrade(app, req, spec)
+}
+
+/// `?mode=interactive|observe`; a viewer's session is always an observer's.
+fn observe(req: &Request) -> Result<bool> {
+    let asked = match req.query("mode") {
+        None | Some("interactive") => false,
+        Some("observe") => true,
+        Some(_) => return Err(Error::bad("mode must be interactive or observe")),
+    };
+    Ok(asked || req.caller.role() == Some(crate::api::Role::Viewer))
 }
 
 /// Accept the websocket; the connection's thread then runs the client's pump.
 pub fn upgrade(app: &App, req: &Request, mut spec: pump::Spec) -> Result<Response> {
     spec.owner = token_of(req);
+    spec.observe = observe(req)?;
     if let Some(id) = spec.owner.clone() {
         let tokens = app.tokens.clone();
         spec.still_valid = Some(Box::new(move || tokens.exists(&id)));

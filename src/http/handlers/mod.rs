@@ -7,6 +7,7 @@ pub mod brokers;
 pub mod creds;
 pub mod events;
 pub mod islands;
+pub mod live;
 pub mod sessions;
 pub mod ssh;
 pub mod system;

@@ -7,7 +7,7 @@ use crate::api::{CreateTerminal, PatchLabel};
 use crate::error::{Error, Result};
 use crate::http::router::Params;
 use crate::http::{App, Request, Response};
-use crate::session::{pump, Target};
+use crate::session::{feed, pump, Target};
 
 pub fn clients(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
     let mut h = app.islands.hub.history();
@@ -53,15 +53,30 @@ pub fn delete_terminal(app: &App, _req: &mut Request, p: &Params) -> Result<Resp
 pub fn terminal_session(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     let id = p.get("id").to_string();
     let (argv, env) = app.terminals.attach_argv(&id)?;
+    // A host tmux client is the feed's own child: ending it ends the client.
+    let attach = move |read_only: bool| {
+        let mut argv = argv.clone();
+        if read_only {
+            let at = argv.len() - 2;
+            argv.splice(
+                at..at,
+                ["-f".to_string(), "read-only,ignore-size".to_string()],
+            );
+        }
+        feed::Attach {
+            argv,
+            env: env.clone(),
+            on_end: None,
+        }
+    };
     let spec = pump::Spec {
-        argv,
-        env,
+        attach: std::sync::Arc::new(attach),
         target: Target::Terminal { id },
         label: label(req)?,
         owner: None,
         still_valid: None,
-        // A host tmux client is the pump's own child: ending it ends the client.
-        on_end: None,
+        observe: false,
+        history: None,
     };
     upgrade(app, req, spec)
 }

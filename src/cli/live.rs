@@ -1,0 +1,109 @@
+//! prompt, screen: an agent's live terminal without attaching.
+
+use std::io::{Read, Write};
+
+use argh::FromArgs;
+
+use super::{fail, Out};
+use crate::client::{seg, Body, Client};
+
+/// send an agent a prompt (pasted, then submitted), verified on its screen
+#[derive(FromArgs)]
+#[argh(
+    subcommand,
+    name = "prompt",
+    note = "The text is read from stdin when it is not given (or is -). It arrives as one \
+            paste: words like C-c or Enter are text, not keys. Exits 1 with what the screen \
+            showed if delivery could not be verified."
+)]
+pub struct Prompt {
+    #[argh(positional)]
+    island: String,
+    /// the prompt (default: stdin)
+    #[argh(positional)]
+    text: Option<String>,
+    /// agent id, e.g. a2 (default: the island's primary agent)
+    #[argh(option)]
+    agent: Option<String>,
+    /// paste only, do not press the submit key
+    #[argh(switch)]
+    no_submit: bool,
+    /// print the JSON result instead
+    #[argh(switch)]
+    json: bool,
+}
+
+/// print an agent's screen without attaching (never resizes anyone's view)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "screen")]
+pub struct Screen {
+    #[argh(positional)]
+    island: String,
+    /// agent id, e.g. a2 (default: the island's primary agent)
+    #[argh(option)]
+    agent: Option<String>,
+    /// lines of history above the screen to include (0-10000)
+    #[argh(option, default = "0")]
+    scrollback: u32,
+    /// text (default), ansi (with colours) or json (rows, cursor, size)
+    #[argh(option, default = "String::from(\"text\")")]
+    format: String,
+}
+
+fn agent_path(island: &str, agent: Option<&str>, what: &str) -> String {
+    format!(
+        "/v1/islands/{}/agents/{}/{what}",
+        seg(island),
+        seg(agent.unwrap_or("a1"))
+    )
+}
+
+pub fn prompt(c: &Client, a: Prompt) -> Out {
+    let text = match a.text.as_deref() {
+        Some(t) if t != "-" => t.to_string(),
+        _ => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            s
+        }
+    };
+    if text.trim().is_empty() {
+        return Err(fail("prompt needs some text (an argument or stdin)"));
+    }
+    let body = serde_json::json!({"text": text, "submit": !a.no_submit});
+    let v: serde_json::Value = c.send_json(
+        "POST",
+        &agent_path(&a.island, a.agent.as_deref(), "prompt"),
+        &body,
+    )?;
+    if a.json {
+        super::print_json(&v);
+    } else {
+        println!(
+            "delivered{} in {} ms",
+            if v["submitted"] == true {
+                " and submitted"
+            } else {
+                ""
+            },
+            v["elapsed_ms"]
+        );
+    }
+    Ok(())
+}
+
+pub fn screen(c: &Client, a: Screen) -> Out {
+    if !["text", "ansi", "json"].contains(&a.format.as_str()) {
+        return Err(fail("--format is text, ansi or json"));
+    }
+    let path = format!(
+        "{}?format={}&scrollback={}",
+        agent_path(&a.island, a.agent.as_deref(), "screen"),
+        a.format,
+        a.scrollback
+    );
+    let r = c.call("GET", &path, Body::None)?;
+    let body = r.bytes()?;
+    std::io::stdout().write_all(&body)?;
+    Ok(())
+}

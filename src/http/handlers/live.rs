@@ -1,0 +1,67 @@
+//! The live agent experience without a terminal: the screen as text or JSON, and prompts
+//! whose delivery is verified.
+
+use serde::Deserialize;
+
+use super::islands::name;
+use crate::error::{Error, Result};
+use crate::http::router::Params;
+use crate::http::{App, Request, Response};
+use crate::island::screen::{MAX_PROMPT, MAX_SCROLLBACK};
+
+/// `?scrollback=N` (0 when absent).
+pub fn scrollback(req: &Request) -> Result<u32> {
+    match req.query("scrollback") {
+        None => Ok(0),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n <= MAX_SCROLLBACK)
+            .ok_or_else(|| Error::bad(format!("scrollback must be 0..={MAX_SCROLLBACK}"))),
+    }
+}
+
+/// GET /v1/islands/{name}/agents/{id}/screen?format=text|ansi|json&scrollback=N
+pub fn screen(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let n = name(p)?;
+    let format = req.query("format").unwrap_or("text");
+    let ansi = match format {
+        "text" | "json" => false,
+        "ansi" => true,
+        _ => return Err(Error::bad("format must be text, ansi or json")),
+    };
+    let s = app
+        .islands
+        .screen(n, Some(p.get("id")), scrollback(req)?, ansi)?;
+    Ok(match format {
+        "json" => Response::json(200, &s),
+        _ => Response::body(200, "text/plain; charset=utf-8", s.text().into_bytes()),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromptBody {
+    text: String,
+    #[serde(default = "yes")]
+    submit: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// POST /v1/islands/{name}/agents/{id}/prompt {text, submit?}
+pub fn prompt(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let n = name(p)?;
+    let body: PromptBody = req.json()?;
+    if body.text.len() > MAX_PROMPT {
+        return Err(Error::TooLarge(format!(
+            "a prompt is at most {MAX_PROMPT} bytes; upload a file instead"
+        )));
+    }
+    let d = app
+        .islands
+        .prompt(n, Some(p.get("id")), &body.text, body.submit)?;
+    Ok(Response::json(200, &d))
+}

@@ -1,0 +1,478 @@
+//! The live experience against the real daemon, engine and tmux: clients of one size sharing
+//! one attach, late joiners and stalled readers brought back with a full screen, observers,
+//! history on attach, screen reads and verified prompts.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::*;
+
+const T: Duration = Duration::from_secs(60);
+
+fn session(i: &Island, q: &str) -> String {
+    format!("/v1/islands/{}/agents/a1/session{q}", i.name)
+}
+
+/// (tmux clients, attach processes) in the island.
+fn in_island_clients(d: &Daemon, island: &str) -> (usize, usize) {
+    let (out, _) = d.exec(
+        island,
+        &[
+            "sh",
+            "-c",
+            "tmux -L dejima list-clients 2>/dev/null | wc -l; ps -eo args | grep -c '^tmux -L dejima attach-session' || true",
+        ],
+    );
+    let mut n = out.split_whitespace().map(|w| w.parse::<usize>().unwrap());
+    (n.next().unwrap(), n.next().unwrap())
+}
+
+fn attach(d: &Daemon, path: &str, rows: u16, cols: u16) -> Ws {
+    let mut w = d.attach(path);
+    w.resize(rows, cols);
+    w.hello();
+    w
+}
+
+/// The last 64 KiB of a client's output, as text.
+fn recent(w: &Ws) -> String {
+    String::from_utf8_lossy(&w.output[w.output.len().saturating_sub(64 << 10)..]).into_owned()
+}
+
+/// Read (without pausing between messages) until `needle` is in the recent output.
+fn read_until(w: &mut Ws, needle: &str) {
+    let deadline = Instant::now() + T;
+    while !recent(w).contains(needle) {
+        assert!(Instant::now() < deadline, "no {needle:?}: {:?}", recent(w));
+        assert!(w.closed.is_none(), "closed: {:?}", w.closed);
+        w.pump_once();
+    }
+}
+
+/// Take every message already there.
+fn drain(w: &mut Ws) {
+    let _ =
+        w.ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(1)));
+    while w.pump_once().is_some() {}
+    let _ =
+        w.ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(200)));
+}
+
+/// What a terminal shows after `bytes` (the screen a client renders).
+fn rendered(bytes: &[u8], rows: u16, cols: u16) -> String {
+    let mut p = vt100::Parser::new(rows, cols, 0);
+    p.process(bytes);
+    p.screen().contents()
+}
+
+#[test]
+fn clients_of_one_size_share_one_attach_and_a_late_joiner_sees_the_screen() {
+    let d = Daemon::start();
+    let i = d.create("share");
+    let mut a = attach(&d, &session(&i, "?label=a"), 30, 100);
+    a.send_data(b"echo marker-$((7*6))\r");
+    a.expect("marker-42", T);
+    // A late joiner of the same size gets the screen as it is, nothing typed since.
+    let mut b = attach(&d, &session(&i, "?label=b"), 30, 100);
+    b.expect("marker-42", T);
+    assert_eq!(in_island_clients(&d, &i.name), (1, 1));
+    // Another size is another tmux client (tmux's own multi-attach between sizes).
+    let mut c = attach(&d, &session(&i, "?label=c"), 20, 70);
+    wait_for(T, "a second tmux client", || {
+        (in_island_clients(&d, &i.name) == (2, 2)).then_some(())
+    });
+    c.send_data(b"echo third-$((5*5))\r");
+    for w in [&mut a, &mut b, &mut c] {
+        w.expect("third-25", T);
+    }
+    // The one member of its feed resizes in place: no new client.
+    c.resize(22, 72);
+    a.send_data(b"echo again-$((2*2))\r");
+    c.expect("again-4", T);
+    assert_eq!(in_island_clients(&d, &i.name), (2, 2));
+    // A shared member that resizes moves to a feed of its size; the others stay.
+    b.resize(22, 72);
+    a.send_data(b"echo moved-$((3*3))\r");
+    b.expect("moved-9", T);
+    assert_eq!(in_island_clients(&d, &i.name), (2, 2));
+    drop(a);
+    wait_for(T, "the first feed to end with its last member", || {
+        (in_island_clients(&d, &i.name) == (1, 1)).then_some(())
+    });
+    drop(b);
+    drop(c);
+    wait_for(T, "no tmux client left", || {
+        (in_island_clients(&d, &i.name) == (0, 0)).then_some(())
+    });
+}
+
+#[test]
+fn a_stalled_reader_is_resynced_and_never_holds_back_the_others() {
+    let d = Daemon::start();
+    let i = d.create("stall");
+    let mut fast = attach(&d, &session(&i, "?label=fast"), 24, 80);
+    let mut stalled = attach(&d, &session(&i, "?label=stalled"), 24, 80);
+    let mut slow = attach(&d, &session(&i, "?label=slow"), 24, 80);
+    fast.send_data(b"echo ready-$((2*3))\r");
+    for w in [&mut fast, &mut stalled, &mut slow] {
+        w.expect("ready-6", T);
+    }
+    // Output while `stalled` reads nothing and `slow` reads a little at a time, until far
+    // more than the ring (1 MiB) and every buffer on the way has gone by. tmux skips what a
+    // busy client cannot take, so the amount is measured, not assumed.
+    let started = Instant::now();
+    let mut slow_reads = 0;
+    let mut round = 0;
+    // Past the ring (1 MiB), the stalled client's own queue (1 MiB) and the socket buffers.
+    while fast.output.len() < 5 << 20 {
+        round += 1;
+        assert!(round <= 40, "only {} bytes of output", fast.output.len());
+        // Coloured lines in bursts with pauses: tmux passes on what its clients can take,
+        // and a burst it could not pass on would only be skipped.
+        fast.send_data(
+            format!("awk 'BEGIN{{for(i=0;i<8000;i++){{s=\"\";for(j=0;j<70;j++)s=s sprintf(\"\\033[3%dm%c\",j%8,65+(i+j)%26);print s \"\\033[m\";if(i%100==0){{fflush();system(\"sleep 0.01\")}}}}}}'; echo round-$(({round}*1))-done\r")
+                .as_bytes(),
+        );
+        let done = format!("round-{round}-done");
+        while !recent(&fast).contains(&done) {
+            assert!(started.elapsed() < Duration::from_secs(300), "no {done}");
+            assert!(fast.closed.is_none(), "{:?}", fast.closed);
+            fast.pump_once();
+            // The throttled reader: one message per ten of the fast one's.
+            slow_reads += 1;
+            if slow_reads % 10 == 0 {
+                slow.pump_once_nowait();
+            }
+        }
+    }
+    fast.send_data(b"clear; echo done-$((9*9))\r");
+    read_until(&mut fast, "done-81");
+    // The stalled reader comes back: it is brought up to date with a full screen.
+    read_until(&mut stalled, "done-81");
+    read_until(&mut slow, "done-81");
+    assert!(stalled.resyncs >= 1, "the stalled reader was not resynced");
+    assert!(stalled.closed.is_none() && slow.closed.is_none());
+    // Nothing torn: every client's bytes render to the same final screen.
+    fast.send_data(b"clear; echo final-$((4*4))\r");
+    wait_for(T, "the same screen on every client", || {
+        for w in [&mut fast, &mut stalled, &mut slow] {
+            drain(w);
+        }
+        let f = rendered(&fast.output, 24, 80);
+        (f.contains("final-16")
+            && rendered(&stalled.output, 24, 80) == f
+            && rendered(&slow.output, 24, 80) == f)
+            .then_some(())
+    });
+    assert_eq!(fast.resyncs, 0);
+}
+
+#[test]
+fn observers_neither_type_nor_resize_and_show_as_read_only() {
+    let d = Daemon::start();
+    let i = d.create("observe");
+    let mut w = attach(&d, &session(&i, "?label=writer"), 24, 80);
+    let mut o = attach(&d, &session(&i, "?label=watcher&mode=observe"), 24, 80);
+    o.send_data(b"echo typed-by-observer-$((1+1))\r");
+    o.resize(40, 120);
+    wait_for(T, "the read-only notice", || {
+        o.pump_once();
+        (!o.errors.is_empty()).then_some(())
+    });
+    w.send_data(b"echo from-writer-$((4+4))\r");
+    o.expect("from-writer-8", T);
+    w.expect("from-writer-8", T);
+    assert_eq!(o.errors.len(), 1, "told once: {:?}", o.errors);
+    assert!(o.errors[0].contains("read-only"), "{:?}", o.errors);
+    assert!(!w.text().contains("typed-by-observer-2"));
+    assert!(!o.text().contains("typed-by-observer-2"));
+    let a = d.ok("GET", &format!("/v1/islands/{}/agents/a1", i.name), None);
+    let att = a["attached"].as_array().unwrap();
+    let ro = |label: &str| {
+        att.iter()
+            .find(|p| p["label"] == label)
+            .map(|p| p["read_only"].clone())
+    };
+    assert_eq!(ro("watcher"), Some(json!(true)), "{a}");
+    assert_eq!(ro("writer"), Some(json!(false)), "{a}");
+    // The observer's resize reached nobody: the window keeps the writer's size.
+    let s = d.ok(
+        "GET",
+        &format!("/v1/islands/{}/agents/a1/screen?format=json", i.name),
+        None,
+    );
+    assert_eq!(s["size"], json!({"rows": 24, "cols": 80}), "{s}");
+    // An observer alone is a read-only tmux client (alone, tmux lets it size the window);
+    // next to a writer it does not size it.
+    drop(w);
+    drop(o);
+    wait_for(T, "no client", || {
+        (in_island_clients(&d, &i.name) == (0, 0)).then_some(())
+    });
+    let mut o = attach(&d, &session(&i, "?mode=observe"), 50, 150);
+    o.send_data(b"echo nope\r");
+    wait_for(T, "one read-only tmux client", || {
+        let (out, _) = d.exec(
+            &i.name,
+            &[
+                "tmux",
+                "-L",
+                "dejima",
+                "list-clients",
+                "-F",
+                "#{client_flags}",
+            ],
+        );
+        out.contains("read-only").then_some(())
+    });
+    let mut w = attach(&d, &session(&i, ""), 24, 80);
+    w.send_data(b"echo writer-$((5+5))\r");
+    w.expect("writer-10", T);
+    o.expect("writer-10", T);
+    let s = d.ok(
+        "GET",
+        &format!("/v1/islands/{}/agents/a1/screen?format=json", i.name),
+        None,
+    );
+    assert_eq!(s["size"], json!({"rows": 24, "cols": 80}), "{s}");
+}
+
+#[test]
+fn a_viewer_token_attaches_as_an_observer() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let d = Daemon::start_with(&["--tcp", &addr, "--require-token"], &[]);
+    let i = d.create("viewer");
+    let token = |role: &str| {
+        d.ok("POST", "/v1/tokens", Some(json!({"role": role})))["secret"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let viewer = token("viewer");
+    let s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let req = tungstenite::http::Request::builder()
+        .uri(format!("ws://{addr}{}", session(&i, "?label=phone")))
+        .header("Host", &addr)
+        .header("Authorization", format!("Bearer {viewer}"))
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header(
+            "Sec-WebSocket-Key",
+            tungstenite::handshake::client::generate_key(),
+        )
+        .body(())
+        .unwrap();
+    let (mut ws, _) = tungstenite::client::client(req, s).unwrap();
+    ws.send(tungstenite::Message::Text(
+        json!({"type": "data", "b64": "ZWNobyBoaQ0="}).to_string(),
+    ))
+    .unwrap();
+    let deadline = Instant::now() + T;
+    let mut notice = None;
+    while notice.is_none() {
+        assert!(Instant::now() < deadline, "no read-only notice");
+        if let tungstenite::Message::Text(t) = ws.read().unwrap() {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "error" {
+                notice = Some(v);
+            }
+        }
+    }
+    let a = d.ok("GET", &format!("/v1/islands/{}/agents/a1", i.name), None);
+    assert_eq!(a["attached"][0]["read_only"], true, "{a}");
+}
+
+#[test]
+fn history_comes_before_the_live_screen_on_attach() {
+    let d = Daemon::start();
+    let i = d.create("history");
+    let mut w = attach(&d, &session(&i, ""), 24, 80);
+    w.send_data(b"seq 1 200 | sed 's/^/hist-/'\r");
+    w.expect("hist-200", T);
+    drop(w);
+    let mut h = attach(&d, &session(&i, "?scrollback=500"), 24, 80);
+    h.expect("hist-200", T);
+    let text = h.text();
+    // Lines long scrolled off the 24-row screen came first.
+    let first = text
+        .find("hist-5\u{1b}[m\r\n")
+        .expect("hist-5 in the history");
+    assert!(first < text.find("hist-200").unwrap());
+    // Without it, only the screen.
+    let mut s = attach(&d, &session(&i, ""), 24, 80);
+    s.expect("hist-200", T);
+    assert!(!s.text().contains("hist-5\u{1b}"));
+    let (st, _) = d.req(
+        "GET",
+        &format!("/v1/islands/{}/agents/a1/session?scrollback=lots", i.name),
+        None,
+    );
+    assert_eq!(st, 400);
+}
+
+#[test]
+fn the_screen_reads_as_text_ansi_or_json_without_a_client() {
+    let d = Daemon::start();
+    let i = d.create("screen");
+    let base = format!("/v1/islands/{}/agents/a1/screen", i.name);
+    d.ok(
+        "POST",
+        &format!("/v1/islands/{}/agents/a1/prompt", i.name),
+        Some(json!({"text": "printf '\\033[31mred-%s\\033[0m\\n' $((20+1)); seq 1 60 | sed 's/^/row-/'"})),
+    );
+    let text = |q: &str| {
+        let r = d
+            .client
+            .send("GET", &format!("{base}{q}"), dejima::client::Body::None)
+            .unwrap();
+        assert_eq!(r.status, 200);
+        r.text().unwrap()
+    };
+    let t = wait_for(T, "the output on screen", || {
+        let t = text("");
+        t.contains("row-60").then_some(t)
+    });
+    assert!(!t.contains('\u{1b}'));
+    assert!(!t.contains("row-1\n"), "the default has no history: {t}");
+    let a = text("?format=ansi&scrollback=100");
+    assert!(a.contains("\u{1b}[31mred-21"), "{a}");
+    assert!(a.contains("row-1\n"));
+    let j = d.ok("GET", &format!("{base}?format=json&scrollback=100"), None);
+    assert_eq!(j["agent"], "a1");
+    assert_eq!(
+        j["rows"].as_array().unwrap().len() as u64,
+        j["size"]["rows"].as_u64().unwrap()
+    );
+    assert!(
+        j["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "row-1"),
+        "{j}"
+    );
+    assert!(j["cursor"]["row"].as_u64().unwrap() < j["size"]["rows"].as_u64().unwrap());
+    assert_eq!(j["exited"], false);
+    // Reading made no tmux client.
+    assert_eq!(in_island_clients(&d, &i.name), (0, 0));
+    for (q, want) in [
+        ("?format=pdf", 400),
+        ("?scrollback=-1", 400),
+        ("?scrollback=10001", 400),
+    ] {
+        assert_eq!(d.req("GET", &format!("{base}{q}"), None).0, want, "{q}");
+    }
+    let (s, _) = d.req(
+        "GET",
+        &format!("/v1/islands/{}/agents/zz/screen", i.name),
+        None,
+    );
+    assert_eq!(s, 404);
+}
+
+#[test]
+fn prompts_arrive_literally_one_at_a_time_and_are_verified() {
+    let d = Daemon::start();
+    let i = d.create("prompt");
+    let path = format!("/v1/islands/{}/agents/a1/prompt", i.name);
+    let shown = |needle: &str| {
+        wait_for(T, needle, || {
+            screen(&d, &i.name, "a1").contains(needle).then_some(())
+        })
+    };
+    // Nobody attached.
+    let v = d.ok("POST", &path, Some(json!({"text": "echo $((6*7))-answer"})));
+    assert_eq!(v["delivered"], true, "{v}");
+    assert_eq!(v["submitted"], true, "{v}");
+    assert!(v["attempts"].as_u64().unwrap() >= 1);
+    shown("42-answer");
+    // Key-like words, unicode and several lines arrive as text, not keys.
+    d.ok(
+        "POST",
+        &path,
+        Some(json!({"text": "printf '%s|' C-c Enter 'ünï 🙂' '\\e[A'; echo\ncat <<'X'\nline one\nline two\nX"})),
+    );
+    shown("C-c|Enter|ünï 🙂|\\e[A|");
+    shown("line two");
+    // Two at once never interleave.
+    let long = |c: char| format!("echo {}", c.to_string().repeat(300));
+    std::thread::scope(|s| {
+        for c in ['A', 'B'] {
+            let (d, path, text) = (&d, &path, long(c));
+            s.spawn(move || {
+                let v = d.ok("POST", path, Some(json!({ "text": text })));
+                assert_eq!(v["delivered"], true, "{v}");
+            });
+        }
+    });
+    let out = d.ok(
+        "GET",
+        &format!(
+            "/v1/islands/{}/agents/a1/screen?format=json&scrollback=200",
+            i.name
+        ),
+        None,
+    );
+    let joined: String = out["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(out["rows"].as_array().unwrap())
+        .map(|l| l.as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join("");
+    for c in ["A", "B"] {
+        assert!(
+            joined.contains(&format!("\n{}", c.repeat(300))) || joined.contains(&c.repeat(300)),
+            "{c}s intact"
+        );
+    }
+    // Without submit: on the input line, not run.
+    d.ok(
+        "POST",
+        &path,
+        Some(json!({"text": "echo not-$((1+1))-yet", "submit": false})),
+    );
+    shown("echo not-$((1+1))-yet");
+    assert!(!screen(&d, &i.name, "a1").contains("not-2-yet"));
+    // Bad input changes nothing.
+    for (body, want) in [
+        (json!({"text": "\u{1b}\u{7}"}), 422),
+        (json!({"text": 5}), 400),
+        (json!({"text": "x", "extra": 1}), 400),
+    ] {
+        assert_eq!(d.req("POST", &path, Some(body.clone())).0, want, "{body}");
+    }
+}
+
+#[test]
+fn a_prompt_that_cannot_land_is_refused_with_what_was_seen() {
+    let d = Daemon::start();
+    let i = d.create("deaf");
+    // A program that neither echoes nor draws what it reads.
+    let a = d.ok(
+        "POST",
+        &format!("/v1/islands/{}/agents", i.name),
+        Some(json!({"type": "custom", "cmd": "stty -echo; echo deaf-ready; exec cat >/dev/null"})),
+    );
+    let id = a["id"].as_str().unwrap().to_string();
+    wait_for(T, "the deaf agent", || {
+        screen(&d, &i.name, &id)
+            .contains("deaf-ready")
+            .then_some(())
+    });
+    let (s, v) = d.req(
+        "POST",
+        &format!("/v1/islands/{}/agents/{id}/prompt", i.name),
+        Some(json!({"text": "hello"})),
+    );
+    assert_eq!(s, 504, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("deaf-ready"), "{v}");
+}
