@@ -476,3 +476,78 @@ fn a_prompt_that_cannot_land_is_refused_with_what_was_seen() {
     assert_eq!(s, 504, "{v}");
     assert!(v["error"].as_str().unwrap().contains("deaf-ready"), "{v}");
 }
+
+#[test]
+fn uploads_land_in_the_agents_home_and_are_pasted() {
+    let d = Daemon::start();
+    let i = d.create("upload");
+    let up = |name: &str, body: &[u8]| {
+        let r = d
+            .client
+            .send(
+                "POST",
+                &format!("/v1/islands/{}/agents/a1/upload?filename={name}", i.name),
+                dejima::client::Body::Bytes(body, "application/octet-stream"),
+            )
+            .unwrap();
+        let status = r.status;
+        (status, r.json::<Value>().unwrap_or(Value::Null))
+    };
+    // Text: saved, and its words are on the input line (not submitted).
+    let (s, v) = up("notes.txt", b"echo pasted-$((3+4))");
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["path"], "/home/agent/uploads/notes.txt");
+    assert_eq!(v["pasted_as"], "text");
+    assert_eq!(v["pasted"], true, "{v}");
+    assert!(screen(&d, &i.name, "a1").contains("echo pasted-$((3+4))"));
+    assert!(!screen(&d, &i.name, "a1").contains("pasted-7"));
+    // The same name again: a new file, the first untouched.
+    let (_, v2) = up("notes.txt", b"second");
+    assert_eq!(v2["path"], "/home/agent/uploads/notes-2.txt");
+    let (cat, _) = d.exec(&i.name, &["cat", "/home/agent/uploads/notes.txt"]);
+    assert_eq!(cat, "echo pasted-$((3+4))");
+    // Binary: its path is pasted. A hostile name is tamed.
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+    let (s, v) = up("..%2F..%2Fetc%2Fmy%20pic.png", png);
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["path"], "/home/agent/uploads/my_pic.png");
+    assert_eq!(v["pasted_as"], "file");
+    wait_for(T, "the path on the input line", || {
+        screen(&d, &i.name, "a1")
+            .contains("/home/agent/uploads/my_pic.png")
+            .then_some(())
+    });
+    let (sum, _) = d.exec(
+        &i.name,
+        &["sh", "-c", "wc -c < /home/agent/uploads/my_pic.png"],
+    );
+    assert_eq!(sum.trim(), png.len().to_string());
+    // Too big, or no name: refused, nothing written.
+    // (Asked with `Expect: 100-continue`, as curl does: the refusal comes before the body.)
+    {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(d.sock()).unwrap();
+        s.set_read_timeout(Some(T)).unwrap();
+        write!(
+            s,
+            "POST /v1/islands/{}/agents/a1/upload?filename=big.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            i.name,
+            (8 << 20) + 1
+        )
+        .unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 413");
+    }
+    let r = d
+        .client
+        .send(
+            "POST",
+            &format!("/v1/islands/{}/agents/a1/upload", i.name),
+            dejima::client::Body::Bytes(b"x", "application/octet-stream"),
+        )
+        .unwrap();
+    assert_eq!(r.status, 400);
+    let (ls, _) = d.exec(&i.name, &["ls", "/home/agent/uploads"]);
+    assert_eq!(ls.split_whitespace().count(), 3, "{ls}");
+}

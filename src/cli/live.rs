@@ -107,3 +107,58 @@ pub fn screen(c: &Client, a: Screen) -> Out {
     std::io::stdout().write_all(&body)?;
     Ok(())
 }
+
+/// upload a file for an agent: saved in the island's ~/uploads and pasted into its input
+#[derive(FromArgs)]
+#[argh(
+    subcommand,
+    name = "upload",
+    note = "UTF-8 text of at most 256 KiB is pasted as text; anything else pastes the file's \
+            path in the island. Nothing is submitted. At most 8 MiB; an existing file is never \
+            replaced (a taken name gets -2, -3, ...)."
+)]
+pub struct Upload {
+    #[argh(positional)]
+    island: String,
+    /// the file to upload
+    #[argh(positional)]
+    file: String,
+    /// agent id, e.g. a2 (default: the island's primary agent)
+    #[argh(option)]
+    agent: Option<String>,
+    /// print the JSON result instead
+    #[argh(switch)]
+    json: bool,
+}
+
+pub fn upload(c: &Client, a: Upload) -> Out {
+    let data = std::fs::read(&a.file).map_err(|e| fail(format!("{}: {e}", a.file)))?;
+    let name = std::path::Path::new(&a.file)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "upload".into());
+    let path = format!(
+        "{}?filename={}",
+        agent_path(&a.island, a.agent.as_deref(), "upload"),
+        seg(&name)
+    );
+    let v: serde_json::Value = c
+        .call(
+            "POST",
+            &path,
+            Body::Bytes(&data, "application/octet-stream"),
+        )?
+        .json()?;
+    if a.json {
+        super::print_json(&v);
+        return Ok(());
+    }
+    println!("{}", v["path"].as_str().unwrap_or_default());
+    if v["pasted"] != true {
+        eprintln!(
+            "saved, but not seen on the agent's screen: {}",
+            v["paste_error"].as_str().unwrap_or("unknown")
+        );
+    }
+    Ok(())
+}

@@ -195,6 +195,11 @@ pub static ROUTES: &[Route] = &[
         "/v1/islands/{name}/agents/{id}/prompt",
         live::prompt,
     ),
+    op(
+        "POST",
+        "/v1/islands/{name}/agents/{id}/upload",
+        live::upload,
+    ),
     // SSH: a connection is an island's shell, so operators (or the island's own token);
     // account keys reach every island, so they are the owner's.
     autonomy("GET", "/v1/islands/{name}/ssh", ssh::connect),

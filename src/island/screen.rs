@@ -52,6 +52,76 @@ echo "$changed"
 cap
 "#;
 
+/// Largest upload.
+pub const MAX_UPLOAD: u64 = 8 << 20;
+/// Text uploads up to this size are pasted into the agent's input; larger ones (and binary
+/// files) paste their path.
+pub const PASTE_TEXT_MAX: usize = 256 << 10;
+
+/// Write stdin to `~/uploads/$1`, or `$2-N$3` while that name is taken (never over a file):
+/// `set -C` makes the redirection fail on an existing name, before `cat` reads anything.
+/// Prints the path written.
+const UPLOAD: &str = r#"set -C
+d="$HOME/uploads"
+mkdir -p "$d" || exit 4
+cand=$1; i=1
+while ! cat > "$d/$cand" 2>/dev/null; do
+  [ -e "$d/$cand" ] || exit 4
+  i=$((i+1)); [ $i -le 1000 ] || exit 5
+  cand="$2-$i$3"
+done
+printf '%s\n' "$d/$cand"
+"#;
+
+/// An upload's result.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Uploaded {
+    /// Where the file is in the island.
+    pub path: String,
+    pub bytes: u64,
+    /// `text` (its contents were pasted) or `file` (its path was pasted).
+    pub pasted_as: &'static str,
+    /// Whether the paste was seen on the agent's screen (the file is saved either way).
+    pub pasted: bool,
+    /// Why the paste was not seen, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paste_error: Option<String>,
+}
+
+/// A safe file name: the last path component, characters outside `[A-Za-z0-9._-]` made `_`,
+/// no leading dots, at most 100 bytes. Returns (name, stem, extension with its dot).
+pub fn upload_name(raw: &str) -> (String, String, String) {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let mut n: String = last
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    n = n.trim_start_matches('.').to_string();
+    if n.len() > 100 {
+        // Keep the extension when shortening.
+        let ext = n
+            .rfind('.')
+            .map(|i| n[i..].to_string())
+            .filter(|e| e.len() <= 16)
+            .unwrap_or_default();
+        n = format!("{}{ext}", &n[..100 - ext.len()]);
+    }
+    if n.is_empty() || n.chars().all(|c| c == '_') {
+        n = "upload".into();
+    }
+    let (stem, ext) = match n.rfind('.') {
+        Some(i) if i > 0 => (n[..i].to_string(), n[i..].to_string()),
+        _ => (n.clone(), String::new()),
+    };
+    (n, stem, ext)
+}
+
 /// The screen of one pane.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Screen {
@@ -178,7 +248,8 @@ pub fn clean_prompt(text: &str) -> String {
 }
 
 impl Islands {
-    fn pane_target(&self, island: &str, agent: Option<&str>) -> Result<String> {
+    /// The agent whose pane a request names: it exists, has a screen, and its island runs.
+    pub fn pane_target(&self, island: &str, agent: Option<&str>) -> Result<String> {
         let rec = self.record(island)?;
         let id = agent.unwrap_or(PRIMARY);
         let a = rec
@@ -332,6 +403,59 @@ impl Islands {
     }
 }
 
+impl Islands {
+    /// Save `data` as `~/uploads/<name>` in the island (never over an existing file), then
+    /// paste it into the agent's input: its text when it is UTF-8 text of at most 256 KiB,
+    /// else its path. Nothing is submitted.
+    pub fn upload(
+        &self,
+        island: &str,
+        agent: Option<&str>,
+        filename: &str,
+        data: &[u8],
+    ) -> Result<Uploaded> {
+        let id = self.pane_target(island, agent)?;
+        let (name, stem, ext) = upload_name(filename);
+        let opts = ExecOpts {
+            timeout: Duration::from_secs(120),
+            ..ExecOpts::agent(&["sh", "-c", UPLOAD, "sh", &name, &stem, &ext])
+        };
+        let out = self.engine.exec(island, &opts, Input::Bytes(data))?;
+        let path = match out.status {
+            Some(0) => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            Some(5) => {
+                return Err(Error::Conflict(format!(
+                    "1000 files named like {name:?} are in ~/uploads already; pick another name"
+                )))
+            }
+            _ => {
+                return Err(Error::Unprocessable(format!(
+                    "cannot write ~/uploads/{name} in the island: {}",
+                    out.stderr_str().trim()
+                )))
+            }
+        };
+        let text = std::str::from_utf8(data)
+            .ok()
+            .filter(|t| t.len() <= PASTE_TEXT_MAX && !t.contains('\0') && !t.trim().is_empty());
+        let (what, paste) = match text {
+            Some(t) => ("text", t.to_string()),
+            None => ("file", path.clone()),
+        };
+        let (pasted, paste_error) = match self.prompt(island, Some(&id), &paste, false) {
+            Ok(_) => (true, None),
+            Err(e) => (false, Some(e.to_string())),
+        };
+        Ok(Uploaded {
+            path,
+            bytes: data.len() as u64,
+            pasted_as: what,
+            pasted,
+            paste_error,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,6 +478,28 @@ mod tests {
         assert_eq!(s.cursor_row(), "file");
         assert_eq!(s.text(), "old1\nold2\n$ ls\nfile\n");
         assert!(Screen::parse("a1", "garbage").is_err());
+    }
+
+    #[test]
+    fn upload_names_are_tamed() {
+        assert_eq!(upload_name("a.png").0, "a.png");
+        assert_eq!(upload_name("../../etc/passwd").0, "passwd");
+        assert_eq!(
+            upload_name("C:\\x\\my file (1).txt"),
+            (
+                "my_file__1_.txt".into(),
+                "my_file__1_".into(),
+                ".txt".into()
+            )
+        );
+        assert_eq!(upload_name(".bashrc").0, "bashrc");
+        assert_eq!(upload_name("..").0, "upload");
+        assert_eq!(upload_name("").0, "upload");
+        assert_eq!(upload_name("héllo").0, "h_llo");
+        let long = format!("{}.tar", "x".repeat(300));
+        let n = upload_name(&long).0;
+        assert_eq!(n.len(), 100);
+        assert!(n.ends_with(".tar"));
     }
 
     #[test]

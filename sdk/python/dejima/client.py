@@ -74,6 +74,7 @@ ROUTES: Dict[Tuple[str, str], str] = {
     ("GET", "/v1/islands/{name}/agents/{id}/session"): "attach",
     ("GET", "/v1/islands/{name}/agents/{id}/screen"): "screen",
     ("POST", "/v1/islands/{name}/agents/{id}/prompt"): "prompt",
+    ("POST", "/v1/islands/{name}/agents/{id}/upload"): "upload",
     ("GET", "/v1/clients"): "clients",
     ("POST", "/v1/sessions/revoke"): "revoke_sessions",
     ("GET", "/v1/terminals"): "list_terminals",
@@ -683,6 +684,19 @@ class Client:
             "POST",
             self._isl(island, "agents", _seg(agent), "prompt"),
             json={"text": text, "submit": submit},
+            timeout=self._slow(),
+        )
+
+    def upload(self, island: str, filename: str, data: Union[bytes, bytearray, str], agent: str = "a1") -> JSON:
+        """Save a file (at most 8 MiB) in the island's ~/uploads and paste it into the agent's
+        input (text) or its path (anything else): ``{path, bytes, pasted_as, pasted}``."""
+        body = data.encode() if isinstance(data, str) else bytes(data)
+        return self._call(  # type: ignore[no-any-return]
+            "POST",
+            self._isl(island, "agents", _seg(agent), "upload"),
+            params={"filename": filename},
+            data=body,
+            headers={"Content-Type": "application/octet-stream"},
             timeout=self._slow(),
         )
 

@@ -106,3 +106,23 @@ def test_session_ends_when_its_agent_goes(client: dejima.Client, island: str) ->
             pass
         assert s.closed and (s.exited or s.close_code is not None), (s.close_code, s.close_reason)
         assert s.recv() is None
+
+
+def test_screen_prompt_upload_and_observers(client: dejima.Client, make_island) -> None:  # type: ignore[no-untyped-def]
+    name = make_island("live")["name"]
+    nonce = marker()
+    d = client.prompt(name, f"echo PROMPT-$((6*7))-{nonce}")
+    assert d["delivered"] and d["submitted"] and d["attempts"] >= 1
+    wait_until(lambda: f"PROMPT-42-{nonce}" in client.screen(name), what="the prompt's output")
+    j = client.screen(name, format="json", scrollback=50)
+    assert len(j["rows"]) == j["size"]["rows"] and "cursor" in j
+    assert f"PROMPT-42-{nonce}" in client.screen(name, format="ansi")
+    up = client.upload(name, "note.txt", f"echo UPLOADED-{nonce}")
+    assert up["path"] == "/home/agent/uploads/note.txt" and up["pasted_as"] == "text" and up["pasted"]
+    wait_until(lambda: f"echo UPLOADED-{nonce}" in client.screen(name), what="the pasted upload")
+    with client.attach(name, label="sdk-watch", observe=True, scrollback=100) as o:
+        assert any(c["label"] == "sdk-watch" and c["read_only"] for c in o.attached)
+        o.read_until(f"PROMPT-42-{nonce}", 10)  # history and screen arrived
+        o.send("echo typed-by-observer\r")
+        wait_until(lambda: o.recv(timeout=0.2) is not None and o.errors, what="the read-only notice")
+        assert "read-only" in o.errors[0]

@@ -73,6 +73,7 @@ export type SpawnInfo = Schemas["SpawnInfo"];
 export type SshKey = Schemas["SshKey"];
 export type Screen = Schemas["Screen"];
 export type Delivery = Schemas["Delivery"];
+export type Uploaded = ResponseOf<"/v1/islands/{name}/agents/{id}/upload", "post">;
 
 export type Health = ResponseOf<"/v1/healthz", "get">;
 export type Readiness = ResponseOf<"/v1/readyz", "get">;
@@ -590,6 +591,23 @@ export class Client {
   prompt(name: string, text: string, opts: { agent?: string; submit?: boolean } = {}): Promise<Delivery> {
     const body = given({ text, submit: opts.submit });
     return this.#call("POST", `${isl(name)}/agents/${seg(opts.agent ?? "a1")}/prompt`, { json: body });
+  }
+
+  /**
+   * POST /v1/islands/{name}/agents/{id}/upload — save a file (at most 8 MiB) in the island's
+   * ~/uploads and paste it (text) or its path (anything else) into the agent's input (operator).
+   */
+  upload(name: string, filename: string, data: Buffer | Uint8Array | string, opts: { agent?: string } = {}): Promise<Uploaded> {
+    const body = typeof data === "string" ? Buffer.from(data, "utf8") : Buffer.from(data);
+    return this.t
+      .request({
+        method: "POST",
+        path: `${isl(name)}/agents/${seg(opts.agent ?? "a1")}/upload`,
+        query: { filename },
+        body,
+        headers: { "content-type": "application/octet-stream" },
+      })
+      .then((r) => JSON.parse(r.body.toString("utf8")) as Uploaded);
   }
 
   /** GET /v1/terminals/{id}/session (websocket, owner) — attach to a host terminal. */
@@ -1155,6 +1173,7 @@ export const ROUTES = {
   "GET /v1/islands/{name}/agents/{id}/session": "attach",
   "GET /v1/islands/{name}/agents/{id}/screen": "screen",
   "POST /v1/islands/{name}/agents/{id}/prompt": "prompt",
+  "POST /v1/islands/{name}/agents/{id}/upload": "upload",
   "GET /v1/clients": "clients",
   "POST /v1/sessions/revoke": "revokeSessions",
   "GET /v1/terminals": "listTerminals",

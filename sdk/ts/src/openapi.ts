@@ -1853,6 +1853,79 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/islands/{name}/agents/{id}/upload": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                name: components["parameters"]["Name"];
+                id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Upload a file for the agent (saved in ~/uploads, then pasted into its input)
+         * @description The raw body (at most 8 MiB) is saved as `/home/agent/uploads/<filename>`: the name is
+         *     its last path component with characters outside `[A-Za-z0-9._-]` made `_` and leading
+         *     dots dropped; a taken name becomes `<stem>-2<ext>`, `-3`, … (an existing file is never
+         *     replaced). Then, without submitting, UTF-8 text of at most 256 KiB is pasted into the
+         *     agent's input; anything else pastes the file's path (what an agent CLI can open). The
+         *     file is kept even when the paste is not seen (`pasted: false`, `paste_error` says why).
+         */
+        post: {
+            parameters: {
+                query: {
+                    filename: string;
+                };
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            responses: {
+                /** @description Saved (and pasted, if `pasted`). */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            path: string;
+                            bytes: number;
+                            /** @enum {string} */
+                            pasted_as: "text" | "file";
+                            pasted: boolean;
+                            paste_error?: string;
+                        };
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+                411: components["responses"]["Error"];
+                413: components["responses"]["Error"];
+                422: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/islands/{name}/ssh": {
         parameters: {
             query?: never;

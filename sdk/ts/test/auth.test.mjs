@@ -66,7 +66,13 @@ test("tokens: create over TCP, operator mutates, viewer is 403, list, revoke →
   assert.ok((await asViewer.listIslands()).some((i) => i.name === name));
   await assert.rejects(asViewer.setTitle(name, "nope"), (e) => e instanceof DejimaError && e.status === 403);
   await assert.rejects(asViewer.exec(name, ["true"]), (e) => e instanceof DejimaError && e.status === 403);
-  await assert.rejects(asViewer.attach(name), (e) => e instanceof DejimaError && e.status === 403);
+  // A viewer may watch: its session is an observer's (read-only in presence).
+  const watch = await asViewer.attach(name, { label: "sdk-viewer-watch" });
+  try {
+    assert.ok(watch.attached.some((p) => p.label === "sdk-viewer-watch" && p.read_only === true), JSON.stringify(watch.attached));
+  } finally {
+    await watch.close();
+  }
   await assert.rejects(asViewer.metrics(), (e) => e instanceof DejimaError && e.status === 403); // operator
   assert.equal((await asViewer.readyz()).ready, true); // any role
 

@@ -131,3 +131,25 @@ test("host terminals: CRUD and attach (404 when dejimad runs without --host-term
   }
   await assert.rejects(dj.closeTerminal(t.id), (e) => e instanceof DejimaError && e.status === 404);
 });
+
+test("screen, verified prompt, upload, and an observer with history", { skip }, async () => {
+  const mark = Math.random().toString(16).slice(2, 8);
+  const d = await dj.prompt(name, `echo TSPROMPT-$((6*7))-${mark}`);
+  assert.equal(d.delivered, true);
+  assert.equal(d.submitted, true);
+  await until(async () => (await dj.screen(name)).includes(`TSPROMPT-42-${mark}`), { what: "the prompt's output" });
+  const j = await dj.screen(name, "a1", { format: "json", scrollback: 20 });
+  assert.equal(j.rows.length, j.size.rows);
+  assert.ok(j.cursor.row < j.size.rows);
+  const up = await dj.upload(name, "ts note.txt", `echo TSUPLOAD-${mark}`);
+  assert.match(up.path, /^\/home\/agent\/uploads\/ts_note(-\d+)?\.txt$/);
+  assert.equal(up.pasted_as, "text");
+  await until(async () => (await dj.screen(name)).includes(`echo TSUPLOAD-${mark}`), { what: "the pasted upload" });
+  const o = await dj.attach(name, { label: "sdk-observer", observe: true, scrollback: 100 });
+  try {
+    assert.ok(o.attached.some((p) => p.label === "sdk-observer" && p.read_only === true), JSON.stringify(o.attached));
+    await o.waitFor(`TSPROMPT-42-${mark}`, 15_000);
+  } finally {
+    await o.close();
+  }
+});

@@ -7,7 +7,7 @@ use super::islands::name;
 use crate::error::{Error, Result};
 use crate::http::router::Params;
 use crate::http::{App, Request, Response};
-use crate::island::screen::{MAX_PROMPT, MAX_SCROLLBACK};
+use crate::island::screen::{MAX_PROMPT, MAX_SCROLLBACK, MAX_UPLOAD};
 
 /// `?scrollback=N` (0 when absent).
 pub fn scrollback(req: &Request) -> Result<u32> {
@@ -64,4 +64,24 @@ pub fn prompt(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
         .islands
         .prompt(n, Some(p.get("id")), &body.text, body.submit)?;
     Ok(Response::json(200, &d))
+}
+
+/// POST /v1/islands/{name}/agents/{id}/upload?filename= (raw body, at most 8 MiB)
+pub fn upload(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
+    let n = name(p)?;
+    let filename = req
+        .query("filename")
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| Error::bad("upload needs ?filename="))?
+        .to_string();
+    if req.content_length().is_some_and(|l| l > MAX_UPLOAD) {
+        return Err(Error::TooLarge(format!(
+            "an upload is at most {MAX_UPLOAD} bytes; copy larger files with PUT /files"
+        )));
+    }
+    // Refused before the body is read (and before a `100 Continue`) when there is no screen.
+    app.islands.pane_target(n, Some(p.get("id")))?;
+    let data = req.bytes(MAX_UPLOAD)?;
+    let u = app.islands.upload(n, Some(p.get("id")), &filename, &data)?;
+    Ok(Response::json(201, &u))
 }
