@@ -146,6 +146,33 @@ fn claude_code_answers_through_its_provider_and_reports_task_complete() {
     prompt_round_trip(d, &name, "a1", "❯", reply);
     rig.assert_calls("/v1/messages");
 
+    // A bot's way: one verified prompt, no terminal; the reply read from the screen.
+    let text = |d: &Daemon| {
+        let r = d
+            .client
+            .send(
+                "GET",
+                &format!("/v1/islands/{name}/agents/a1/screen?scrollback=2000"),
+                dejima::client::Body::None,
+            )
+            .unwrap();
+        r.text().unwrap()
+    };
+    let before = text(d).matches(reply).count();
+    let mut sse = d.stream(&format!("?island={name}&type=agent.task-complete"));
+    let v = d.ok(
+        "POST",
+        &format!("/v1/islands/{name}/agents/a1/prompt"),
+        Some(json!({"text": "say hi again"})),
+    );
+    assert_eq!(v["delivered"], true, "{v}");
+    assert_eq!(v["submitted"], true, "{v}");
+    wait_for(T, "the second reply on the screen", || {
+        (text(d).matches(reply).count() > before).then_some(())
+    });
+    let ev = sse.until("agent.task-complete", T);
+    assert_eq!(ev["island"], name);
+
     // A model change needs a relaunch; the restart resumes the conversation.
     let v = d.ok(
         "PATCH",
