@@ -350,32 +350,43 @@ fn bench_sessions() {
     ws_until(&mut one, "bulk-one-2", from);
     let t_one = t.elapsed();
     drop(one);
-    let mut many: Vec<Ws> = (0..10).map(|_| d.attach(&path)).collect();
-    for w in many.iter_mut() {
-        w.resize(50, 200);
-        w.hello();
-    }
-    let t = Instant::now();
-    many[0].send_data(run("ten").as_bytes());
-    let handles: Vec<_> = many
-        .into_iter()
-        .map(|mut w| {
-            std::thread::spawn(move || {
-                ws_until(&mut w, "bulk-ten-2", 0);
-                Instant::now()
+    // Many clients of one size: one attach, its output copied to each.
+    let bulk_many = |n: usize, tag: &str| {
+        let mut many: Vec<Ws> = (0..n).map(|_| d.attach(&path)).collect();
+        for w in many.iter_mut() {
+            w.resize(50, 200);
+            w.hello();
+        }
+        let t = Instant::now();
+        many[0].send_data(run(tag).as_bytes());
+        let needle = format!("bulk-{tag}-2");
+        let handles: Vec<_> = many
+            .into_iter()
+            .map(|mut w| {
+                let needle = needle.clone();
+                std::thread::spawn(move || {
+                    ws_until(&mut w, &needle, 0);
+                    Instant::now()
+                })
             })
-        })
-        .collect();
-    let last = handles
-        .into_iter()
-        .map(|h| h.join().unwrap())
-        .max()
-        .unwrap();
-    let t_ten = last - t;
-    let (b1, b10) = (ms(t_one) / ms(t_raw), ms(t_ten) / ms(t_raw));
+            .collect();
+        let last = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .max()
+            .unwrap();
+        last - t
+    };
+    let t_ten = bulk_many(10, "ten");
+    let t_hundred = bulk_many(100, "hundred");
+    let (b1, b10, b100) = (
+        ms(t_one) / ms(t_raw),
+        ms(t_ten) / ms(t_raw),
+        ms(t_hundred) / ms(t_raw),
+    );
     figure(format_args!(
-        "bulk ({n} lines): raw attach {:.0} ms, 1 websocket {:.0} ms (ratio {b1:.2}), 10 websockets {:.0} ms (ratio {b10:.2})",
-        ms(t_raw), ms(t_one), ms(t_ten)
+        "bulk ({n} lines): raw attach {:.0} ms, 1 websocket {:.0} ms (ratio {b1:.2}), 10 websockets {:.0} ms (ratio {b10:.2}), 100 websockets {:.0} ms (ratio {b100:.2})",
+        ms(t_raw), ms(t_one), ms(t_ten), ms(t_hundred)
     ));
     goal(
         "bulk output 1 client",
@@ -387,6 +398,12 @@ fn bench_sessions() {
         "bulk output 10 clients",
         b10 <= 1.3,
         format_args!("ratio {b10:.2}"),
+        "<= 1.3",
+    );
+    goal(
+        "bulk output 100 clients",
+        b100 <= 1.3,
+        format_args!("ratio {b100:.2}"),
         "<= 1.3",
     );
 

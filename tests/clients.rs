@@ -94,3 +94,15 @@ fn node_ws_attaches_over_tcp_and_the_unix_socket() {
         );
     }
 }
+
+#[test]
+fn node_ws_drives_the_multiplexed_stream() {
+    let d = Daemon::start();
+    let a = d.create("mxa");
+    let b = d.create("mxb");
+    let sock = d.sock().display().to_string();
+    run_client(
+        "node",
+        &["tests/clients/stream.mjs", &sock, &a.name, &b.name],
+    );
+}

@@ -551,3 +551,159 @@ fn uploads_land_in_the_agents_home_and_are_pasted() {
     let (ls, _) = d.exec(&i.name, &["ls", "/home/agent/uploads"]);
     assert_eq!(ls.split_whitespace().count(), 3, "{ls}");
 }
+
+/// A /v1/stream client over TCP with a bearer token (tungstenite).
+struct Mux {
+    ws: tungstenite::WebSocket<std::net::TcpStream>,
+    next: u64,
+    texts: Vec<Value>,
+    out: Vec<u8>,
+    closed: Option<String>,
+}
+
+impl Mux {
+    fn open(addr: &str, token: &str) -> Mux {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        let req = tungstenite::http::Request::builder()
+            .uri(format!("ws://{addr}/v1/stream?label=rust-mux"))
+            .header("Host", addr)
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .header(
+                "Sec-WebSocket-Key",
+                tungstenite::handshake::client::generate_key(),
+            )
+            .body(())
+            .unwrap();
+        let (ws, _) = tungstenite::client::client(req, s).unwrap();
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Mux {
+            ws,
+            next: 0,
+            texts: Vec::new(),
+            out: Vec::new(),
+            closed: None,
+        }
+    }
+    fn pump(&mut self) {
+        match self.ws.read() {
+            Ok(tungstenite::Message::Text(t)) => self.texts.push(serde_json::from_str(&t).unwrap()),
+            Ok(tungstenite::Message::Binary(b)) => {
+                let (_, _, _, payload) =
+                    dejima::http::mux::parse_frame(&b).expect("a framed binary");
+                self.out.extend_from_slice(payload);
+            }
+            Ok(tungstenite::Message::Close(f)) => {
+                self.closed = Some(f.map(|f| u16::from(f.code).to_string()).unwrap_or_default())
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => {
+                if self.closed.is_none() {
+                    self.closed = Some(format!("error: {e}"));
+                }
+            }
+        }
+    }
+    fn call(&mut self, mut msg: Value) -> Value {
+        self.next += 1;
+        let id = self.next;
+        msg["id"] = json!(id);
+        self.ws
+            .send(tungstenite::Message::Text(msg.to_string()))
+            .unwrap();
+        let deadline = Instant::now() + T;
+        loop {
+            if let Some(r) = self
+                .texts
+                .iter()
+                .find(|v| v["type"] == "reply" && v["id"] == id)
+            {
+                return r.clone();
+            }
+            assert!(Instant::now() < deadline, "no reply to {msg}");
+            assert!(self.closed.is_none(), "closed: {:?}", self.closed);
+            self.pump();
+        }
+    }
+}
+
+#[test]
+fn the_stream_applies_roles_and_scopes_per_operation() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let d = Daemon::start_with(&["--tcp", &addr, "--require-token"], &[]);
+    let mine = d.create("mux-mine");
+    let other = d.create("mux-other");
+    let token = |body: Value| {
+        d.ok("POST", "/v1/tokens", Some(body))["secret"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // A viewer watches (read-only) and may not type, resize or prompt.
+    let mut v = Mux::open(&addr, &token(json!({"role": "viewer"})));
+    let r = v.call(json!({"op": "attach", "island": mine.name, "rows": 24, "cols": 80}));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["read_only"], true, "{r}");
+    let r = v.call(json!({"op": "input", "island": mine.name, "b64": "eA=="}));
+    assert_eq!(r["status"], 403, "{r}");
+    let r = v.call(json!({"op": "resize", "island": mine.name, "rows": 30, "cols": 90}));
+    assert_eq!(r["status"], 403, "{r}");
+    let r = v.call(json!({"op": "prompt", "island": mine.name, "text": "echo no"}));
+    assert_eq!(r["status"], 403, "{r}");
+    // An operator scoped to one island: the other does not exist for it.
+    let op = token(json!({"role": "operator", "islands": [mine.name]}));
+    let mut o = Mux::open(&addr, &op);
+    let r = o.call(json!({"op": "attach", "island": other.name}));
+    assert_eq!(r["status"], 404, "{r}");
+    let r = o.call(json!({"op": "subscribe", "islands": [other.name]}));
+    assert_eq!(r["status"], 404, "{r}");
+    let r = o.call(json!({"op": "attach", "island": mine.name, "rows": 24, "cols": 80}));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["read_only"], false, "{r}");
+    let r = o.call(json!({"op": "prompt", "island": mine.name, "text": "echo scoped-$((6*7))"}));
+    assert_eq!(r["delivered"], true, "{r}");
+    // The viewer sees what the operator's prompt did.
+    let deadline = Instant::now() + T;
+    while !String::from_utf8_lossy(&v.out).contains("scoped-42") {
+        assert!(Instant::now() < deadline, "the viewer never saw scoped-42");
+        v.pump();
+    }
+    // Bad messages are answered, not fatal.
+    for (m, want) in [
+        (json!({"op": "launch"}), 400),
+        (
+            json!({"op": "attach", "island": mine.name, "rows": 0, "cols": 5}),
+            400,
+        ),
+        (json!({"op": "attach", "island": mine.name}), 409),
+    ] {
+        let r = o.call(m.clone());
+        assert_eq!(r["status"], want, "{m}: {r}");
+    }
+    // Revoking the token ends its stream.
+    let id = d
+        .ok("GET", "/v1/tokens", None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["role"] == "operator")
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .unwrap();
+    d.ok("DELETE", &format!("/v1/tokens/{id}"), None);
+    let deadline = Instant::now() + T;
+    while o.closed.is_none() {
+        assert!(Instant::now() < deadline, "the stream outlived its token");
+        o.pump();
+    }
+    assert_eq!(o.closed.as_deref(), Some("1008"));
+}

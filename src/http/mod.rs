@@ -2,6 +2,7 @@
 //! take the socket whole; docs/ARCHITECTURE.md), one route table, one error→status mapping.
 
 pub mod handlers;
+pub mod mux;
 pub mod router;
 pub mod server;
 pub mod wire;

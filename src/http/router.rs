@@ -217,6 +217,8 @@ pub static ROUTES: &[Route] = &[
         "/v1/islands/{name}/ssh/keys/{fingerprint}",
         ssh::remove_island_key,
     ),
+    // The multiplexed stream: each operation inside it checks role and island scope.
+    view("GET", "/v1/stream", live::stream),
     view("GET", "/v1/clients", sessions::clients),
     op("POST", "/v1/sessions/revoke", sessions::revoke),
     own("GET", "/v1/terminals", sessions::terminals),

@@ -566,7 +566,7 @@ fn wait_readable(fd: RawFd, t: Duration) -> bool {
     unsafe { libc::poll(&mut p, 1, t.as_millis().min(60_000) as i32) > 0 }
 }
 
-fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: the caller owns fd for the duration.
     let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
     let flags = nix::fcntl::fcntl(bfd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)?;

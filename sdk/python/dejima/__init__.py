@@ -14,6 +14,7 @@ to agents' terminals.
 from ._version import __version__
 from .client import JSON, ROUTES, Client
 from .errors import DejimaConnectionError, DejimaError
+from .mux import MuxStream
 from .session import Session
 from .ssh import SshStream
 from .streams import Stream
@@ -23,6 +24,7 @@ __all__ = [
     "DejimaConnectionError",
     "DejimaError",
     "JSON",
+    "MuxStream",
     "ROUTES",
     "Session",
     "SshStream",

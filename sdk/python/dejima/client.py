@@ -24,7 +24,8 @@ from requests.adapters import HTTPAdapter
 from ._version import __version__
 from ._transport import UnixAdapter, make_retry
 from .errors import DejimaConnectionError, DejimaError
-from .session import Session, open_session
+from .mux import MuxStream
+from .session import Session, connect_ws, open_session
 from .ssh import SshStream, open_ssh_stream
 from .streams import Stream, iter_lines, iter_sse
 
@@ -75,6 +76,7 @@ ROUTES: Dict[Tuple[str, str], str] = {
     ("GET", "/v1/islands/{name}/agents/{id}/screen"): "screen",
     ("POST", "/v1/islands/{name}/agents/{id}/prompt"): "prompt",
     ("POST", "/v1/islands/{name}/agents/{id}/upload"): "upload",
+    ("GET", "/v1/stream"): "stream",
     ("GET", "/v1/clients"): "clients",
     ("POST", "/v1/sessions/revoke"): "revoke_sessions",
     ("GET", "/v1/terminals"): "list_terminals",
@@ -699,6 +701,18 @@ class Client:
             headers={"Content-Type": "application/octet-stream"},
             timeout=self._slow(),
         )
+
+    def stream(self, label: str = "python-sdk") -> MuxStream:
+        """Open the multiplexed stream (events and many terminals on one websocket; see
+        docs/stream.md). Needs ``pip install 'dejima-sdk[ws]'``."""
+        ws = connect_ws(
+            path="/v1/stream?label=" + quote(label, safe=""),
+            socket_path=self.socket_path,
+            http_base=self.base_url,
+            token=self.token,
+            timeout=self.timeout if self.timeout is not None else 30.0,
+        )
+        return MuxStream(ws)
 
     def clients(self) -> List[JSON]:
         """Recent attach/detach records, newest first."""

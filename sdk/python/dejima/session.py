@@ -9,7 +9,7 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import DejimaConnectionError, DejimaError
 
-__all__ = ["Session", "open_session"]
+__all__ = ["Session", "open_session", "connect_ws"]
 
 
 def _websocket() -> Any:
@@ -304,6 +304,28 @@ def open_session(
     extra_headers: Sequence[str] = (),
 ) -> Session:
     """Connect a websocket to ``path`` (with its query) on the daemon and wait for its hello."""
+    ws = connect_ws(path=path, socket_path=socket_path, http_base=http_base, token=token, timeout=timeout, extra_headers=extra_headers)
+    s = Session(ws, label)
+    try:
+        if rows is not None and cols is not None:
+            s.resize(rows, cols)
+        s._await_hello(timeout)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def connect_ws(
+    *,
+    path: str,
+    socket_path: Optional[str],
+    http_base: str,
+    token: Optional[str],
+    timeout: float,
+    extra_headers: Sequence[str] = (),
+) -> Any:
+    """A websocket to ``path`` (with its query) on the daemon: the Unix socket or TCP."""
     wsm = _websocket()
     headers = list(extra_headers)
     if token:
@@ -345,12 +367,4 @@ def open_session(
         ) from None
     except (wsm.WebSocketException, OSError) as e:
         raise DejimaConnectionError(str(e), method="GET", path=path.split("?")[0]) from e
-    s = Session(ws, label)
-    try:
-        if rows is not None and cols is not None:
-            s.resize(rows, cols)
-        s._await_hello(timeout)
-    except BaseException:
-        s.close()
-        raise
-    return s
+    return ws

@@ -126,3 +126,24 @@ def test_screen_prompt_upload_and_observers(client: dejima.Client, make_island) 
         o.send("echo typed-by-observer\r")
         wait_until(lambda: o.recv(timeout=0.2) is not None and o.errors, what="the read-only notice")
         assert "read-only" in o.errors[0]
+
+
+def test_multiplexed_stream(client: dejima.Client, make_island) -> None:  # type: ignore[no-untyped-def]
+    a = make_island("mux-a")["name"]
+    b = make_island("mux-b")["name"]
+    nonce = marker()
+    with client.stream(label="sdk-mux") as st:
+        st.call("subscribe", islands=[a, b], types=["client.attached"])
+        for name in (a, b):
+            r = st.call("attach", island=name, rows=24, cols=80)
+            assert r["read_only"] is False
+        st.send_input(a, f"echo MUXA-$((2*3))-{nonce}\r")
+        st.call("prompt", island=b, text=f"echo MUXB-$((3*3))-{nonce}")
+        st.read_until(a, f"MUXA-6-{nonce}")
+        st.read_until(b, f"MUXB-9-{nonce}")
+        assert f"MUXA-6-{nonce}".encode() not in st.output[(b, "a1")]
+        wait_until(lambda: st.recv(timeout=0.2) is not None and len(st.events) >= 2, what="client.attached events")
+        st.call("detach", island=a)
+        with pytest.raises(dejima.DejimaError) as e:
+            st.call("input", island=a, b64="eA==")
+        assert e.value.status == 409

@@ -4,6 +4,7 @@ import path from "node:path";
 import type { components, paths } from "./openapi.js";
 import { DejimaError, DejimaTimeoutError } from "./errors.js";
 import { Session, type SocketEvents, type SocketLike } from "./session.js";
+import { MuxStream, type MuxSocket } from "./mux.js";
 import { lazyIterator, readLines, readSse, type SseMessage } from "./stream.js";
 import { defaultHome, encodeQuery, parseHost, Transport, type Endpoint, type QueryValue } from "./transport.js";
 
@@ -615,6 +616,33 @@ export class Client {
     return this.#openSession(`/v1/terminals/${seg(id)}/session`, opts);
   }
 
+  /**
+   * GET /v1/stream (websocket, viewer; each operation checks its own role) — events and any
+   * number of agents' terminals on one connection (docs/stream.md). Needs the `ws` package.
+   */
+  async openStream(opts: { label?: string; timeout?: number } = {}): Promise<MuxStream> {
+    const ws = await loadWs();
+    if (!ws) throw new Error("openStream needs the ws package (npm install ws)");
+    const pathq = "/v1/stream" + encodeQuery({ label: opts.label });
+    const ep = this.endpoint;
+    const url = "socketPath" in ep ? `ws+unix://${ep.socketPath}:${pathq}` : `ws://${hostForUrl(ep.hostname)}:${ep.port}${pathq}`;
+    const timeout = opts.timeout ?? this.t.timeout;
+    const sock = new ws.WebSocket(url, { headers: this.t.authHeaders(), perMessageDeflate: false, ...(timeout > 0 ? { handshakeTimeout: timeout } : {}) });
+    return new Promise<MuxStream>((resolve, reject) => {
+      sock.on("unexpected-response", (req, res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          reject(DejimaError.fromBody(res.statusCode ?? 0, Buffer.concat(chunks), "GET", pathq));
+          req.destroy();
+          sock.terminate();
+        });
+      });
+      sock.on("error", (e: Error) => reject(e));
+      sock.on("open", () => resolve(new MuxStream(sock as unknown as MuxSocket)));
+    });
+  }
+
   /** GET /v1/clients — recent attach/detach records, newest first (viewer). */
   clients(): Promise<ClientRecord[]> {
     return this.#call("GET", "/v1/clients");
@@ -1174,6 +1202,7 @@ export const ROUTES = {
   "GET /v1/islands/{name}/agents/{id}/screen": "screen",
   "POST /v1/islands/{name}/agents/{id}/prompt": "prompt",
   "POST /v1/islands/{name}/agents/{id}/upload": "upload",
+  "GET /v1/stream": "openStream",
   "GET /v1/clients": "clients",
   "POST /v1/sessions/revoke": "revokeSessions",
   "GET /v1/terminals": "listTerminals",

@@ -14,10 +14,11 @@ export type {
   ExecuteCapabilityOptions, CapabilityResult, McpServer, McpCallRequest, McpMethod,
   McpCallResult, SpawnGrantRequest, SpawnGrantOptions, SshKey, AddSshKeyRequest, SshStreamOptions, AgentType, AuditEntry, AuditResult,
   ActivityItem, StreamEvent, ClientOptions, AttachOptions, StreamOptions, LogsOptions, Route,
-  SpecRoute,
+  SpecRoute, Screen, Delivery, Uploaded,
 } from "./client.js";
 export { DejimaError, DejimaTimeoutError } from "./errors.js";
 export { Session } from "./session.js";
+export { MuxStream, muxFrame, parseMuxFrame, KIND_OUTPUT, KIND_SCREEN, KIND_INPUT } from "./mux.js";
 export type { CloseInfo, Presence } from "./session.js";
 export type { SseMessage } from "./stream.js";
 export { parseHost, defaultHome } from "./transport.js";

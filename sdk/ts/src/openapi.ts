@@ -2231,6 +2231,62 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One websocket for events and any number of agents' terminals (docs/stream.md)
+         * @description Control messages are JSON text frames `{"op": ..., "id": ...}`; each is answered by
+         *     `{"type": "reply", "id", "ok": true, ...}` or `{"type": "reply", "id", "ok": false,
+         *     "status", "error"}` (the status a REST call would get). Operations: `subscribe`
+         *     (`islands`, `types`: events then arrive as `{"type": "event", "event"}`), `unsubscribe`,
+         *     `attach` (`island`, `agent` default a1, `rows`, `cols`, `mode` interactive|observe,
+         *     `scrollback`), `detach`, `input` (`b64`; answered only when refused), `resize`,
+         *     `prompt` (`text`, `submit`: answered when delivery is verified), `ping`.
+         *     Terminal bytes are binary frames `[kind u8][island length u8][island][agent length
+         *     u8][agent][bytes]`: kind 1 output, 2 a full screen (on attach, and after the client fell
+         *     behind), and 3 client keystrokes. Each operation checks role and island scope: a
+         *     viewer's terminals are read-only (input, resize and prompt get 403), islands outside a
+         *     scoped token's reach are 404. Also `{"type": "exit"}` (a terminal ended), `detached`
+         *     (revoked), `dropped` (the event subscription fell too far behind). Revoking the token
+         *     closes the stream with 1008.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description the name presence shows for this stream's terminals */
+                    label?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Switching to the websocket. */
+                101: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/clients": {
         parameters: {
             query?: never;

@@ -153,3 +153,28 @@ test("screen, verified prompt, upload, and an observer with history", { skip }, 
     await o.close();
   }
 });
+
+test("the multiplexed stream: events, two terminals, a prompt, detach", { skip }, async () => {
+  const other = (await makeIsland(dj, "mux")).name;
+  const st = await dj.openStream({ label: "sdk-mux" });
+  try {
+    const events = [];
+    st.onEvent((e) => events.push(e));
+    await st.call("subscribe", { islands: [name, other], types: ["client.attached"] });
+    for (const i of [name, other]) {
+      const r = await st.call("attach", { island: i, rows: 24, cols: 80 });
+      assert.equal(r.read_only, false);
+    }
+    st.sendInput(name, "echo TSMUXA-$((2*3))\r");
+    await st.call("prompt", { island: other, text: "echo TSMUXB-$((3*3))" });
+    await st.waitFor(name, "TSMUXA-6");
+    await st.waitFor(other, "TSMUXB-9");
+    assert.ok(!st.output(other).includes("TSMUXA-6"), "output stays with its terminal");
+    await until(async () => events.filter((e) => e.type === "client.attached").length >= 2, { what: "client.attached events" });
+    await st.call("detach", { island: name });
+    await assert.rejects(st.call("input", { island: name, b64: "eA==" }), (e) => e instanceof DejimaError && e.status === 409);
+  } finally {
+    st.close();
+    await dj.purgeIsland(other, { force: true }).catch(() => {});
+  }
+});

@@ -85,3 +85,22 @@ pub fn upload(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     let u = app.islands.upload(n, Some(p.get("id")), &filename, &data)?;
     Ok(Response::json(201, &u))
 }
+
+/// GET /v1/stream: the multiplexed websocket (events and terminals; docs/stream.md).
+pub fn stream(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
+    let who = crate::http::mux::Who {
+        caller: req.caller.clone(),
+        token: super::agents::token_of(req),
+        label: super::agents::label(req)?,
+    };
+    let ctx = crate::http::mux::Ctx {
+        islands: app.islands.clone(),
+        events: app.events.clone(),
+        tokens: app.tokens.clone(),
+        shutdown: app.shutdown.clone(),
+    };
+    Response::websocket(
+        req,
+        Box::new(move |conn, leftover| crate::http::mux::serve(conn, leftover, ctx, who)),
+    )
+}
