@@ -707,3 +707,147 @@ fn the_stream_applies_roles_and_scopes_per_operation() {
     }
     assert_eq!(o.closed.as_deref(), Some("1008"));
 }
+
+#[test]
+fn recorded_sessions_are_asciicast_that_asciinema_replays() {
+    let d = Daemon::start();
+    let name = unique("rec");
+    let (s, v) = d.req(
+        "POST",
+        "/v1/islands",
+        Some(json!({"name": name, "no_repo": true, "agent": "custom", "cmd": "bash", "record": true})),
+    );
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["record"], true, "{v}");
+    let list_path = format!("/v1/islands/{name}/recordings");
+    let id = wait_for(T, "an active recording", || {
+        let v = d.ok("GET", &list_path, None);
+        v.as_array()?
+            .iter()
+            .find(|r| r["active"] == true && r["agent"] == "a1")
+            .map(|r| r["id"].as_str().unwrap().to_string())
+    });
+    // Typed through a session of another size than the pane: output and a resize.
+    let mut w = attach(&d, &format!("/v1/islands/{name}/session"), 30, 100);
+    w.send_data(b"echo recorded-$((6*7))\r");
+    w.expect("recorded-42", T);
+    let get = |id: &str| {
+        let r = d
+            .client
+            .send(
+                "GET",
+                &format!("{list_path}/{id}"),
+                dejima::client::Body::None,
+            )
+            .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-type"), Some("application/x-asciicast"));
+        r.text().unwrap()
+    };
+    let cast = wait_for(T, "the output and the resize in the recording", || {
+        let c = get(&id);
+        (c.contains("recorded-42") && c.contains(r#""r","100x30""#)).then_some(c)
+    });
+    let header: Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    assert!(header["width"].as_u64().unwrap() > 0 && header["height"].as_u64().unwrap() > 0);
+    for l in cast.lines().skip(1) {
+        let ev: Value = serde_json::from_str(l).unwrap();
+        assert!(ev[0].as_f64().unwrap() >= 0.0);
+        assert!(ev[1] == "o" || ev[1] == "r", "{l}");
+    }
+    // The real asciinema replays it: the typed command's output is there. (It wants a
+    // terminal: script(1) gives it one.)
+    let file = d.home.join("check.cast");
+    std::fs::write(&file, &cast).unwrap();
+    let out = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("asciinema cat {}", file.display()),
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script and asciinema (scripts/setup installs them)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("recorded-42"));
+    // The one being written cannot be deleted; stopping ends it.
+    let (s, _) = d.req("DELETE", &format!("{list_path}/{id}"), None);
+    assert_eq!(s, 409);
+    let v = d.ok(
+        "PATCH",
+        &format!("/v1/islands/{name}"),
+        Some(json!({"record": false})),
+    );
+    assert_eq!(v["record"], false);
+    wait_for(T, "the recording to end", || {
+        let v = d.ok("GET", &list_path, None);
+        let r = v
+            .as_array()?
+            .iter()
+            .find(|r| r["id"] == id.as_str())?
+            .clone();
+        (r["active"] == false && r["ended_at"].is_string() && r["bytes"].as_u64()? > 0)
+            .then_some(())
+    });
+    assert_eq!(d.req("DELETE", &format!("{list_path}/{id}"), None).0, 204);
+    assert_eq!(d.req("GET", &format!("{list_path}/{id}"), None).0, 404);
+    assert_eq!(
+        d.req("GET", &format!("{list_path}/..%2Fisland"), None).0,
+        404
+    );
+    // Purge takes every recording with it.
+    d.ok(
+        "PATCH",
+        &format!("/v1/islands/{name}"),
+        Some(json!({"record": true})),
+    );
+    wait_for(T, "a new recording", || {
+        let v = d.ok("GET", &list_path, None);
+        (!v.as_array()?.is_empty()).then_some(())
+    });
+    let dir = d.home.join("islands").join(&name).join("recordings");
+    assert!(dir.is_dir());
+    drop(w);
+    assert_eq!(
+        d.req("DELETE", &format!("/v1/islands/{name}?force=true"), None)
+            .0,
+        204
+    );
+    assert!(!dir.exists());
+}
+
+#[test]
+fn every_island_records_with_the_flag_and_old_parts_go_past_the_cap() {
+    let d = Daemon::start_with(&["--record", "--record-max-mb", "1"], &[]);
+    let i = d.create("cap");
+    let list_path = format!("/v1/islands/{}/recordings", i.name);
+    let first = wait_for(T, "a recording without asking", || {
+        let v = d.ok("GET", &list_path, None);
+        v.as_array()?
+            .first()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+    });
+    // About 4 MB of output: parts of 256 KiB roll over and the oldest are dropped.
+    d.ok(
+        "POST",
+        &format!("/v1/islands/{}/agents/a1/prompt", i.name),
+        Some(json!({"text": "seq -f 'line-%g-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' 1 80000; echo capped-$((2*2))"})),
+    );
+    let v = wait_for(T, "rolled parts, the first dropped", || {
+        let v = d.ok("GET", &list_path, None);
+        let a = v.as_array()?.clone();
+        let gone = !a.iter().any(|r| r["id"] == first.as_str());
+        (a.len() >= 2 && gone).then_some(a)
+    });
+    let total: u64 = v.iter().map(|r| r["bytes"].as_u64().unwrap()).sum();
+    assert!(
+        total <= (1 << 20) + (512 << 10),
+        "{total} bytes kept: {v:?}"
+    );
+    assert_eq!(v.iter().filter(|r| r["active"] == true).count(), 1, "{v:?}");
+}

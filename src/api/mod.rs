@@ -450,6 +450,9 @@ pub struct IslandInfo {
     /// The island whose token created this one (absent for operators' islands).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub parent: String,
+    /// Its agents' sessions are recorded (`record: true`, or `dejimad --record`).
+    #[serde(default)]
+    pub record: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -486,6 +489,9 @@ pub struct CreateIsland {
     /// Model for the primary agent's CLI.
     #[serde(default)]
     pub model: String,
+    /// Record its agents' sessions (asciicast).
+    #[serde(default)]
+    pub record: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -501,6 +507,7 @@ pub struct CloneIsland {
 #[serde(deny_unknown_fields)]
 pub struct PatchIsland {
     pub title: Option<String>,
+    pub record: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

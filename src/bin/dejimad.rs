@@ -24,6 +24,12 @@ struct Args {
     /// serve host terminals (operator shells in tmux on this host) under /v1/terminals
     #[argh(switch)]
     host_terminals: bool,
+    /// record every island's agent sessions as asciicast (not only islands with record: true)
+    #[argh(switch)]
+    record: bool,
+    /// megabytes (MiB) of recordings one island may hold; the oldest are dropped past it (default 256)
+    #[argh(option, default = "256")]
+    record_max_mb: u64,
     /// refuse TCP requests (HTTP, websockets, event streams) without an operator token
     #[argh(switch)]
     require_token: bool,
@@ -145,6 +151,8 @@ fn options(args: Args) -> Result<dejima::daemon::Options, String> {
         image: args.image,
         base_image: std::env::var("DEJIMA_BASE_IMAGE").unwrap_or_default(),
         host_terminals: args.host_terminals,
+        record_all: args.record,
+        record_max_mb: args.record_max_mb.max(1),
         limits: dejima::http::server::Limits {
             max_connections: args.max_connections,
             head_timeout: positive(args.header_timeout, "header-timeout")?,

@@ -57,6 +57,10 @@ pub struct Options {
     pub audit_key: Option<std::path::PathBuf>,
     /// Where updates come from, and where the binaries are.
     pub update: crate::update::Config,
+    /// Record every island's agent sessions (`--record`).
+    pub record_all: bool,
+    /// Recordings one island may hold, in MiB (`--record-max-mb`).
+    pub record_max_mb: u64,
 }
 
 /// Connections one island's own socket may hold (its agents' hooks and CLIs).
@@ -207,6 +211,8 @@ pub fn run(opts: Options) -> Result<(), String> {
             default_image: opts.image.clone(),
             base_image: opts.base_image.clone(),
             subnets: opts.subnets.clone(),
+            record_all: opts.record_all,
+            record_max: opts.record_max_mb << 20,
         },
         hub.clone(),
         events.clone(),
@@ -251,6 +257,19 @@ pub fn run(opts: Options) -> Result<(), String> {
                     log::warn!("engine not reachable yet; adopting anyway");
                 }
                 islands.adopt_all();
+            })
+            .map_err(|e| e.to_string())?;
+    }
+
+    // Recorders follow the islands that record and the agent sessions that run.
+    {
+        let (islands, shutdown) = (islands.clone(), shutdown.clone());
+        thread::Builder::new()
+            .name("recorder-sweep".into())
+            .spawn(move || {
+                while !shutdown.wait_timeout(Duration::from_secs(2)) {
+                    islands.sweep_recorders();
+                }
             })
             .map_err(|e| e.to_string())?;
     }

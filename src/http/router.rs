@@ -200,6 +200,13 @@ pub static ROUTES: &[Route] = &[
         "/v1/islands/{name}/agents/{id}/upload",
         live::upload,
     ),
+    view("GET", "/v1/islands/{name}/recordings", live::recordings),
+    view("GET", "/v1/islands/{name}/recordings/{id}", live::recording),
+    op(
+        "DELETE",
+        "/v1/islands/{name}/recordings/{id}",
+        live::delete_recording,
+    ),
     // SSH: a connection is an island's shell, so operators (or the island's own token);
     // account keys reach every island, so they are the owner's.
     autonomy("GET", "/v1/islands/{name}/ssh", ssh::connect),

@@ -291,6 +291,7 @@ impl Islands {
             github_identity,
             resources,
             no_repo: req.no_repo,
+            record: req.record,
             provisioned: false,
             workspace: WorkspaceReady::default(),
             cloned_from: String::new(),
@@ -843,6 +844,7 @@ impl Islands {
                 )));
             }
         }
+        self.stop_recorders(name);
         let errors = self.teardown(name);
         if let Some(e) = errors.iter().find(|e| e.contains("unreachable")) {
             return Err(Error::Unavailable(e.clone()));

@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod names;
 pub mod panic;
 pub mod paths;
+pub mod record;
 pub mod screen;
 pub mod ssh;
 
@@ -109,6 +110,9 @@ pub struct Record {
     /// Public keys let in over SSH to this island only (account keys reach every island).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ssh_keys: Vec<crate::ssh::SshKey>,
+    /// Its agents' sessions are recorded (asciicast, under the island's folder).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub record: bool,
 }
 
 /// What containers are made with now. 1: secrets on a read-only mount at /run/secrets/dejima,
@@ -163,6 +167,10 @@ pub struct Config {
     pub base_image: String,
     /// Where island networks' subnets come from.
     pub subnets: crate::runtime::SubnetPool,
+    /// Record every island's sessions (`--record`), not only those with `record: true`.
+    pub record_all: bool,
+    /// Bytes of recordings one island may hold (`--record-max-mb`); the oldest go first.
+    pub record_max: u64,
 }
 
 pub struct Islands {
@@ -193,6 +201,8 @@ pub struct Islands {
     /// Bumped when an island is added or removed (the socket supervisor waits on it).
     generation: Mutex<u64>,
     changed: std::sync::Condvar,
+    /// The running session recorders.
+    recorders: record::Recorders,
 }
 
 /// An island's busy mark, owned: it clears the mark when dropped, wherever it has been moved
@@ -237,6 +247,7 @@ impl Islands {
             engine,
             observed,
             config,
+            recorders: record::Recorders::default(),
             started_at: util::now_rfc3339(),
             slots: Arc::new(Mutex::new(BTreeMap::new())),
             write_lock: Mutex::new(()),
@@ -654,6 +665,7 @@ fn info_from(slot: &Slot, view: &View) -> IslandInfo {
         health: None,
         disk: None,
         parent: rec.parent.clone(),
+        record: rec.record,
     }
 }
 

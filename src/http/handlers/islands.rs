@@ -123,10 +123,25 @@ pub fn get(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
 pub fn patch(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     let n = name(p)?;
     let body: PatchIsland = req.json()?;
-    let title = body
-        .title
-        .ok_or_else(|| Error::bad("PATCH takes {\"title\": \"...\"}"))?;
-    Ok(Response::json(200, &app.islands.set_title(n, &title)?))
+    if body.title.is_none() && body.record.is_none() {
+        return Err(Error::bad(
+            "PATCH takes {\"title\": \"...\"} and/or {\"record\": true|false}",
+        ));
+    }
+    if let Some(t) = &body.title {
+        crate::island::names::check_title(t)?;
+    }
+    app.islands.record(n)?;
+    if let Some(on) = body.record {
+        app.islands.set_record(n, on)?;
+    }
+    Ok(Response::json(
+        200,
+        &match &body.title {
+            Some(t) => app.islands.set_title(n, t)?,
+            None => app.islands.info(n)?,
+        },
+    ))
 }
 
 pub fn purge(app: &App, req: &mut Request, p: &Params) -> Result<Response> {

@@ -104,3 +104,30 @@ pub fn stream(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
         Box::new(move |conn, leftover| crate::http::mux::serve(conn, leftover, ctx, who)),
     )
 }
+
+/// GET /v1/islands/{name}/recordings
+pub fn recordings(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
+    Ok(Response::json(200, &app.islands.recordings(name(p)?)?))
+}
+
+/// GET /v1/islands/{name}/recordings/{id}: the asciicast file (what is written so far, for
+/// one still being recorded).
+pub fn recording(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
+    let path = app.islands.recording_file(name(p)?, p.get("id"))?;
+    let f = std::fs::File::open(&path)
+        .map_err(|e| Error::NotFound(format!("recording {}: {e}", p.get("id"))))?;
+    Ok(Response::stream(
+        "application/x-asciicast",
+        Box::new(move |w, _peer| {
+            let mut f = f;
+            std::io::copy(&mut f, w)?;
+            Ok(())
+        }),
+    ))
+}
+
+/// DELETE /v1/islands/{name}/recordings/{id}
+pub fn delete_recording(app: &App, _req: &mut Request, p: &Params) -> Result<Response> {
+    app.islands.delete_recording(name(p)?, p.get("id"))?;
+    Ok(Response::no_content())
+}
