@@ -672,3 +672,70 @@ fn service_files_pass_their_managers_own_checks() {
     assert_eq!(v["KeepAlive"]["SuccessfulExit"], false);
     assert_eq!(v["SoftResourceLimits"]["NumberOfFiles"], 65536);
 }
+
+#[test]
+fn cli_prompts_reads_the_screen_uploads_and_records() {
+    const T: std::time::Duration = std::time::Duration::from_secs(60);
+    let d = Daemon::start();
+    let name = unique("clilive");
+    let _sweep = Sweep(name.clone());
+    ok(
+        &d,
+        &[
+            "create",
+            "--no-repo",
+            "--name",
+            &name,
+            "--agent",
+            "custom",
+            "--cmd",
+            "bash",
+            "--record",
+        ],
+    );
+    let out = ok(&d, &["prompt", &name, "echo cli-prompt-$((6*7))"]);
+    assert!(out.contains("delivered and submitted"), "{out}");
+    wait_for(T, "the answer on the screen", || {
+        ok(&d, &["screen", &name])
+            .contains("cli-prompt-42")
+            .then_some(())
+    });
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&d, &["screen", &name, "--format", "json"])).unwrap();
+    assert!(json["rows"].is_array(), "{json}");
+    let file = d.home.join("notes.txt");
+    std::fs::write(&file, "echo from-a-file").unwrap();
+    let out = ok(&d, &["upload", &name, file.to_str().unwrap()]);
+    assert_eq!(out.trim(), "/home/agent/uploads/notes.txt");
+    let id = wait_for(T, "a recording", || {
+        let out = ok(&d, &["recordings", "ls", &name, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        v.as_array()?
+            .first()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+    });
+    assert!(ok(&d, &["recordings", "ls", &name]).contains(&id));
+    let cast = d.home.join("out.cast");
+    wait_for(T, "the prompt in the recording", || {
+        ok(
+            &d,
+            &[
+                "recordings",
+                "get",
+                &name,
+                &id,
+                "-o",
+                cast.to_str().unwrap(),
+            ],
+        );
+        std::fs::read_to_string(&cast)
+            .ok()?
+            .contains("from-a-file")
+            .then_some(())
+    });
+    assert!(ok(&d, &["recordings", "off", &name]).contains("recording off"));
+    // A prompt to an island that is not there fails with the daemon's word for it.
+    let o = dejima(&d, &["prompt", "no-such-island-x", "hi"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not found"));
+}

@@ -58,6 +58,9 @@ pub struct Create {
     /// display title
     #[argh(option)]
     title: Option<String>,
+    /// record the agents' sessions (asciicast; see `dejima recordings`)
+    #[argh(switch)]
+    record: bool,
     /// print JSON
     #[argh(switch)]
     json: bool,
@@ -275,6 +278,7 @@ pub fn create(c: &Client, a: Create) -> Out {
         github_identity: a.github_identity.unwrap_or_default(),
         title: a.title.unwrap_or_default(),
         resources: (resources != Resources::default()).then_some(resources),
+        record: a.record,
         ..CreateIsland::default()
     };
     let i: IslandInfo = c.send_json("POST", "/v1/islands", &body)?;

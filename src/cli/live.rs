@@ -162,3 +162,140 @@ pub fn upload(c: &Client, a: Upload) -> Out {
     }
     Ok(())
 }
+
+/// session recordings (asciicast): turn on or off, list, fetch, delete
+#[derive(FromArgs)]
+#[argh(subcommand, name = "recordings")]
+pub struct RecordingsCmd {
+    #[argh(subcommand)]
+    cmd: RecSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum RecSub {
+    On(RecOn),
+    Off(RecOff),
+    Ls(RecLs),
+    Get(RecGet),
+    Rm(RecRm),
+}
+
+/// record the island's agent sessions from now on
+#[derive(FromArgs)]
+#[argh(subcommand, name = "on")]
+struct RecOn {
+    #[argh(positional)]
+    island: String,
+}
+
+/// stop recording (the recordings being written end)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "off")]
+struct RecOff {
+    #[argh(positional)]
+    island: String,
+}
+
+/// list the island's recordings, newest first
+#[derive(FromArgs)]
+#[argh(subcommand, name = "ls")]
+struct RecLs {
+    #[argh(positional)]
+    island: String,
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
+}
+
+/// write one recording (asciicast v2) to stdout or a file; play it with `asciinema play`
+#[derive(FromArgs)]
+#[argh(subcommand, name = "get")]
+struct RecGet {
+    #[argh(positional)]
+    island: String,
+    #[argh(positional)]
+    id: String,
+    /// write to this file instead of stdout
+    #[argh(option, short = 'o')]
+    output: Option<String>,
+}
+
+/// delete a finished recording
+#[derive(FromArgs)]
+#[argh(subcommand, name = "rm")]
+struct RecRm {
+    #[argh(positional)]
+    island: String,
+    #[argh(positional)]
+    id: String,
+}
+
+pub fn recordings(c: &Client, a: RecordingsCmd) -> Out {
+    let base = |i: &str| format!("/v1/islands/{}/recordings", seg(i));
+    match a.cmd {
+        RecSub::On(x) => set_record(c, &x.island, true),
+        RecSub::Off(x) => set_record(c, &x.island, false),
+        RecSub::Ls(x) => {
+            let v: serde_json::Value = c.get_json(&base(&x.island))?;
+            if x.json {
+                super::print_json(&v);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = v
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|r| {
+                            let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+                            vec![
+                                s("id"),
+                                s("agent"),
+                                s("started_at"),
+                                if r["active"] == true {
+                                    "recording".into()
+                                } else {
+                                    s("ended_at")
+                                },
+                                r["bytes"].to_string(),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            super::table(&["ID", "AGENT", "STARTED", "ENDED", "BYTES"], &rows);
+            Ok(())
+        }
+        RecSub::Get(x) => {
+            let r = c.call(
+                "GET",
+                &format!("{}/{}", base(&x.island), seg(&x.id)),
+                Body::None,
+            )?;
+            let body = r.bytes()?;
+            match x.output {
+                Some(f) => std::fs::write(&f, &body).map_err(|e| fail(format!("{f}: {e}")))?,
+                None => std::io::stdout().write_all(&body)?,
+            }
+            Ok(())
+        }
+        RecSub::Rm(x) => {
+            c.call(
+                "DELETE",
+                &format!("{}/{}", base(&x.island), seg(&x.id)),
+                Body::None,
+            )?;
+            Ok(())
+        }
+    }
+}
+
+fn set_record(c: &Client, island: &str, on: bool) -> Out {
+    let _: serde_json::Value = c.send_json(
+        "PATCH",
+        &format!("/v1/islands/{}", seg(island)),
+        &serde_json::json!({ "record": on }),
+    )?;
+    println!("recording {}", if on { "on" } else { "off" });
+    Ok(())
+}

@@ -692,6 +692,8 @@ mod tests {
                 default_image: "x".into(),
                 base_image: String::new(),
                 subnets: Default::default(),
+                record_all: false,
+                record_max: 1 << 20,
             },
             Hub::new(None),
             Bus::new(),

@@ -547,14 +547,12 @@ impl Writer {
                 Err(e) => return Err(e),
             }
         };
-        let header = serde_json::json!({
-            "version": 2,
-            "width": cols,
-            "height": rows,
-            "timestamp": (ms / 1000) as u64,
-            "env": {"TERM": "xterm-256color", "SHELL": "/bin/bash"},
-            "title": format!("{island}/{agent}"),
-        });
+        // Written by hand so `version` comes first, as players expect.
+        let header = format!(
+            r#"{{"version":2,"width":{cols},"height":{rows},"timestamp":{},"env":{{"TERM":"xterm-256color","SHELL":"/bin/bash"}},"title":{}}}"#,
+            ms / 1000,
+            serde_json::Value::String(format!("{island}/{agent}"))
+        );
         let mut w = Writer {
             id,
             out: BufWriter::with_capacity(256 << 10, file),
@@ -563,7 +561,7 @@ impl Writer {
             cols,
             rows,
         };
-        w.line(&header.to_string())?;
+        w.line(&header)?;
         Ok(w)
     }
 
@@ -633,6 +631,7 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
+        assert!(text.starts_with(r#"{"version":2,"#));
         assert_eq!(lines[0]["version"], 2);
         assert_eq!(lines[0]["width"], 80);
         assert_eq!(lines[1][1], "o");

@@ -76,6 +76,9 @@ ROUTES: Dict[Tuple[str, str], str] = {
     ("GET", "/v1/islands/{name}/agents/{id}/screen"): "screen",
     ("POST", "/v1/islands/{name}/agents/{id}/prompt"): "prompt",
     ("POST", "/v1/islands/{name}/agents/{id}/upload"): "upload",
+    ("GET", "/v1/islands/{name}/recordings"): "list_recordings",
+    ("GET", "/v1/islands/{name}/recordings/{id}"): "get_recording",
+    ("DELETE", "/v1/islands/{name}/recordings/{id}"): "delete_recording",
     ("GET", "/v1/stream"): "stream",
     ("GET", "/v1/clients"): "clients",
     ("POST", "/v1/sessions/revoke"): "revoke_sessions",
@@ -713,6 +716,22 @@ class Client:
             timeout=self.timeout if self.timeout is not None else 30.0,
         )
         return MuxStream(ws)
+
+    def set_record(self, island: str, on: bool) -> JSON:
+        """Turn recording of the island's agent sessions on or off (PATCH record)."""
+        return self._call("PATCH", self._isl(island), json={"record": bool(on)})  # type: ignore[no-any-return]
+
+    def list_recordings(self, island: str) -> List[JSON]:
+        """The island's session recordings, newest first: id, agent, started_at, ended_at, bytes, active."""
+        return self._call("GET", self._isl(island, "recordings"))  # type: ignore[no-any-return]
+
+    def get_recording(self, island: str, recording: str) -> bytes:
+        """One recording as asciicast v2 bytes."""
+        return self._request("GET", self._isl(island, "recordings", _seg(recording)), timeout=self._slow(120)).content
+
+    def delete_recording(self, island: str, recording: str) -> None:
+        """Delete a finished recording (409 for the one being written)."""
+        self._call("DELETE", self._isl(island, "recordings", _seg(recording)))
 
     def clients(self) -> List[JSON]:
         """Recent attach/detach records, newest first."""

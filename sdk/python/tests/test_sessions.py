@@ -147,3 +147,19 @@ def test_multiplexed_stream(client: dejima.Client, make_island) -> None:  # type
         with pytest.raises(dejima.DejimaError) as e:
             st.call("input", island=a, b64="eA==")
         assert e.value.status == 409
+
+
+def test_recordings(client: dejima.Client, make_island) -> None:  # type: ignore[no-untyped-def]
+    name = make_island("rec", record=True)["name"]
+    assert client.get_island(name)["record"] is True
+    rec = wait_until(lambda: [r for r in client.list_recordings(name) if r["active"]], timeout=60, what="a recording")[0]
+    nonce = marker()
+    client.prompt(name, f"echo REC-$((6*7))-{nonce}")
+    wait_until(lambda: f"REC-42-{nonce}".encode() in client.get_recording(name, rec["id"]), what="the output recorded")
+    assert client.get_recording(name, rec["id"]).startswith(b'{"version":2')
+    assert client.set_record(name, False)["record"] is False
+    wait_until(
+        lambda: any(r["id"] == rec["id"] and not r["active"] for r in client.list_recordings(name)), what="the end"
+    )
+    client.delete_recording(name, rec["id"])
+    assert all(r["id"] != rec["id"] for r in client.list_recordings(name))

@@ -75,6 +75,7 @@ export type SshKey = Schemas["SshKey"];
 export type Screen = Schemas["Screen"];
 export type Delivery = Schemas["Delivery"];
 export type Uploaded = ResponseOf<"/v1/islands/{name}/agents/{id}/upload", "post">;
+export type Recording = ResponseOf<"/v1/islands/{name}/recordings", "get">[number];
 
 export type Health = ResponseOf<"/v1/healthz", "get">;
 export type Readiness = ResponseOf<"/v1/readyz", "get">;
@@ -609,6 +610,28 @@ export class Client {
         headers: { "content-type": "application/octet-stream" },
       })
       .then((r) => JSON.parse(r.body.toString("utf8")) as Uploaded);
+  }
+
+  /** PATCH /v1/islands/{name} {record} — record the island's agent sessions, or stop (operator). */
+  setRecord(name: string, on: boolean): Promise<IslandInfo> {
+    return this.#call("PATCH", isl(name), { json: { record: on } });
+  }
+
+  /** GET /v1/islands/{name}/recordings — session recordings, newest first (viewer). */
+  listRecordings(name: string): Promise<Recording[]> {
+    return this.#call("GET", `${isl(name)}/recordings`);
+  }
+
+  /** GET /v1/islands/{name}/recordings/{id} — one recording, asciicast v2 text (viewer). */
+  getRecording(name: string, id: string): Promise<string> {
+    return this.t
+      .request({ method: "GET", path: `${isl(name)}/recordings/${seg(id)}`, headers: { accept: "application/x-asciicast" } })
+      .then((r) => r.body.toString("utf8"));
+  }
+
+  /** DELETE /v1/islands/{name}/recordings/{id} — delete a finished recording (operator). */
+  async deleteRecording(name: string, id: string): Promise<void> {
+    await this.#call("DELETE", `${isl(name)}/recordings/${seg(id)}`);
   }
 
   /** GET /v1/terminals/{id}/session (websocket, owner) — attach to a host terminal. */
@@ -1202,6 +1225,9 @@ export const ROUTES = {
   "GET /v1/islands/{name}/agents/{id}/screen": "screen",
   "POST /v1/islands/{name}/agents/{id}/prompt": "prompt",
   "POST /v1/islands/{name}/agents/{id}/upload": "upload",
+  "GET /v1/islands/{name}/recordings": "listRecordings",
+  "GET /v1/islands/{name}/recordings/{id}": "getRecording",
+  "DELETE /v1/islands/{name}/recordings/{id}": "deleteRecording",
   "GET /v1/stream": "openStream",
   "GET /v1/clients": "clients",
   "POST /v1/sessions/revoke": "revokeSessions",

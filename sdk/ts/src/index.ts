@@ -14,7 +14,7 @@ export type {
   ExecuteCapabilityOptions, CapabilityResult, McpServer, McpCallRequest, McpMethod,
   McpCallResult, SpawnGrantRequest, SpawnGrantOptions, SshKey, AddSshKeyRequest, SshStreamOptions, AgentType, AuditEntry, AuditResult,
   ActivityItem, StreamEvent, ClientOptions, AttachOptions, StreamOptions, LogsOptions, Route,
-  SpecRoute, Screen, Delivery, Uploaded,
+  SpecRoute, Screen, Delivery, Uploaded, Recording,
 } from "./client.js";
 export { DejimaError, DejimaTimeoutError } from "./errors.js";
 export { Session } from "./session.js";

@@ -548,7 +548,7 @@ export interface paths {
         };
         options?: never;
         head?: never;
-        /** Set the display title */
+        /** Set the display title, or turn session recording on or off */
         patch: {
             parameters: {
                 query?: never;
@@ -563,7 +563,9 @@ export interface paths {
                 content: {
                     "application/json": {
                         /** @description at most 256 characters, no control characters; empty: show the name */
-                        title: string;
+                        title?: string;
+                        /** @description record the agents' sessions (asciicast; see /recordings); false ends the recordings being written */
+                        record?: boolean;
                     };
                 };
             };
@@ -1921,6 +1923,146 @@ export interface paths {
             };
         };
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/islands/{name}/recordings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        /**
+         * The island's session recordings, newest first
+         * @description With `record: true` (or `dejimad --record`) every agent session is recorded as
+         *     asciicast v2 from the pane's own output (whoever is attached or not), with `r` events
+         *     when the pane's size changes. A part rolls over at 32 MiB (or a quarter of the cap);
+         *     past the island's cap (`--record-max-mb`, 256) the oldest parts are dropped. Purge
+         *     deletes them all.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Recordings. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            agent: string;
+                            /** Format: date-time */
+                            started_at: string;
+                            /**
+                             * Format: date-time
+                             * @description absent while it is being written
+                             */
+                            ended_at?: string;
+                            bytes: number;
+                            active: boolean;
+                        }[];
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/islands/{name}/recordings/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                name: components["parameters"]["Name"];
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** One recording (asciicast v2; what is written so far for one being recorded) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The .cast file. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/x-asciicast": string;
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        /** Delete a recording (409 for the one being written) */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Island name: ^[a-z0-9][a-z0-9._-]{0,62}$ (anything else is 400 before the engine is asked) */
+                    name: components["parameters"]["Name"];
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Deleted. */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+            };
+        };
         options?: never;
         head?: never;
         patch?: never;
@@ -4793,6 +4935,11 @@ export interface components {
             model?: components["schemas"]["Model"];
             resources?: components["schemas"]["ResourcesIn"] | null;
             title?: string;
+            /**
+             * @description record the agents' sessions as asciicast (GET /v1/islands/{name}/recordings)
+             * @default false
+             */
+            record?: boolean;
             owner?: string;
             role?: string;
             tags?: {
@@ -4923,6 +5070,8 @@ export interface components {
             attached?: components["schemas"]["Presence"][];
         };
         IslandInfo: {
+            /** @description its agents' sessions are recorded (record: true, or dejimad --record) */
+            record: boolean;
             /** @description the island whose token created this one (absent for operators' islands) */
             parent?: string;
             /** @description only in the answer to an island token's POST /v1/islands: the child's own island token, shown this once */

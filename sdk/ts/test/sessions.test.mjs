@@ -178,3 +178,14 @@ test("the multiplexed stream: events, two terminals, a prompt, detach", { skip }
     await dj.purgeIsland(other, { force: true }).catch(() => {});
   }
 });
+
+test("recordings: on at create, listed, fetched, stopped, deleted", { skip }, async () => {
+  const isl = (await makeIsland(dj, "rec", { record: true })).name;
+  const rec = await until(async () => (await dj.listRecordings(isl)).find((r) => r.active), { what: "a recording", timeout: 60_000 });
+  await dj.prompt(isl, "echo TSREC-$((6*7))");
+  await until(async () => (await dj.getRecording(isl, rec.id)).includes("TSREC-42"), { what: "the output recorded" });
+  assert.equal((await dj.setRecord(isl, false)).record, false);
+  await until(async () => (await dj.listRecordings(isl)).some((r) => r.id === rec.id && !r.active), { what: "the end" });
+  await dj.deleteRecording(isl, rec.id);
+  assert.ok(!(await dj.listRecordings(isl)).some((r) => r.id === rec.id));
+});
