@@ -329,6 +329,50 @@ fn bench_sessions() {
     );
     drop(w);
 
+    // --- reading the screen without a client, against the raw capture-pane exec ---
+    let (mut raw_cap, mut api_cap) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let t = Instant::now();
+        let o = Command::new("docker")
+            .args([
+                "exec",
+                "-u",
+                "agent",
+                &c,
+                "tmux",
+                "-L",
+                "dejima",
+                "capture-pane",
+                "-p",
+                "-t",
+                "=agent-a1:",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        raw_cap.push(t.elapsed());
+        let t = Instant::now();
+        d.ok(
+            "GET",
+            &format!("/v1/islands/{}/agents/a1/screen?format=json", i.name),
+            None,
+        );
+        api_cap.push(t.elapsed());
+    }
+    let (rc, ac) = (pct(&raw_cap, 0.5), pct(&api_cap, 0.5));
+    let over = ms(ac) - ms(rc);
+    figure(format_args!(
+        "screen read (20 rounds): raw capture-pane exec p50 {:.1} ms, GET screen p50 {:.1} ms, {over:+.1} ms",
+        ms(rc),
+        ms(ac)
+    ));
+    goal(
+        "screen read p50",
+        over <= 20.0,
+        format_args!("{over:+.1} ms"),
+        "<= +20 ms",
+    );
+
     // --- bulk output to 1 and 10 clients ---
     let n = 2_000_000;
     // Ctrl-U first: a keystroke left over from the echo rounds must not spoil the command.

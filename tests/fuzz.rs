@@ -17,14 +17,16 @@ use serde_json::json;
 use support::*;
 
 const OWNER_ONLY: &str = "^/v1/(credentials|tokens|audit)";
-/// Left out: websocket and SSH upgrades and follow streams (the SDK suites drive those), image builds
+/// Left out: websocket and SSH upgrades and follow streams (the SDK suites drive those); prompts
+/// and uploads, which wait seconds on a real agent's screen for each call and answer 504 when
+/// the pane never shows the paste (tests/live.rs drives both); image builds
 /// (each a real 1 GB build), and clone, which pauses its source while it copies: on this
 /// engine (docker 20.10) an exec into a paused container waits instead of failing, so the
 /// fuzzer's concurrent reads of the source time out (tests/islands.rs covers clone). Port
 /// scope grants too: a made-up host path that exists (/, /usr) would hand host folders to
 /// the fuzzer's islands (tests/port.rs covers grants and every path trick).
 const LEFT_OUT: &str =
-    "/session$|/ssh$|^/v1/events/stream|^/v1/image/build|^/v1/panic|^/v1/terminals|/clone$|/port/scopes";
+    "/session$|/ssh$|^/v1/stream$|/prompt$|/upload$|^/v1/events/stream|^/v1/image/build|^/v1/panic|^/v1/terminals|/clone$|/port/scopes";
 /// Last: the panic switch (engaging it stops everything after it) and host terminals (off on
 /// this daemon, so their refusals; the fuzzer never starts a shell on the host).
 const LAST: &str = "^/v1/(panic|terminals)";
