@@ -851,3 +851,23 @@ fn every_island_records_with_the_flag_and_old_parts_go_past_the_cap() {
     );
     assert_eq!(v.iter().filter(|r| r["active"] == true).count(), 1, "{v:?}");
 }
+
+#[test]
+fn the_client_that_started_a_shared_attach_may_leave_first() {
+    let d = Daemon::start();
+    let i = d.create("first-leaves");
+    let mut first = attach(&d, &session(&i, "?label=first"), 24, 80);
+    let mut second = attach(&d, &session(&i, "?label=second"), 24, 80);
+    first.send_data(b"echo both-$((1+2))\r");
+    second.expect("both-3", T);
+    assert_eq!(in_island_clients(&d, &i.name), (1, 1));
+    // The attach was started for the first client; it outlives that client's connection.
+    drop(first);
+    wait_for(T, "presence to drop the first", || {
+        (d.island(&i.name).attached.len() == 1).then_some(())
+    });
+    second.send_data(b"echo still-$((5*5))\r");
+    second.expect("still-25", T);
+    assert!(second.closed.is_none() && !second.saw_exit);
+    assert_eq!(in_island_clients(&d, &i.name), (1, 1));
+}

@@ -396,16 +396,23 @@ fn require_token_closes_tcp_to_the_untokened_and_not_the_socket() {
     let r = vc.call("GET", "/v1/events/stream", Body::None).unwrap();
     assert_eq!(r.header("content-type"), Some("text/event-stream"));
     drop(r);
-    assert_eq!(
-        ws_tcp(
-            &addr,
-            &format!("/v1/islands/{}/session", i.name),
-            Some(&viewer)
-        )
-        .err(),
-        Some(403),
-        "a viewer may not type into a terminal"
+    // A viewer may watch a terminal, never type into it (tests/live.rs checks the typing).
+    let watch = ws_tcp(
+        &addr,
+        &format!("/v1/islands/{}/session?label=watcher", i.name),
+        Some(&viewer),
+    )
+    .expect("a viewer attaches as an observer");
+    let a = d.ok("GET", &format!("/v1/islands/{}/agents/a1", i.name), None);
+    assert!(
+        a["attached"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["label"] == "watcher" && p["read_only"] == true),
+        "{a}"
     );
+    drop(watch);
     let mut ws = ws_tcp(
         &addr,
         &format!("/v1/islands/{}/session", i.name),

@@ -506,8 +506,22 @@ pub struct CloneIsland {
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PatchIsland {
+    /// Absent: unchanged; `null` is refused (the schema says string).
+    #[serde(default, deserialize_with = "present::value")]
     pub title: Option<String>,
+    #[serde(default, deserialize_with = "present::value")]
     pub record: Option<bool>,
+}
+
+/// Optional fields that may be left out but not sent as `null`.
+pub mod present {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn value<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        T::deserialize(d).map(Some)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

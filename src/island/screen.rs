@@ -280,14 +280,16 @@ impl Islands {
             None => Input::None,
         };
         let out = self.engine.exec(island, &opts, input)?;
+        // A failure here is the island's tmux (gone, restarting, refusing): its state, not
+        // ours, so a 409 that says what tmux said.
         match out.status {
             Some(0) => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
             Some(3) => Err(Error::Conflict(
                 "the agent has no tmux session now (stopped or restarting); try again".into(),
             )),
-            _ => Err(Error::Internal(format!(
-                "reading the pane failed: {}",
-                out.stderr_str().trim()
+            _ => Err(Error::Conflict(format!(
+                "the agent's tmux refused: {}",
+                crate::util::clip(out.stderr_str().trim())
             ))),
         }
     }

@@ -450,36 +450,62 @@ impl Feeds {
                     .replace("{cols}", &cols.to_string())
             })
             .collect();
-        let (master, child) = super::pump::spawn_on_pty(&argv, &a.env, rows, cols)?;
-        let feed = Arc::new(Feed {
-            id: self.next.fetch_add(1, Ordering::SeqCst) + 1,
-            target: want.target.clone(),
-            read_only: want.observe,
-            size: Mutex::new((rows, cols)),
-            master,
-            st: Mutex::new(State {
-                chunks: VecDeque::new(),
-                bytes: 0,
-                next_seq: 0,
-                screen: vt100::Parser::new(rows, cols, 0),
-                drawn: false,
-                ended: false,
-                members: HashMap::new(),
-            }),
-            input: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
-            wake: Notify::new()?,
-            spawned: Instant::now(),
-            resignal: Mutex::new(Vec::new()),
-        });
-        let f = feed.clone();
-        let on_end = a.on_end;
+        let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+        let (target, read_only, env, on_end) = (want.target.clone(), want.observe, a.env, a.on_end);
+        // The attach is started by the feed's own thread, which lives exactly as long as it:
+        // a child's parent-death signal follows the thread that spawned it, so a joiner's
+        // connection thread (gone when that client leaves) must not be its parent.
+        let (tx, rx) = std::sync::mpsc::channel::<io::Result<Arc<Feed>>>();
         let spawned = std::thread::Builder::new()
-            .name(format!("feed-{}", feed.id))
-            .spawn(move || f.run(child, on_end));
-        if let Err(e) = spawned {
-            return Err(io::Error::other(format!("cannot start a feed thread: {e}")));
-        }
+            .name(format!("feed-{id}"))
+            .spawn(move || {
+                let (master, child) = match super::pump::spawn_on_pty(&argv, &env, rows, cols) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let wake = match Notify::new() {
+                    Ok(w) => w,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        let mut child = child;
+                        super::pump::end_child(&mut child);
+                        return;
+                    }
+                };
+                let feed = Arc::new(Feed {
+                    id,
+                    target,
+                    read_only,
+                    size: Mutex::new((rows, cols)),
+                    master,
+                    st: Mutex::new(State {
+                        chunks: VecDeque::new(),
+                        bytes: 0,
+                        next_seq: 0,
+                        screen: vt100::Parser::new(rows, cols, 0),
+                        drawn: false,
+                        ended: false,
+                        members: HashMap::new(),
+                    }),
+                    input: Mutex::new(Vec::new()),
+                    stop: AtomicBool::new(false),
+                    wake,
+                    spawned: Instant::now(),
+                    resignal: Mutex::new(Vec::new()),
+                });
+                if tx.send(Ok(feed.clone())).is_err() {
+                    feed.stop.store(true, Ordering::SeqCst);
+                }
+                feed.run(child, on_end);
+            })
+            .map_err(|e| io::Error::other(format!("cannot start a feed thread: {e}")))?;
+        drop(spawned);
+        let feed = rx
+            .recv()
+            .map_err(|_| io::Error::other("the feed thread ended before its attach started"))??;
         lock(&self.map).push(feed.clone());
         Ok(feed)
     }

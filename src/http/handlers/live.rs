@@ -82,6 +82,11 @@ pub fn upload(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
     // Refused before the body is read (and before a `100 Continue`) when there is no screen.
     app.islands.pane_target(n, Some(p.get("id")))?;
     let data = req.bytes(MAX_UPLOAD)?;
+    if data.is_empty() {
+        return Err(Error::bad(
+            "an upload needs the file's bytes as the request body",
+        ));
+    }
     let u = app.islands.upload(n, Some(p.get("id")), &filename, &data)?;
     Ok(Response::json(201, &u))
 }
