@@ -142,6 +142,31 @@ pub fn close_from(from: u32) {
     }
 }
 
+/// The length of the longest prefix of `b` that does not end inside a UTF-8 character.
+pub fn utf8_end(b: &[u8]) -> usize {
+    let n = b.len();
+    for back in 1..=3.min(n) {
+        let c = b[n - back];
+        if c & 0xC0 == 0x80 {
+            continue;
+        }
+        if c >= 0xC0 {
+            let len = if c >= 0xF0 {
+                4
+            } else if c >= 0xE0 {
+                3
+            } else {
+                2
+            };
+            if back < len {
+                return n - back;
+            }
+        }
+        break;
+    }
+    n
+}
+
 /// Caller text as the ledger keeps it: at most 256 bytes, then `…` (the rest is not
 /// evidence, and a caller must not be able to grow the ledger with it).
 pub fn clip(s: &str) -> String {

@@ -15,20 +15,6 @@ fn session(i: &Island, q: &str) -> String {
     format!("/v1/islands/{}/agents/a1/session{q}", i.name)
 }
 
-/// (tmux clients, attach processes) in the island.
-fn in_island_clients(d: &Daemon, island: &str) -> (usize, usize) {
-    let (out, _) = d.exec(
-        island,
-        &[
-            "sh",
-            "-c",
-            "tmux -L dejima list-clients 2>/dev/null | wc -l; ps -eo args | grep -c '^tmux -L dejima attach-session' || true",
-        ],
-    );
-    let mut n = out.split_whitespace().map(|w| w.parse::<usize>().unwrap());
-    (n.next().unwrap(), n.next().unwrap())
-}
-
 fn attach(d: &Daemon, path: &str, rows: u16, cols: u16) -> Ws {
     let mut w = d.attach(path);
     w.resize(rows, cols);
@@ -256,19 +242,7 @@ fn a_viewer_token_attaches_as_an_observer() {
     let viewer = token("viewer");
     let s = std::net::TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let req = tungstenite::http::Request::builder()
-        .uri(format!("ws://{addr}{}", session(&i, "?label=phone")))
-        .header("Host", &addr)
-        .header("Authorization", format!("Bearer {viewer}"))
-        .header("Connection", "Upgrade")
-        .header("Upgrade", "websocket")
-        .header("Sec-WebSocket-Version", "13")
-        .header(
-            "Sec-WebSocket-Key",
-            tungstenite::handshake::client::generate_key(),
-        )
-        .body(())
-        .unwrap();
+    let req = ws_request(&addr, &session(&i, "?label=phone"), &viewer);
     let (mut ws, _) = tungstenite::client::client(req, s).unwrap();
     ws.send(tungstenite::Message::Text(
         json!({"type": "data", "b64": "ZWNobyBoaQ0="}).to_string(),
@@ -564,19 +538,7 @@ struct Mux {
 impl Mux {
     fn open(addr: &str, token: &str) -> Mux {
         let s = std::net::TcpStream::connect(addr).unwrap();
-        let req = tungstenite::http::Request::builder()
-            .uri(format!("ws://{addr}/v1/stream?label=rust-mux"))
-            .header("Host", addr)
-            .header("Authorization", format!("Bearer {token}"))
-            .header("Connection", "Upgrade")
-            .header("Upgrade", "websocket")
-            .header("Sec-WebSocket-Version", "13")
-            .header(
-                "Sec-WebSocket-Key",
-                tungstenite::handshake::client::generate_key(),
-            )
-            .body(())
-            .unwrap();
+        let req = ws_request(addr, "/v1/stream?label=rust-mux", token);
         let (ws, _) = tungstenite::client::client(req, s).unwrap();
         ws.get_ref()
             .set_read_timeout(Some(Duration::from_millis(200)))

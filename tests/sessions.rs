@@ -520,20 +520,6 @@ fn an_agent_added_while_hibernated_starts_on_wake() {
     c.expect(&format!("/workspace/.agents/{id}"), T);
 }
 
-/// tmux clients attached inside the island, and the attach processes there.
-fn in_island_clients(d: &Daemon, island: &str) -> (usize, usize) {
-    let (out, _) = d.exec(
-        island,
-        &[
-            "sh",
-            "-c",
-            "tmux -L dejima list-clients 2>/dev/null | wc -l; ps -eo args | grep -c '^tmux -L dejima attach-session' || true",
-        ],
-    );
-    let mut n = out.split_whitespace().map(|w| w.parse::<usize>().unwrap());
-    (n.next().unwrap(), n.next().unwrap())
-}
-
 #[test]
 fn detached_clients_leave_no_tmux_client_behind_in_the_island() {
     let d = Daemon::start();

@@ -10,7 +10,6 @@
 //! `stream-events` thread moves bus events into the connection's queue, and each prompt runs
 //! on a `stream-prompt` thread of its own (a verified prompt takes seconds).
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -22,7 +21,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig};
+use tungstenite::protocol::{Role as WsRole, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use super::wire::Caller;
@@ -30,6 +29,7 @@ use crate::api::Role;
 use crate::error::Error;
 use crate::events::{EventType, Filter};
 use crate::session::feed::{Member, Pull, Want};
+use crate::session::wsout::WsOut;
 use crate::session::{Registration, Target};
 use crate::util::lock;
 
@@ -239,13 +239,11 @@ pub fn serve<S: Read + Write + AsRawFd>(stream: S, leftover: Vec<u8>, app: Ctx, 
         Err(_) => return,
     };
     let mut c = Conn {
-        ws,
+        out: WsOut::new(ws),
         app,
         who,
         inbox,
         attached: Vec::new(),
-        out_pending: 0,
-        stalled_since: None,
         last_in: Instant::now(),
         rr: 0,
     };
@@ -276,13 +274,11 @@ enum End {
 }
 
 struct Conn<S: Read + Write> {
-    ws: WebSocket<S>,
+    out: WsOut<S>,
     app: Ctx,
     who: Who,
     inbox: Arc<Inbox>,
     attached: Vec<Attached>,
-    out_pending: usize,
-    stalled_since: Option<Instant>,
     last_in: Instant,
     /// Where the next round of pulls starts, so one busy terminal cannot starve the rest.
     rr: usize,
@@ -303,29 +299,7 @@ fn reply_err(id: &Value, e: &Error) -> String {
 
 impl<S: Read + Write + AsRawFd> Conn<S> {
     fn send(&mut self, m: Message) -> bool {
-        let n = m.len();
-        match self.ws.write(m) {
-            Ok(()) => {}
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return false,
-        }
-        self.out_pending += n;
-        self.flush()
-    }
-
-    fn flush(&mut self) -> bool {
-        match self.ws.flush() {
-            Ok(()) => {
-                self.out_pending = 0;
-                self.stalled_since = None;
-                true
-            }
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.stalled_since.get_or_insert_with(Instant::now);
-                true
-            }
-            Err(_) => false,
-        }
+        self.out.send(m)
     }
 
     fn text(&mut self, s: String) -> bool {
@@ -333,20 +307,7 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
     }
 
     fn close(&mut self, code: CloseCode, reason: &'static str) {
-        let _ = self.ws.close(Some(CloseFrame {
-            code,
-            reason: Cow::Borrowed(reason),
-        }));
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < deadline {
-            match self.ws.flush() {
-                Ok(()) => break,
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(_) => break,
-            }
-        }
+        self.out.close(code, reason)
     }
 
     fn revoked(&self) -> bool {
@@ -357,7 +318,7 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
     }
 
     fn run(&mut self) -> End {
-        let sock = self.ws.get_ref().as_raw_fd();
+        let sock = self.out.ws.get_ref().as_raw_fd();
         let mut last_ping = Instant::now();
         if self.revoked() {
             return End::Revoked;
@@ -367,12 +328,12 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
             if self.app.shutdown.is_set() {
                 return End::Stopping;
             }
-            let room = self.out_pending < OUT_CAP;
+            let room = self.out.pending < OUT_CAP;
             let mut fds = vec![
                 libc::pollfd {
                     fd: sock,
                     events: libc::POLLIN
-                        | if self.out_pending > 0 {
+                        | if self.out.pending > 0 {
                             libc::POLLOUT
                         } else {
                             0
@@ -405,7 +366,7 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
             let due = [
                 Some(last_ping + PING_EVERY),
                 Some(self.last_in + SILENT_LIMIT),
-                self.stalled_since.map(|t| t + STALL),
+                self.out.stalled_since.map(|t| t + STALL),
             ]
             .into_iter()
             .flatten()
@@ -425,7 +386,7 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
                     return end;
                 }
             }
-            if self.out_pending > 0 && fds[0].revents & libc::POLLOUT != 0 && !self.flush() {
+            if self.out.pending > 0 && fds[0].revents & libc::POLLOUT != 0 && !self.out.flush() {
                 return End::Gone;
             }
             if fds[1].revents != 0 {
@@ -459,6 +420,7 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
             }
             let now = Instant::now();
             if self
+                .out
                 .stalled_since
                 .is_some_and(|t| now.duration_since(t) > STALL)
             {
@@ -484,7 +446,7 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
         }
         let mut ended: Vec<usize> = Vec::new();
         for step in 0..n {
-            if self.out_pending >= OUT_CAP {
+            if self.out.pending >= OUT_CAP {
                 break;
             }
             let k = (self.rr + step) % n;
@@ -531,7 +493,7 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
 
     fn read(&mut self) -> Option<End> {
         loop {
-            match self.ws.read() {
+            match self.out.ws.read() {
                 Ok(m) => {
                     self.last_in = Instant::now();
                     match m {

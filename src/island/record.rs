@@ -363,7 +363,7 @@ impl Islands {
                 Ok(n) => {
                     recorded += n as u64;
                     carry.extend_from_slice(&buf[..n]);
-                    let cut = utf8_end(&carry);
+                    let cut = crate::util::utf8_end(&carry);
                     let rest = carry.split_off(cut);
                     w.output(&carry)?;
                     carry = rest;
@@ -496,31 +496,6 @@ impl Islands {
     }
 }
 
-/// The length of the longest prefix of `b` that does not end inside a UTF-8 character.
-fn utf8_end(b: &[u8]) -> usize {
-    let n = b.len();
-    for back in 1..=3.min(n) {
-        let c = b[n - back];
-        if c & 0xC0 == 0x80 {
-            continue;
-        }
-        if c >= 0xC0 {
-            let len = if c >= 0xF0 {
-                4
-            } else if c >= 0xE0 {
-                3
-            } else {
-                2
-            };
-            if back < len {
-                return n - back;
-            }
-        }
-        break;
-    }
-    n
-}
-
 /// One asciicast v2 file being written.
 struct Writer {
     id: String,
@@ -638,7 +613,5 @@ mod tests {
         assert_eq!(lines[1][2], "héllo\r\n");
         assert_eq!(lines[2][1], "r");
         assert_eq!(lines[2][2], "100x30");
-        assert_eq!(utf8_end("aé".as_bytes()), 3);
-        assert_eq!(utf8_end(&"aé".as_bytes()[..2]), 1);
     }
 }

@@ -575,27 +575,7 @@ pub fn safe_end(b: &[u8]) -> usize {
         }
     }
     // An unfinished UTF-8 character at the very end.
-    let n = b.len();
-    for back in 1..=3.min(n) {
-        let c = b[n - back];
-        if c & 0xC0 == 0x80 {
-            continue;
-        }
-        if c >= 0xC0 {
-            let len = if c >= 0xF0 {
-                4
-            } else if c >= 0xE0 {
-                3
-            } else {
-                2
-            };
-            if back < len {
-                return n - back;
-            }
-        }
-        break;
-    }
-    n
+    crate::util::utf8_end(b)
 }
 
 /// Whether `s` (starting at ESC) holds a whole escape sequence.

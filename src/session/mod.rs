@@ -8,6 +8,7 @@ pub mod pipe;
 pub mod pump;
 pub mod terminals;
 pub mod tmux;
+pub mod wsout;
 
 use crate::util::lock;
 use std::collections::{HashMap, VecDeque};

@@ -8,7 +8,6 @@
 //! the other members); one that falls behind the ring is resynced with a full screen. A client
 //! whose socket takes nothing for `STALL` is dropped with close code 1008 "client too slow".
 
-use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -18,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use super::feed::{AttachFn, Member, Pull, Want};
+use super::wsout::WsOut;
 use super::{Hub, Target};
 use crate::api::{ClientFrame, ServerFrame};
 use crate::latch::Latch;
@@ -137,9 +137,7 @@ pub fn serve<S: Read + Write + AsRawFd>(
         reg.waker.revoke();
     }
     let mut p = Pump {
-        ws,
-        out_pending: 0,
-        stalled_since: None,
+        out: WsOut::new(ws),
         last_in: Instant::now(),
         observe: spec.observe,
         told_read_only: false,
@@ -247,10 +245,7 @@ enum End {
 }
 
 struct Pump<S: Read + Write> {
-    ws: WebSocket<S>,
-    /// Bytes handed to the websocket since it last flushed completely.
-    out_pending: usize,
-    stalled_since: Option<Instant>,
+    out: WsOut<S>,
     last_in: Instant,
     observe: bool,
     /// An observer is told once that its keystrokes and resizes are ignored.
@@ -258,31 +253,8 @@ struct Pump<S: Read + Write> {
 }
 
 impl<S: Read + Write + AsRawFd> Pump<S> {
-    /// Queue a message and push what the socket takes now.
     fn send(&mut self, m: Message) -> bool {
-        let n = m.len();
-        match self.ws.write(m) {
-            Ok(()) => {}
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return false,
-        }
-        self.out_pending += n;
-        self.flush()
-    }
-
-    fn flush(&mut self) -> bool {
-        match self.ws.flush() {
-            Ok(()) => {
-                self.out_pending = 0;
-                self.stalled_since = None;
-                true
-            }
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.stalled_since.get_or_insert_with(Instant::now);
-                true
-            }
-            Err(_) => false,
-        }
+        self.out.send(m)
     }
 
     /// Read every complete message the socket has now, and how the session ends if it does:
@@ -295,7 +267,7 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
 
     fn read_into(&mut self, out: &mut Vec<Result<Inbound, String>>) -> Option<End> {
         loop {
-            match self.ws.read() {
+            match self.out.ws.read() {
                 Ok(m) => {
                     self.last_in = Instant::now();
                     match m {
@@ -304,7 +276,7 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                         Message::Close(_) => {
                             // tungstenite queued the answering Close: send it, so the
                             // client sees a clean close (1000), not a dropped connection.
-                            self.flush_for(Duration::from_millis(500));
+                            self.out.flush_for(Duration::from_millis(500));
                             return Some(End::ClientClosed);
                         }
                         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
@@ -383,7 +355,7 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
     /// Copy what the feed has for this client while its buffer has room.
     fn pull(&mut self, m: &mut Member) -> Option<End> {
         m.notify.drain();
-        while self.out_pending < OUT_CAP {
+        while self.out.pending < OUT_CAP {
             match m.feed.pull(&mut m.at, PULL) {
                 Pull::Chunks(v) if v.is_empty() => return None,
                 Pull::Chunks(v) => {
@@ -415,7 +387,7 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
         shutdown: &Latch,
         spec: &Spec,
     ) -> End {
-        let sock = self.ws.get_ref().as_raw_fd();
+        let sock = self.out.ws.get_ref().as_raw_fd();
         let mut last_ping = Instant::now();
         if let Some(end) = self.pull(m) {
             return end;
@@ -428,10 +400,10 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                 return End::Revoked;
             }
             let mut sock_ev = libc::POLLIN;
-            if self.out_pending > 0 {
+            if self.out.pending > 0 {
                 sock_ev |= libc::POLLOUT;
             }
-            let feed_ev = if self.out_pending < OUT_CAP {
+            let feed_ev = if self.out.pending < OUT_CAP {
                 libc::POLLIN
             } else {
                 0
@@ -462,7 +434,7 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
             let due = [
                 Some(last_ping + PING_EVERY),
                 Some(self.last_in + SILENT_LIMIT),
-                self.stalled_since.map(|t| t + STALL),
+                self.out.stalled_since.map(|t| t + STALL),
             ]
             .into_iter()
             .flatten()
@@ -500,15 +472,15 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                     return end;
                 }
             }
-            if self.out_pending > 0 && fds[0].revents & libc::POLLOUT != 0 && !self.flush() {
+            if self.out.pending > 0 && fds[0].revents & libc::POLLOUT != 0 && !self.out.flush() {
                 return End::ClientGone;
             }
-            if fds[1].revents != 0 || self.out_pending < OUT_CAP {
+            if fds[1].revents != 0 || self.out.pending < OUT_CAP {
                 if let Some(end) = self.pull(m) {
                     return end;
                 }
             }
-            if let Some(since) = self.stalled_since {
+            if let Some(since) = self.out.stalled_since {
                 if now.duration_since(since) > STALL {
                     return End::TooSlow;
                 }
@@ -525,34 +497,8 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
         }
     }
 
-    /// Send a close frame and give it a moment to leave.
     fn close(&mut self, code: CloseCode, reason: &'static str) {
-        let _ = self.ws.close(Some(CloseFrame {
-            code,
-            reason: Cow::Borrowed(reason),
-        }));
-        self.flush_for(Duration::from_secs(1));
-    }
-
-    /// Flush what is queued for the client, waiting for the socket up to `limit`.
-    fn flush_for(&mut self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            match self.ws.flush() {
-                Ok(()) => break,
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let fd = self.ws.get_ref().as_raw_fd();
-                    let mut p = libc::pollfd {
-                        fd,
-                        events: libc::POLLOUT,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd.
-                    unsafe { libc::poll(&mut p, 1, 100) };
-                }
-                Err(_) => break,
-            }
-        }
+        self.out.close(code, reason)
     }
 }
 

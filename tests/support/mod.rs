@@ -866,6 +866,37 @@ pub fn standin_log(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// (tmux clients, attach processes) in an island: what attaches left there.
+pub fn in_island_clients(d: &Daemon, island: &str) -> (usize, usize) {
+    let (out, _) = d.exec(
+        island,
+        &[
+            "sh",
+            "-c",
+            "tmux -L dejima list-clients 2>/dev/null | wc -l; ps -eo args | grep -c '^tmux -L dejima attach-session' || true",
+        ],
+    );
+    let mut n = out.split_whitespace().map(|w| w.parse::<usize>().unwrap());
+    (n.next().unwrap(), n.next().unwrap())
+}
+
+/// A websocket handshake request for `path` on a TCP address, with a bearer token.
+pub fn ws_request(addr: &str, path: &str, token: &str) -> tungstenite::handshake::client::Request {
+    tungstenite::http::Request::builder()
+        .uri(format!("ws://{addr}{path}"))
+        .header("Host", addr)
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header(
+            "Sec-WebSocket-Key",
+            tungstenite::handshake::client::generate_key(),
+        )
+        .body(())
+        .unwrap()
+}
+
 /// The visible screen of an agent's pane, as tmux renders it.
 pub fn screen(d: &Daemon, island: &str, agent: &str) -> String {
     d.exec(
