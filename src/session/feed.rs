@@ -571,11 +571,24 @@ pub fn safe_end(b: &[u8]) -> usize {
     let from = b.len().saturating_sub(HOLD_MAX);
     if let Some(i) = b[from..].iter().rposition(|&c| c == 0x1b).map(|i| i + from) {
         if !sequence_complete(&b[i..]) {
-            return i;
+            // That ESC may open the terminator (ESC \) of a string sequence begun earlier:
+            // then the cut goes before the string's start.
+            return string_start(&b[from..i]).map(|j| j + from).unwrap_or(i);
         }
     }
     // An unfinished UTF-8 character at the very end.
     crate::util::utf8_end(b)
+}
+
+/// Where an unterminated string sequence (OSC, DCS, APC, PM, SOS) starts in `b`, if one
+/// runs to its end.
+fn string_start(b: &[u8]) -> Option<usize> {
+    let j = b
+        .windows(2)
+        .rposition(|w| w[0] == 0x1b && matches!(w[1], b']' | b'P' | b'_' | b'^' | b'X'))?;
+    let body = &b[j + 2..];
+    let ended = body.contains(&0x07) || body.windows(2).any(|w| w == b"\x1b\\");
+    (!ended).then_some(j)
 }
 
 /// Whether `s` (starting at ESC) holds a whole escape sequence.
@@ -610,6 +623,9 @@ mod tests {
         assert_eq!(safe_end(b"a\x1b]0;title"), 1);
         assert_eq!(safe_end(b"a\x1b]0;title\x07"), 11);
         assert_eq!(safe_end(b"a\x1b(B"), 4);
+        // The ESC of a string's terminator: cut before the string.
+        assert_eq!(safe_end(b"ab\x1b]0;title\x1b"), 2);
+        assert_eq!(safe_end(b"ab\x1b]0;t\x07cd\x1b"), 10);
         assert_eq!(safe_end(b"a\x1b("), 1);
         assert_eq!(safe_end("añ".as_bytes()), 3);
         assert_eq!(safe_end(&"añ".as_bytes()[..2]), 1);
