@@ -47,6 +47,8 @@ const PULL: usize = 128 << 10;
 const EVENT_QUEUE: usize = 4096;
 /// Terminals one connection may hold.
 const MAX_ATTACHED: usize = 64;
+/// Prompts one connection may have waiting for delivery at once.
+const MAX_PROMPTS: usize = 4;
 const PING_EVERY: Duration = Duration::from_secs(20);
 const SILENT_LIMIT: Duration = Duration::from_secs(75);
 const STALL: Duration = Duration::from_secs(60);
@@ -177,6 +179,8 @@ struct Inbox {
     wake: Wake,
     /// The event subscription's stop mark (a new subscribe or the connection's end).
     events_stop: Mutex<Arc<AtomicBool>>,
+    /// Prompts this connection has in flight (each on its own thread).
+    prompts: std::sync::atomic::AtomicUsize,
 }
 
 impl Inbox {
@@ -235,6 +239,7 @@ pub fn serve<S: Read + Write + AsRawFd>(stream: S, leftover: Vec<u8>, app: Ctx, 
             texts: Mutex::new(VecDeque::new()),
             wake,
             events_stop: Mutex::new(Arc::new(AtomicBool::new(false))),
+            prompts: std::sync::atomic::AtomicUsize::new(0),
         }),
         Err(_) => return,
     };
@@ -342,7 +347,7 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
                 },
                 libc::pollfd {
                     fd: self.inbox.wake.rd.as_raw_fd(),
-                    events: libc::POLLIN,
+                    events: if room { libc::POLLIN } else { 0 },
                     revents: 0,
                 },
                 libc::pollfd {
@@ -389,10 +394,14 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
             if self.out.pending > 0 && fds[0].revents & libc::POLLOUT != 0 && !self.out.flush() {
                 return End::Gone;
             }
-            if fds[1].revents != 0 {
+            // Queued events and replies go out while the client's queue has room; past it
+            // they wait in the inbox (whose event thread gives up, and says so, when full).
+            if fds[1].revents != 0 || self.out.pending < OUT_CAP {
                 self.inbox.wake.drain();
-                let texts: Vec<String> = lock(&self.inbox.texts).drain(..).collect();
-                for t in texts {
+                while self.out.pending < OUT_CAP {
+                    let Some(t) = lock(&self.inbox.texts).pop_front() else {
+                        break;
+                    };
                     if t == "\u{0}revoked" {
                         return End::Revoked;
                     }
@@ -400,6 +409,10 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
                         return End::Gone;
                     }
                 }
+            }
+            // A revoked token ends the stream, whatever it holds (or does not hold).
+            if self.revoked() {
+                return End::Revoked;
             }
             // Revoked terminals (presence revocation, a purge) leave; the rest stay.
             let gone: Vec<usize> = (0..self.attached.len())
@@ -438,57 +451,58 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
         }
     }
 
-    /// Copy what every terminal has, round robin, while the client's queue has room.
+    /// Copy what every terminal has, round robin, while the client's queue has room: rounds
+    /// go on while some terminal still had more than one batch waiting.
     fn pull_all(&mut self) -> Option<End> {
-        let n = self.attached.len();
-        if n == 0 {
-            return None;
-        }
-        let mut ended: Vec<usize> = Vec::new();
-        for step in 0..n {
-            if self.out.pending >= OUT_CAP {
-                break;
+        loop {
+            let n = self.attached.len();
+            if n == 0 || self.out.pending >= OUT_CAP {
+                return None;
             }
-            let k = (self.rr + step) % n;
-            let a = &mut self.attached[k];
-            a.member.notify.drain();
-            let pulled = a.member.feed.pull(&mut a.member.at, PULL);
-            let (island, agent) = (a.island.clone(), a.agent.clone());
-            match pulled {
-                Pull::Chunks(v) => {
-                    for c in v {
-                        if !self.send(Message::Binary(frame(
-                            KIND_OUTPUT,
-                            &island,
-                            &agent,
-                            &c.bytes,
-                        ))) {
+            let mut more = false;
+            let mut ended: Vec<usize> = Vec::new();
+            for step in 0..n {
+                if self.out.pending >= OUT_CAP {
+                    break;
+                }
+                let k = (self.rr + step) % n;
+                let a = &mut self.attached[k];
+                a.member.notify.drain();
+                let pulled = a.member.feed.pull(&mut a.member.at, PULL);
+                let (island, agent) = (a.island.clone(), a.agent.clone());
+                match pulled {
+                    Pull::Chunks(v) => {
+                        let got: usize = v.iter().map(|c| c.bytes.len()).sum();
+                        more |= got >= PULL / 2;
+                        for c in v {
+                            let f = frame(KIND_OUTPUT, &island, &agent, &c.bytes);
+                            if !self.send(Message::Binary(f)) {
+                                return Some(End::Gone);
+                            }
+                        }
+                    }
+                    Pull::Resync(screen) => {
+                        more = true;
+                        let f = frame(KIND_SCREEN, &island, &agent, &screen);
+                        if !self.send(Message::Binary(f)) {
                             return Some(End::Gone);
                         }
                     }
+                    Pull::Ended => ended.push(k),
                 }
-                Pull::Resync(screen) => {
-                    if !self.send(Message::Binary(frame(
-                        KIND_SCREEN,
-                        &island,
-                        &agent,
-                        &screen,
-                    ))) {
-                        return Some(End::Gone);
-                    }
+            }
+            self.rr = (self.rr + 1) % n.max(1);
+            for k in ended.into_iter().rev() {
+                let a = self.attached.remove(k);
+                let t = json!({"type": "exit", "island": a.island, "agent": a.agent});
+                if !self.text(t.to_string()) {
+                    return Some(End::Gone);
                 }
-                Pull::Ended => ended.push(k),
+            }
+            if !more {
+                return None;
             }
         }
-        self.rr = (self.rr + 1) % n.max(1);
-        for k in ended.into_iter().rev() {
-            let a = self.attached.remove(k);
-            let t = json!({"type": "exit", "island": a.island, "agent": a.agent});
-            if !self.text(t.to_string()) {
-                return Some(End::Gone);
-            }
-        }
-        None
     }
 
     fn read(&mut self) -> Option<End> {
@@ -496,10 +510,17 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
             match self.out.ws.read() {
                 Ok(m) => {
                     self.last_in = Instant::now();
+                    if self.revoked() {
+                        return Some(End::Revoked);
+                    }
                     match m {
                         Message::Text(t) => self.op(&t),
                         Message::Binary(b) => self.binary(&b),
-                        Message::Close(_) => return Some(End::Closed),
+                        Message::Close(_) => {
+                            // Answer the client's close before going (a clean 1000).
+                            self.out.flush_for(Duration::from_millis(500));
+                            return Some(End::Closed);
+                        }
                         _ => {}
                     }
                 }
@@ -822,8 +843,10 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
         if a.member.feed.size() == (rows, cols) {
             return Ok(json!({}));
         }
-        if hub.feeds.members(&a.member.feed) == 1 {
-            a.member.feed.resize(rows, cols);
+        if hub
+            .feeds
+            .resize_alone(&a.member.feed, a.member.client, rows, cols)
+        {
             return Ok(json!({}));
         }
         let want = Want {
@@ -861,11 +884,18 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
         if text.len() > crate::island::screen::MAX_PROMPT {
             return Err(Error::TooLarge("a prompt is at most 262144 bytes".into()));
         }
+        if self.inbox.prompts.load(Ordering::SeqCst) >= MAX_PROMPTS {
+            return Err(Error::TooManyRequests(format!(
+                "at most {MAX_PROMPTS} prompts in flight per stream; wait for a reply"
+            )));
+        }
+        self.inbox.prompts.fetch_add(1, Ordering::SeqCst);
         let (islands, inbox) = (self.app.islands.clone(), self.inbox.clone());
         std::thread::Builder::new()
             .name("stream-prompt".into())
             .spawn(move || {
                 let r = islands.prompt(&island, Some(&agent), &text, submit);
+                inbox.prompts.fetch_sub(1, Ordering::SeqCst);
                 inbox.push(match r {
                     Ok(d) => reply_ok(&id, serde_json::to_value(d).unwrap_or_else(|_| json!({}))),
                     Err(e) => reply_err(&id, &e),

@@ -171,13 +171,14 @@ impl Islands {
             want.retain(|k| !b.contains_key(k));
         }
         let mut map = lock(&self.recorders.map);
-        map.retain(|k, r| {
-            let keep = want.contains(k) && !r.stop.load(Ordering::SeqCst);
-            if !keep {
+        // A recorder no longer wanted is told to stop but stays listed until its thread (and
+        // its clean-up in the island, which closes the pane's pipe) is done: a new one for the
+        // same pane starts only after, or the old clean-up would close the new pipe.
+        for (k, r) in map.iter() {
+            if !want.contains(k) {
                 r.stop.store(true, Ordering::SeqCst);
             }
-            keep
-        });
+        }
         for k in want {
             if map.contains_key(&k) {
                 continue;
@@ -338,6 +339,8 @@ impl Islands {
         let mut w = Writer::open(dir, agent, island, cols, rows)?;
         *lock(&r.current) = w.id.clone();
         self.enforce_cap(island, &w.id);
+        // The pane as a terminal would show it, so a new part starts from the screen.
+        let mut screen = vt100::Parser::new(rows, cols, 0);
         crate::session::pump::set_nonblocking(stdout.as_raw_fd())?;
         let mut buf = vec![0u8; 64 << 10];
         let mut carry: Vec<u8> = Vec::new();
@@ -356,6 +359,7 @@ impl Islands {
             unsafe { libc::poll(&mut p, 1, 500) };
             for (t, c, rw) in lock(&sizes).drain(..) {
                 w.resize(t, c, rw)?;
+                screen.screen_mut().set_size(rw, c);
             }
             let mut eof = false;
             match stdout.read(&mut buf) {
@@ -365,6 +369,7 @@ impl Islands {
                     carry.extend_from_slice(&buf[..n]);
                     let cut = crate::util::utf8_end(&carry);
                     let rest = carry.split_off(cut);
+                    screen.process(&carry);
                     w.output(&carry)?;
                     carry = rest;
                 }
@@ -376,6 +381,9 @@ impl Islands {
                 let (c, rw) = (w.cols, w.rows);
                 w.finish()?;
                 w = Writer::open(dir, agent, island, c, rw)?;
+                let mut first = b"\x1b[H\x1b[2J".to_vec();
+                first.extend_from_slice(&screen.screen().state_formatted());
+                w.output(&first)?;
                 *lock(&r.current) = w.id.clone();
                 self.enforce_cap(island, &w.id);
             }

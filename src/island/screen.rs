@@ -43,8 +43,10 @@ while [ $(( $(date +%s%N) / 1000000 )) -lt $end ]; do
   sleep 0.03
   now=$(cap) || exit 3
   if [ "$now" != "$before" ]; then
-    # Let a redraw finish: the screen stays the same for 60 ms.
-    while sleep 0.06; do next=$(cap) || exit 3; [ "$next" = "$now" ] && break; now=$next; done
+    # Let a redraw finish: the screen stays the same for 60 ms (at most 1 s more: a spinner
+    # never settles).
+    settle=$(( $(date +%s%N) / 1000000 + 1000 ))
+    while sleep 0.06; do next=$(cap) || exit 3; [ "$next" = "$now" ] && break; now=$next; [ $(( $(date +%s%N) / 1000000 )) -lt $settle ] || break; done
     changed=1; break
   fi
 done
@@ -65,11 +67,14 @@ const UPLOAD: &str = r#"set -C
 d="$HOME/uploads"
 mkdir -p "$d" || exit 4
 cand=$1; i=1
-while ! cat > "$d/$cand" 2>/dev/null; do
+# Claim a free name (the exclusive create fails on a taken one), then fill it; a failed
+# write is final (no half file is left, and no further name is tried with the input spent).
+while ! ( : > "$d/$cand" ) 2>/dev/null; do
   [ -e "$d/$cand" ] || exit 4
   i=$((i+1)); [ $i -le 1000 ] || exit 5
   cand="$2-$i$3"
 done
+cat >| "$d/$cand" || { rm -f "$d/$cand"; exit 4; }
 printf '%s\n' "$d/$cand"
 "#;
 
@@ -306,7 +311,8 @@ impl Islands {
         let id = self.pane_target(island, agent)?;
         let session = tmux::session_name(&id);
         let n = scrollback.min(MAX_SCROLLBACK).to_string();
-        let e = if ansi { "-e" } else { "-J" };
+        // Rows as the pane shows them (no -J): history and screen split by the pane height.
+        let e = if ansi { "-e" } else { "" };
         let out = self.pane_exec(island, &["sh", "-c", CAPTURE, "sh", &session, &n, e], None)?;
         Screen::parse(&id, &out)
     }

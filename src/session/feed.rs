@@ -310,7 +310,19 @@ impl Feed {
         let first_draw;
         let members: Vec<Arc<Notify>> = {
             let mut st = lock(&self.st);
-            st.screen.process(&bytes);
+            // The model must not take the feed down with it: on a panic it starts afresh
+            // (a later resync then shows less, but every member keeps its stream).
+            let size = st.screen.screen().size();
+            let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                st.screen.process(&bytes)
+            }));
+            if parsed.is_err() {
+                log::warn!(
+                    "feed {}: the terminal model failed; starting it afresh",
+                    self.id
+                );
+                st.screen = vt100::Parser::new(size.0, size.1, 0);
+            }
             first_draw = !st.drawn;
             st.drawn = true;
             st.bytes += bytes.len();
@@ -528,9 +540,18 @@ impl Feeds {
         }
     }
 
-    /// How many members share `feed` (the caller included).
-    pub fn members(&self, feed: &Feed) -> usize {
-        lock(&feed.st).members.len()
+    /// Resize `feed` in place if `client` is its only member (under the gate, so nobody
+    /// joins at the old size meanwhile); false when it is shared.
+    pub fn resize_alone(&self, feed: &Feed, client: u64, rows: u16, cols: u16) -> bool {
+        let _g = lock(&self.gate);
+        let alone = {
+            let st = lock(&feed.st);
+            st.members.len() == 1 && st.members.contains_key(&client)
+        };
+        if alone {
+            feed.resize(rows, cols);
+        }
+        alone
     }
 
     /// How many attaches run now (one per feed).

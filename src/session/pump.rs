@@ -9,7 +9,8 @@
 //! whose socket takes nothing for `STALL` is dropped with close code 1008 "client too slow".
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -322,8 +323,7 @@ impl<S: Read + Write + AsRawFd> Pump<S> {
                 if m.feed.size() == (r, c) {
                     return;
                 }
-                if hub.feeds.members(&m.feed) == 1 {
-                    m.feed.resize(r, c);
+                if hub.feeds.resize_alone(&m.feed, m.client, r, c) {
                     return;
                 }
                 // Shared with others of the old size: move to a feed of the new size (tmux
@@ -541,23 +541,11 @@ pub fn spawn_on_pty(
     rows: u16,
     cols: u16,
 ) -> io::Result<(OwnedFd, Child)> {
-    let ws = nix::pty::Winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let pty = nix::pty::openpty(Some(&ws), None).map_err(io::Error::from)?;
-    let (master, slave) = (pty.master, pty.slave);
-    // openpty leaves both ends inheritable: no other child (a capability, an MCP server, a
-    // later session's attach) may hold this session's terminal.
-    for fd in [master.as_raw_fd(), slave.as_raw_fd()] {
-        nix::fcntl::fcntl(
-            fd,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        )
-        .map_err(io::Error::from)?;
-    }
+    // Both ends are opened close-on-exec from the first instant: a child another thread
+    // starts meanwhile (an exec, a log follow) must never hold this terminal, or its end
+    // would never be seen.
+    let (master, slave) = open_pty_cloexec()?;
+    set_winsize(master.as_raw_fd(), rows, cols);
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .stdin(Stdio::from(slave.try_clone()?))
@@ -583,6 +571,23 @@ pub fn spawn_on_pty(
     let child = cmd.spawn()?;
     set_nonblocking(master.as_raw_fd())?;
     Ok((master, child))
+}
+
+fn open_pty_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::fcntl::OFlag;
+    let m = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(io::Error::from)?;
+    nix::pty::grantpt(&m).map_err(io::Error::from)?;
+    nix::pty::unlockpt(&m).map_err(io::Error::from)?;
+    let name = nix::pty::ptsname_r(&m).map_err(io::Error::from)?;
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(&name)?;
+    // SAFETY: PtyMaster owns a valid descriptor; ownership moves into the OwnedFd.
+    let master = unsafe { OwnedFd::from_raw_fd(nix::pty::PtyMaster::into_raw_fd(m)) };
+    Ok((master, OwnedFd::from(slave)))
 }
 
 /// Hang up the attach command (as a closed terminal would), then make sure it is gone.
