@@ -652,6 +652,18 @@ fn the_stream_applies_roles_and_scopes_per_operation() {
         let r = o.call(m.clone());
         assert_eq!(r["status"], want, "{m}: {r}");
     }
+    // The ledger holds the stream's prompt and its refusals, as it would for REST.
+    let audit = d.ok("GET", "/v1/audit?limit=1000", None);
+    let entries = audit["entries"].as_array().unwrap();
+    let has = |route: &str, decision: &str, status: u64| {
+        entries
+            .iter()
+            .any(|e| e["route"] == route && e["decision"] == decision && e["status"] == status)
+    };
+    assert!(has("/v1/stream prompt", "allowed", 200), "{audit}");
+    assert!(has("/v1/stream prompt", "denied", 403), "{audit}");
+    assert!(has("/v1/stream input", "denied", 403), "{audit}");
+    assert!(has("/v1/stream scope", "denied", 404), "{audit}");
     // Revoking the token ends its stream.
     let id = d
         .ok("GET", "/v1/tokens", None)

@@ -207,10 +207,34 @@ pub struct Ctx {
     pub events: Arc<crate::events::Bus>,
     pub tokens: Arc<crate::auth::Tokens>,
     pub shutdown: Arc<crate::latch::Latch>,
+    pub audit: Arc<crate::audit::Ledger>,
+}
+
+/// Ledger one stream operation as the router ledgers a request: prompts whatever their
+/// outcome, refusals by role or scope (rate-limited per actor); reads and keystrokes are not.
+fn ledger(audit: &crate::audit::Ledger, actor: &str, op: &str, island: &str, status: u16) {
+    let allowed = !matches!(status, 401 | 403 | 429) && !(status == 404 && op == "scope");
+    let rec = crate::audit::Record {
+        kind: "api.request".into(),
+        island: Some(island.to_string()).filter(|n| crate::island::names::validate(n).is_ok()),
+        actor: actor.to_string(),
+        allowed,
+        method: Some("WS".into()),
+        route: Some(format!("/v1/stream {op}")),
+        status: Some(status),
+        ..Default::default()
+    };
+    if allowed {
+        audit.append(rec);
+    } else {
+        audit.append_refusal(rec);
+    }
 }
 
 /// Who the connection belongs to, for every operation's checks.
 pub struct Who {
+    /// How the ledger names the caller.
+    pub actor: String,
     pub caller: Caller,
     pub token: Option<String>,
     pub label: String,
@@ -565,6 +589,7 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
         })?;
         let a = &self.attached[k];
         if a.observe {
+            ledger(&self.app.audit, &self.who.actor, "input", island, 403);
             return Err(Error::Forbidden(format!(
                 "{island}/{agent} is attached read-only (observer)"
             )));
@@ -669,6 +694,7 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
         if self.who.caller.sees(island) {
             Ok(())
         } else {
+            ledger(&self.app.audit, &self.who.actor, "scope", island, 404);
             Err(Error::island_not_found(island))
         }
     }
@@ -879,6 +905,7 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
     ) -> Result<(), Error> {
         self.may_see(&island)?;
         if self.who.role() < Role::Operator {
+            ledger(&self.app.audit, &self.who.actor, "prompt", &island, 403);
             return Err(Error::Forbidden("a prompt needs an operator token".into()));
         }
         if text.len() > crate::island::screen::MAX_PROMPT {
@@ -891,11 +918,14 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
         }
         self.inbox.prompts.fetch_add(1, Ordering::SeqCst);
         let (islands, inbox) = (self.app.islands.clone(), self.inbox.clone());
+        let (audit, actor) = (self.app.audit.clone(), self.who.actor.clone());
         std::thread::Builder::new()
             .name("stream-prompt".into())
             .spawn(move || {
                 let r = islands.prompt(&island, Some(&agent), &text, submit);
                 inbox.prompts.fetch_sub(1, Ordering::SeqCst);
+                let status = r.as_ref().map(|_| 200).unwrap_or_else(super::status_of);
+                ledger(&audit, &actor, "prompt", &island, status);
                 inbox.push(match r {
                     Ok(d) => reply_ok(&id, serde_json::to_value(d).unwrap_or_else(|_| json!({}))),
                     Err(e) => reply_err(&id, &e),

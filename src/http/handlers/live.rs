@@ -94,6 +94,7 @@ pub fn upload(app: &App, req: &mut Request, p: &Params) -> Result<Response> {
 /// GET /v1/stream: the multiplexed websocket (events and terminals; docs/stream.md).
 pub fn stream(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
     let who = crate::http::mux::Who {
+        actor: crate::http::router::actor(&req.caller),
         caller: req.caller.clone(),
         token: super::agents::token_of(req),
         label: super::agents::label(req)?,
@@ -103,6 +104,7 @@ pub fn stream(app: &App, req: &mut Request, _p: &Params) -> Result<Response> {
         events: app.events.clone(),
         tokens: app.tokens.clone(),
         shutdown: app.shutdown.clone(),
+        audit: app.audit.clone(),
     };
     Response::websocket(
         req,
