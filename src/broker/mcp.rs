@@ -511,8 +511,10 @@ impl Brokers {
     pub fn grant_mcp(&self, asker: &Asker, island: &str, server: &str) -> Result<McpGrant> {
         check_grant_name("MCP server", server)?;
         self.islands.record(island)?;
+        // The island exists; the body names what is not there: 422, not a 404 that would
+        // read as "no such island".
         if !self.mcp.servers()?.contains_key(server) {
-            return Err(Error::NotFound(format!(
+            return Err(Error::Unprocessable(format!(
                 "no MCP server {server:?} is registered (see {}/servers.json)",
                 self.mcp.dir.display()
             )));

@@ -796,7 +796,7 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
         let spec = self
             .app
             .islands
-            .session_spec(island, Some(agent), &self.who.label)?;
+            .session_spec(island, Some(agent), &self.who.label, !observe)?;
         let hub = self.app.islands.hub.clone();
         let reg = hub
             .join(

@@ -628,7 +628,15 @@ impl Islands {
 
     /// What a websocket client on agent `id` attaches to. 409 for a headless agent or one
     /// that is not running.
-    pub fn session_spec(&self, island: &str, id: Option<&str>, label: &str) -> Result<pump::Spec> {
+    /// What attaching to an agent needs. `may_start`: an agent without a session is started
+    /// first (not for observers: watching never starts anything).
+    pub fn session_spec(
+        &self,
+        island: &str,
+        id: Option<&str>,
+        label: &str,
+        may_start: bool,
+    ) -> Result<pump::Spec> {
         let rec = self.record(island)?;
         let id = id.unwrap_or(PRIMARY);
         let a = find(&rec, id)?;
@@ -659,6 +667,11 @@ impl Islands {
                 Ok(s.observe_agents(island)?.get(id).map(|o| o.state))
             };
             if state(self)? == Some(AgentRun::Stopped) {
+                if !may_start {
+                    return Err(Error::Conflict(format!(
+                        "agent {id} is not running; an observer does not start it (an operator's attach or restart does)"
+                    )));
+                }
                 self.refuse_if_panicked("start an agent")?;
                 if let Err(e) = self.start_agent(island, a, None) {
                     log::warn!("island {island}: starting agent {id} for an attach: {e}");

@@ -1247,7 +1247,8 @@ export interface paths {
          *     Observers (`mode=observe`, and always for a viewer's token): keystrokes and resizes are
          *     ignored and the first is answered by one `error` frame; presence marks the client
          *     `read_only`. An observer joins any attach of the agent (its own size's first, else the
-         *     largest); alone it is a read-only tmux client.
+         *     largest); alone it is a read-only tmux client. Watching never starts anything: an
+         *     observer's attach to an agent without a session is 409 (an interactive attach starts it).
          *
          *     History: `scrollback=N` sends up to N lines that scrolled off the top (with their
          *     colours) before the live screen, so a reconnecting client has them in its own history.

@@ -101,7 +101,8 @@ pub fn agent_session(app: &App, req: &mut Request, p: &Params) -> Result<Respons
 }
 
 fn agent_spec(app: &App, req: &mut Request, island: &str, id: Option<&str>) -> Result<Response> {
-    let mut spec = app.islands.session_spec(island, id, &label(req)?)?;
+    let watch = observe(req)?;
+    let mut spec = app.islands.session_spec(island, id, &label(req)?, !watch)?;
     let n = super::live::scrollback(req)?;
     if n > 0 {
         let (islands, island) = (app.islands.clone(), island.to_string());
