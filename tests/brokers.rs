@@ -282,7 +282,7 @@ fn mcp_calls_reach_real_servers_through_the_allow_list_and_keep_islands_apart() 
             Some(json!({"server": "nowhere"}))
         )
         .0,
-        404
+        422
     );
     for s in ["everything", "files", "crash", "silent", "noisy"] {
         d.ok(
