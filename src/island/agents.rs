@@ -266,9 +266,24 @@ impl Islands {
             if self.agent_obs_age(&island).is_some_and(|a| a < max_age) {
                 continue;
             }
+            // Never beside a lifecycle operation (a clone pauses the island); marked so one
+            // that starts meanwhile waits for this exec.
+            let begun = self
+                .with_slot(&island, |s| {
+                    let free = s.busy.is_none();
+                    if free {
+                        s.sweeping = true;
+                    }
+                    free
+                })
+                .unwrap_or(false);
+            if !begun {
+                continue;
+            }
             if let Err(e) = self.observe_agents(&island) {
                 log::debug!("island {island}: agent sweep: {e}");
             }
+            self.with_slot(&island, |s| s.sweeping = false);
             n += 1;
             if stop.wait_timeout(pace) {
                 break;

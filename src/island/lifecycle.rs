@@ -710,6 +710,14 @@ impl Islands {
 
     /// Copy both volumes of `from` into `to`'s, pausing `from` so the copy is consistent.
     fn copy_volumes(&self, from: &str, to: &str, image: &str) -> Result<()> {
+        // The source is marked busy (no new sweep starts); one already under way finishes
+        // before the pause.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while self.with_slot(from, |s| s.sweeping).unwrap_or(false)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let paused = self.observed.running(from) && self.engine.pause(from).is_ok();
         let result = (|| -> Result<()> {
             self.engine.copy_volume(

@@ -139,6 +139,9 @@ struct Slot {
     own_stop: Option<Instant>,
     /// One prompt at a time per agent (`screen::prompt`).
     prompt_locks: HashMap<String, std::sync::Arc<std::sync::Mutex<()>>>,
+    /// The agent sweep has an exec in flight here: a clone waits for it before pausing (an
+    /// exec that starts into a pausing container can wedge the engine's unpause).
+    sweeping: bool,
 }
 
 impl Slot {
@@ -153,6 +156,7 @@ impl Slot {
             agent_states: Default::default(),
             own_stop: None,
             prompt_locks: HashMap::new(),
+            sweeping: false,
         }
     }
 }

@@ -188,7 +188,7 @@ def test_mcp(client: dejima.Client, island: str, mcp_server: str) -> None:
     assert ev["command"] == os.path.abspath(shutil.which("node") or "") and ev["args"] == [EVERYTHING, "stdio"]
     assert ev["env_keys"] == [] and isinstance(ev["keep_alive_secs"], int)
     assert status_of(lambda: client.mcp_call(island, mcp_server, "tools/list")) == 403
-    assert status_of(lambda: client.grant_mcp(island, f"{RUN}-unregistered")) == 404
+    assert status_of(lambda: client.grant_mcp(island, f"{RUN}-unregistered")) == 422
 
     g = client.grant_mcp(island, mcp_server)
     try:

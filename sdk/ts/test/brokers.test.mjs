@@ -177,7 +177,7 @@ test("MCP: servers, grant, call (echo), a method that is not brokered (400), rev
     assert.deepEqual([s.command, s.args, s.env_keys], [process.execPath, [everything, "stdio"], []]);
     assert.equal(typeof s.keep_alive_secs, "number");
     assert.equal(await statusOf(dj.mcpCall(name, server, "tools/list")), 403);
-    assert.equal(await statusOf(dj.grantMcp(name, `tsdk-${suffix}-unregistered`)), 404);
+    assert.equal(await statusOf(dj.grantMcp(name, `tsdk-${suffix}-unregistered`)), 422);
 
     const g = await dj.grantMcp(name, server);
     assert.equal(g.server, server);
