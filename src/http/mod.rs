@@ -61,8 +61,14 @@ pub fn status_of(e: &Error) -> u16 {
 /// `{"error": "..."}` with the status `status_of` gives.
 pub fn error_response(e: &Error) -> Response {
     let status = status_of(e);
-    if status >= 500 {
-        log::warn!("{status}: {e}");
+    match status {
+        // Ours, or the engine's: the log says what.
+        500 | 503 | 507 => log::warn!("{status}: {e}"),
+        // A service or an agent answering the caller (GitHub, an MCP server, a pane that never
+        // showed a prompt): the message quotes what it sent, which is the caller's to read,
+        // not the log's.
+        s if s >= 500 => log::warn!("{status} (details in the response)"),
+        _ => {}
     }
     Response::json(
         status,
