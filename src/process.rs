@@ -354,7 +354,7 @@ pub fn spawn_stream<S: AsRef<str>>(argv: &[S], stdin_null: bool) -> io::Result<S
 
 /// A child (say `docker events`) must not outlive a daemon killed with SIGKILL. The signal
 /// follows the spawning thread; every spawner here waits for or owns its child until it ends.
-fn die_with_parent(cmd: &mut Command) {
+pub(crate) fn die_with_parent(cmd: &mut Command) {
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -367,7 +367,7 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 /// SIGKILL a child and everything in its process group.
-fn kill_group(child: &mut Child) {
+pub(crate) fn kill_group(child: &mut Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pid),

@@ -21,8 +21,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{Role as WsRole, WebSocketConfig};
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
 
 use super::wire::Caller;
 use crate::api::Role;
@@ -212,8 +211,14 @@ pub struct Ctx {
 
 /// Ledger one stream operation as the router ledgers a request: prompts whatever their
 /// outcome, refusals by role or scope (rate-limited per actor); reads and keystrokes are not.
-fn ledger(audit: &crate::audit::Ledger, actor: &str, op: &str, island: &str, status: u16) {
-    let allowed = !matches!(status, 401 | 403 | 429) && !(status == 404 && op == "scope");
+fn ledger(
+    audit: &crate::audit::Ledger,
+    actor: &str,
+    op: &str,
+    island: &str,
+    status: u16,
+    allowed: bool,
+) {
     let rec = crate::audit::Record {
         kind: "api.request".into(),
         island: Some(island.to_string()).filter(|n| crate::island::names::validate(n).is_ok()),
@@ -252,12 +257,7 @@ pub fn serve<S: Read + Write + AsRawFd>(stream: S, leftover: Vec<u8>, app: Ctx, 
     if crate::session::pump::set_nonblocking(fd).is_err() {
         return;
     }
-    let mut cfg = WebSocketConfig::default();
-    cfg.max_message_size = Some(crate::session::pump::MAX_IN);
-    cfg.max_frame_size = Some(crate::session::pump::MAX_IN);
-    cfg.write_buffer_size = 0;
-    cfg.max_write_buffer_size = OUT_CAP * 4;
-    let ws = WebSocket::from_partially_read(stream, leftover, WsRole::Server, Some(cfg));
+    let ws = crate::session::wsout::accept(stream, leftover, OUT_CAP);
     let inbox = match Wake::new() {
         Ok(wake) => Arc::new(Inbox {
             texts: Mutex::new(VecDeque::new()),
@@ -589,7 +589,14 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
         })?;
         let a = &self.attached[k];
         if a.observe {
-            ledger(&self.app.audit, &self.who.actor, "input", island, 403);
+            ledger(
+                &self.app.audit,
+                &self.who.actor,
+                "input",
+                island,
+                403,
+                false,
+            );
             return Err(Error::Forbidden(format!(
                 "{island}/{agent} is attached read-only (observer)"
             )));
@@ -694,7 +701,14 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
         if self.who.caller.sees(island) {
             Ok(())
         } else {
-            ledger(&self.app.audit, &self.who.actor, "scope", island, 404);
+            ledger(
+                &self.app.audit,
+                &self.who.actor,
+                "scope",
+                island,
+                404,
+                false,
+            );
             Err(Error::island_not_found(island))
         }
     }
@@ -811,17 +825,11 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
             .unwrap_or((24, 80));
         hub.set_size(reg.id, rows, cols);
         if scrollback > 0 {
-            if let Ok(s) = self
+            let out = self
                 .app
                 .islands
-                .screen(island, Some(agent), scrollback, true)
-            {
-                let mut out = Vec::new();
-                for l in &s.history {
-                    out.extend_from_slice(l.as_bytes());
-                    out.extend_from_slice(b"\x1b[m\r\n");
-                }
-                out.extend(std::iter::repeat_n(b"\r\n".as_slice(), rows as usize).flatten());
+                .history_bytes(island, agent, scrollback, rows);
+            if !out.is_empty() {
                 self.send(Message::Binary(frame(KIND_OUTPUT, island, agent, &out)));
             }
         }
@@ -905,7 +913,14 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
     ) -> Result<(), Error> {
         self.may_see(&island)?;
         if self.who.role() < Role::Operator {
-            ledger(&self.app.audit, &self.who.actor, "prompt", &island, 403);
+            ledger(
+                &self.app.audit,
+                &self.who.actor,
+                "prompt",
+                &island,
+                403,
+                false,
+            );
             return Err(Error::Forbidden("a prompt needs an operator token".into()));
         }
         if text.len() > crate::island::screen::MAX_PROMPT {
@@ -925,7 +940,7 @@ impl<S: Read + Write + AsRawFd> Conn<S> {
                 let r = islands.prompt(&island, Some(&agent), &text, submit);
                 inbox.prompts.fetch_sub(1, Ordering::SeqCst);
                 let status = r.as_ref().map(|_| 200).unwrap_or_else(super::status_of);
-                ledger(&audit, &actor, "prompt", &island, status);
+                ledger(&audit, &actor, "prompt", &island, status, status != 403);
                 inbox.push(match r {
                     Ok(d) => reply_ok(&id, serde_json::to_value(d).unwrap_or_else(|_| json!({}))),
                     Err(e) => reply_err(&id, &e),

@@ -49,6 +49,9 @@ tmux -L dejima display-message -p -t "$t" '#{cursor_y} #{cursor_x}' | { read y x
 cat "$f"
 "#;
 
+/// The pane's size as the recorder's stderr first reports it, and who waits for it.
+type FirstSize = (Mutex<Option<(u16, u16)>>, std::sync::Condvar);
+
 /// One recording, as the list shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RecordingInfo {
@@ -113,7 +116,7 @@ impl Islands {
 
     /// Whether an island's sessions are recorded.
     pub fn recording(&self, island: &str) -> bool {
-        self.config.record_all || self.record(island).map(|r| r.record).unwrap_or(false)
+        self.config.record_all || self.with_slot(island, |s| s.rec.record).unwrap_or(false)
     }
 
     /// PATCH `record`: start or stop recording an island's sessions.
@@ -250,20 +253,10 @@ impl Islands {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                crate::util::close_from(3);
-                Ok(())
-            });
-        }
+        crate::process::die_with_parent(&mut cmd);
         let mut child = cmd.spawn()?;
         let result = self.record_stream(island, agent, r, &dir, &mut child);
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        crate::process::kill_group(&mut child);
         let _ = child.wait();
         // The pipe and the reader in the island are ended there (the docker CLI's end does
         // not reach into the container).
@@ -293,7 +286,7 @@ impl Islands {
             .ok_or_else(|| io::Error::other("no stderr"))?;
         // Sizes arrive on stderr: `cols rows` lines.
         let sizes: Arc<Mutex<Vec<(Instant, u16, u16)>>> = Arc::default();
-        let first: Arc<(Mutex<Option<(u16, u16)>>, std::sync::Condvar)> = Arc::default();
+        let first: Arc<FirstSize> = Arc::default();
         {
             let (sizes, first) = (sizes.clone(), first.clone());
             std::thread::Builder::new()

@@ -317,6 +317,27 @@ impl Islands {
         Screen::parse(&id, &out)
     }
 
+    /// What a client shows before the live screen when it asks for history: up to `n` lines
+    /// that scrolled off (colours kept, each reset at its end), then `rows` line breaks that
+    /// push them into the client's own history. Empty when there is none, or no screen now.
+    pub fn history_bytes(&self, island: &str, agent: &str, n: u32, rows: u16) -> Vec<u8> {
+        let s = match self.screen(island, Some(agent), n, true) {
+            Ok(s) if !s.history.is_empty() => s,
+            Ok(_) => return Vec::new(),
+            Err(e) => {
+                log::debug!("history for an attach to {island}/{agent}: {e}");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for l in &s.history {
+            out.extend_from_slice(l.as_bytes());
+            out.extend_from_slice(b"\x1b[m\r\n");
+        }
+        out.extend(std::iter::repeat_n(b"\r\n".as_slice(), rows as usize).flatten());
+        out
+    }
+
     /// Send `text` to an agent as one bracketed paste and (with `submit`) press its submit
     /// key, verifying each on the screen. One prompt at a time per agent.
     pub fn prompt(

@@ -112,7 +112,6 @@ pub struct Feed {
     pub id: u64,
     pub target: Target,
     pub read_only: bool,
-    size: Mutex<(u16, u16)>,
     master: OwnedFd,
     st: Mutex<State>,
     input: Mutex<Vec<u8>>,
@@ -134,8 +133,9 @@ pub enum Pull {
 }
 
 impl Feed {
+    /// The terminal's size (the model's: one place holds it).
     pub fn size(&self) -> (u16, u16) {
-        *lock(&self.size)
+        lock(&self.st).screen.screen().size()
     }
 
     /// The full screen now, and the sequence of the first chunk after it.
@@ -189,7 +189,6 @@ impl Feed {
 
     /// Size the terminal (its only member asked).
     pub fn resize(&self, rows: u16, cols: u16) {
-        *lock(&self.size) = (rows, cols);
         super::pump::set_winsize(self.master.as_raw_fd(), rows, cols);
         lock(&self.st).screen.screen_mut().set_size(rows, cols);
         let now = Instant::now();
@@ -197,10 +196,6 @@ impl Feed {
             *lock(&self.resignal) = RESIGNAL_AFTER.iter().map(|d| now + *d).collect();
             self.wake.poke();
         }
-    }
-
-    pub fn drawn(&self) -> bool {
-        lock(&self.st).drawn
     }
 
     /// Hand what is queued to the terminal and wait until it has been quiet for 50 ms, at
@@ -491,7 +486,6 @@ impl Feeds {
                     id,
                     target,
                     read_only,
-                    size: Mutex::new((rows, cols)),
                     master,
                     st: Mutex::new(State {
                         chunks: VecDeque::new(),
@@ -552,11 +546,6 @@ impl Feeds {
             feed.resize(rows, cols);
         }
         alone
-    }
-
-    /// How many attaches run now (one per feed).
-    pub fn count(&self) -> usize {
-        lock(&self.map).len()
     }
 }
 

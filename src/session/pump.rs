@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{Role, WebSocketConfig};
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
 
 use super::feed::{AttachFn, Member, Pull, Want};
 use super::wsout::WsOut;
@@ -56,7 +55,7 @@ pub struct Spec {
     pub observe: bool,
     /// History to show before the live screen (`?scrollback=N`): fetched once the size is
     /// known, sent as plain lines that scroll into the client's own history.
-    pub history: Option<Box<dyn FnOnce() -> Vec<u8> + Send>>,
+    pub history: Option<Box<dyn FnOnce(u16) -> Vec<u8> + Send>>,
 }
 
 /// A client message, decoded.
@@ -95,7 +94,7 @@ pub fn data_frame(bytes: &[u8]) -> String {
     s
 }
 
-pub fn error_frame(msg: &str) -> String {
+fn error_frame(msg: &str) -> String {
     ServerFrame::Error {
         b64: base64::engine::general_purpose::STANDARD.encode(msg.as_bytes()),
     }
@@ -116,12 +115,7 @@ pub fn serve<S: Read + Write + AsRawFd>(
         log::warn!("session {label}: {e}");
         return;
     }
-    let mut cfg = WebSocketConfig::default();
-    cfg.max_message_size = Some(MAX_IN);
-    cfg.max_frame_size = Some(MAX_IN);
-    cfg.write_buffer_size = 0;
-    cfg.max_write_buffer_size = OUT_CAP * 4;
-    let ws = WebSocket::from_partially_read(stream, leftover, Role::Server, Some(cfg));
+    let ws = super::wsout::accept(stream, leftover, OUT_CAP);
     let reg = match hub.join(
         spec.target.clone(),
         &label,
@@ -179,10 +173,8 @@ pub fn serve<S: Read + Write + AsRawFd>(
     hub.set_size(reg.id, rows, cols);
 
     if let Some(h) = spec.history.take() {
-        let mut lines = h();
+        let lines = h(rows);
         if !lines.is_empty() {
-            // Scroll the history off the screen so the live screen starts clean below it.
-            lines.extend(std::iter::repeat_n(b"\r\n".as_slice(), rows as usize).flatten());
             p.send(Message::Text(data_frame(&lines)));
         }
     }

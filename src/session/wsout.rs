@@ -8,8 +8,21 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
+
+/// The server side of an upgraded connection: inbound messages and frames capped at
+/// `pump::MAX_IN`, writes unbuffered, at most `4 * out_cap` queued before a write fails.
+pub fn accept<S: Read + Write>(stream: S, leftover: Vec<u8>, out_cap: usize) -> WebSocket<S> {
+    let cfg = WebSocketConfig {
+        max_message_size: Some(super::pump::MAX_IN),
+        max_frame_size: Some(super::pump::MAX_IN),
+        write_buffer_size: 0,
+        max_write_buffer_size: out_cap * 4,
+        ..WebSocketConfig::default()
+    };
+    WebSocket::from_partially_read(stream, leftover, Role::Server, Some(cfg))
+}
 
 pub struct WsOut<S: Read + Write> {
     pub ws: WebSocket<S>,

@@ -110,21 +110,8 @@ fn agent_spec(app: &App, req: &mut Request, island: &str, id: Option<&str>) -> R
             crate::session::Target::Agent { agent, .. } => agent.clone(),
             _ => String::new(),
         };
-        spec.history = Some(Box::new(move || {
-            match islands.screen(&island, Some(&agent), n, true) {
-                Ok(s) => {
-                    let mut out = Vec::new();
-                    for l in &s.history {
-                        out.extend_from_slice(l.as_bytes());
-                        out.extend_from_slice(b"\x1b[m\r\n");
-                    }
-                    out
-                }
-                Err(e) => {
-                    log::debug!("history for an attach to {island}/{agent}: {e}");
-                    Vec::new()
-                }
-            }
+        spec.history = Some(Box::new(move |rows| {
+            islands.history_bytes(&island, &agent, n, rows)
         }));
     }
     upgrade(app, req, spec)
