@@ -397,12 +397,18 @@ fn require_token_closes_tcp_to_the_untokened_and_not_the_socket() {
     assert_eq!(r.header("content-type"), Some("text/event-stream"));
     drop(r);
     // A viewer may watch a terminal, never type into it (tests/live.rs checks the typing).
-    let watch = ws_tcp(
+    let mut watch = ws_tcp(
         &addr,
         &format!("/v1/islands/{}/session?label=watcher", i.name),
         Some(&viewer),
     )
     .expect("a viewer attaches as an observer");
+    // The hello frame follows the registration: presence is certain once it is here.
+    let hello = wait_for(T, "the watcher's hello", || match watch.read() {
+        Ok(tungstenite::Message::Text(t)) => Some(t),
+        _ => None,
+    });
+    assert!(hello.contains("hello"), "{hello}");
     let a = d.ok("GET", &format!("/v1/islands/{}/agents/a1", i.name), None);
     assert!(
         a["attached"]
