@@ -186,6 +186,18 @@ impl Tokens {
         lock(&self.recs).iter().any(|r| r.id == id)
     }
 
+    /// The token with this id, as `verify` would give it (a browser login stands for one).
+    pub fn by_id(&self, id: &str) -> Option<Verified> {
+        let mut recs = lock(&self.recs);
+        let r = recs.iter_mut().find(|r| r.id == id)?;
+        r.last_used_at = util::now_rfc3339();
+        Some(Verified {
+            id: r.id.clone(),
+            role: r.role,
+            islands: r.islands.clone(),
+        })
+    }
+
     /// The token whose secret this is. Every stored hash is compared, in constant time, so
     /// timing says nothing about which (or whether one) matched.
     pub fn verify(&self, secret: &str) -> Option<Verified> {
@@ -231,6 +243,82 @@ impl Tokens {
     }
 }
 
+/// How long a browser login lasts without use, and at most.
+const LOGIN_IDLE: Duration = Duration::from_secs(12 * 3600);
+const LOGIN_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Logins one daemon keeps (the oldest goes first).
+const MAX_LOGINS: usize = 1024;
+
+struct Login {
+    token: String,
+    started: Instant,
+    used: Instant,
+}
+
+/// Browser logins (the dashboard's cookie). A login stands for one operator token: it has
+/// that token's role and scope, and ends when the token is revoked. Only the SHA-256 of the
+/// cookie's value is kept, in memory: a restart logs everyone out, and nothing on disk opens
+/// a session.
+#[derive(Default)]
+pub struct Logins {
+    map: Mutex<HashMap<String, Login>>,
+}
+
+impl Logins {
+    /// Start a login for token `token_id`; the cookie's value, shown this once.
+    pub fn start(&self, token_id: &str) -> String {
+        let value = format!("djs_{}", util::random_hex(32));
+        let now = Instant::now();
+        let mut map = lock(&self.map);
+        map.retain(|_, l| l.used.elapsed() < LOGIN_IDLE && l.started.elapsed() < LOGIN_MAX);
+        if map.len() >= MAX_LOGINS {
+            if let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, l)| l.used)
+                .map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(
+            digest(&value),
+            Login {
+                token: token_id.to_string(),
+                started: now,
+                used: now,
+            },
+        );
+        value
+    }
+
+    /// The token a cookie's login stands for, while the login and the token both stand.
+    pub fn resolve(&self, value: &str, tokens: &Tokens) -> Option<Verified> {
+        let key = digest(value);
+        let mut map = lock(&self.map);
+        let l = map.get_mut(&key)?;
+        if l.used.elapsed() >= LOGIN_IDLE || l.started.elapsed() >= LOGIN_MAX {
+            map.remove(&key);
+            return None;
+        }
+        match tokens.by_id(&l.token) {
+            Some(v) => {
+                l.used = Instant::now();
+                Some(v)
+            }
+            None => {
+                // Its token was revoked: the login goes with it.
+                map.remove(&key);
+                None
+            }
+        }
+    }
+
+    /// End a login (logout).
+    pub fn end(&self, value: &str) {
+        lock(&self.map).remove(&digest(value));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +355,30 @@ mod tests {
                 })
                 .is_err());
         }
+    }
+
+    #[test]
+    fn a_login_stands_for_its_token_until_either_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        home.ensure().unwrap();
+        let t = Tokens::load(&home).unwrap();
+        let c = t
+            .create(CreateToken {
+                role: "viewer".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        let logins = Logins::default();
+        let a = logins.start(&c.id);
+        let b = logins.start(&c.id);
+        assert_ne!(a, b);
+        assert_eq!(logins.resolve(&a, &t).unwrap().role, Role::Viewer);
+        assert!(logins.resolve("djs_nope", &t).is_none());
+        logins.end(&a);
+        assert!(logins.resolve(&a, &t).is_none());
+        t.revoke(&c.id).unwrap();
+        assert!(logins.resolve(&b, &t).is_none());
     }
 
     #[test]

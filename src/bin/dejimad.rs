@@ -33,6 +33,10 @@ struct Args {
     /// refuse TCP requests (HTTP, websockets, event streams) without an operator token
     #[argh(switch)]
     require_token: bool,
+    /// a host name browsers may reach the dashboard by, besides IP addresses, localhost and
+    /// *.ts.net (repeatable); guards against DNS rebinding
+    #[argh(option)]
+    web_host: Vec<String>,
     /// chain the audit ledger with HMAC-SHA-256 under the key in this file (16+ bytes)
     #[argh(option)]
     audit_key: Option<String>,
@@ -170,6 +174,7 @@ fn options(args: Args) -> Result<dejima::daemon::Options, String> {
             max_backoff: env_secs("DEJIMA_WEBHOOK_MAX_BACKOFF_SECS", 300)?,
         },
         require_token: args.require_token,
+        web_hosts: args.web_host,
         audit_key: args.audit_key.map(std::path::PathBuf::from),
         update,
     })

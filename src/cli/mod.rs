@@ -19,6 +19,7 @@ mod sessions;
 mod ssh;
 pub mod terms;
 mod tokens;
+mod ui;
 mod update;
 
 use argh::FromArgs;
@@ -83,6 +84,7 @@ pub enum Command {
     Service(service::ServiceCmd),
     Doctor(doctor::Doctor),
     Update(update::Update),
+    Ui(ui::Ui),
 }
 
 /// What a command failed with.
@@ -173,6 +175,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Service(a) => service::service(a),
         Command::Doctor(a) => doctor::doctor(&c, a),
         Command::Update(a) => update::update(&c, a),
+        Command::Ui(a) => ui::ui(&c, a),
     };
     match r {
         Ok(()) => 0,

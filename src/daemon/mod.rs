@@ -53,6 +53,8 @@ pub struct Options {
     pub webhooks: crate::events::webhooks::Policy,
     /// TCP requests need an operator token (`--require-token`).
     pub require_token: bool,
+    /// Host names browsers may use besides IP addresses, localhost and *.ts.net (`--web-host`).
+    pub web_hosts: Vec<String>,
     /// Key file for the audit ledger's HMAC chain (`--audit-key`); None: plain SHA-256.
     pub audit_key: Option<std::path::PathBuf>,
     /// Where updates come from, and where the binaries are.
@@ -349,6 +351,8 @@ pub fn run(opts: Options) -> Result<(), String> {
         tokens,
         audit: audit.clone(),
         require_token: opts.require_token,
+        web_hosts: opts.web_hosts.clone(),
+        logins: crate::auth::Logins::default(),
         update: opts.update.clone(),
     });
     let inflight = Arc::new(InFlight::default());

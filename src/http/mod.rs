@@ -5,6 +5,7 @@ pub mod handlers;
 pub mod mux;
 pub mod router;
 pub mod server;
+pub mod web;
 pub mod wire;
 
 use std::sync::Arc;
@@ -33,6 +34,11 @@ pub struct App {
     pub brokers: Arc<crate::broker::Brokers>,
     /// TCP refuses requests without a token (`--require-token`).
     pub require_token: bool,
+    /// Host names browsers may reach the daemon by (`--web-host`), besides IP literals,
+    /// localhost and *.ts.net.
+    pub web_hosts: Vec<String>,
+    /// The dashboard's browser logins.
+    pub logins: crate::auth::Logins,
     /// Self-update's source and the binaries' folder.
     pub update: crate::update::Config,
 }

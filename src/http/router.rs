@@ -5,6 +5,7 @@
 use super::handlers::{
     access, agents, audit, brokers, creds, events, islands, live, sessions, ssh, system, tokens,
 };
+use super::web;
 use super::wire::Caller;
 use super::wire::{Request, Response};
 use super::{error_response, App};
@@ -40,6 +41,9 @@ pub enum Access {
     Child,
     /// Anyone who reached the daemon (liveness).
     Any,
+    /// Anyone, even without a token where one is required: the dashboard's own files and its
+    /// login (the page that asks for the token must load without one).
+    Public,
 }
 
 pub struct Route {
@@ -336,6 +340,34 @@ pub static ROUTES: &[Route] = &[
     ),
 ];
 
+/// The dashboard's routes (`web.rs`): not the API, so not in `openapi.yaml`; docs/dashboard.md.
+pub static WEB_ROUTES: &[Route] = &[
+    route("GET", "/", web::index, Access::Public, Role::Viewer),
+    view("GET", "/ui/whoami", web::whoami),
+    view("GET", "/ui/fleet", web::fleet),
+    route(
+        "POST",
+        "/ui/login",
+        web::login,
+        Access::Public,
+        Role::Viewer,
+    ),
+    route(
+        "POST",
+        "/ui/logout",
+        web::logout,
+        Access::Public,
+        Role::Viewer,
+    ),
+    route(
+        "GET",
+        "/ui/{file}",
+        web::asset,
+        Access::Public,
+        Role::Viewer,
+    ),
+];
+
 /// Match `path` against `pattern`; the parameters when it fits.
 pub fn matches(pattern: &'static str, path: &str) -> Option<Params> {
     let mut params = Vec::new();
@@ -433,6 +465,12 @@ fn authenticate(app: &App, req: &Request) -> Result<Caller> {
         }
         Error::Unauthorized(msg.into())
     };
+    let login = match (&req.caller, &bearer) {
+        (Caller::Tcp(_) | Caller::Socket, None) => {
+            web::cookie(req, web::COOKIE).and_then(|c| app.logins.resolve(c, &app.tokens))
+        }
+        _ => None,
+    };
     match (&req.caller, bearer) {
         (Caller::IslandSocket(island), Some(t)) => {
             if app.islands.token_matches(island, &t) {
@@ -459,6 +497,15 @@ fn authenticate(app: &App, req: &Request) -> Result<Caller> {
             .island_of_token(&t)
             .map(Caller::Island)
             .ok_or_else(|| failed("unknown token")),
+        // A browser's login stands for its token (an unknown or ended one is no login).
+        (Caller::Tcp(_) | Caller::Socket, None) if login.is_some() => {
+            let v = login.ok_or_else(|| Error::Unauthorized("log in again".into()))?;
+            Ok(Caller::Token {
+                id: v.id,
+                role: v.role,
+                islands: v.islands,
+            })
+        }
         (Caller::Tcp(_), None) if app.require_token => Err(Error::Unauthorized(
             "this daemon requires a token on TCP (Authorization: Bearer djo_...; see dejima token create)"
                 .into(),
@@ -479,7 +526,7 @@ fn authorize(app: &App, caller: &Caller, route: &Route, params: &Params) -> Resu
             };
             let named = params.0.iter().find(|(k, _)| *k == "name").map(|(_, v)| v);
             return match route.access {
-                Access::Any | Access::Spawn => Ok(()),
+                Access::Any | Access::Public | Access::Spawn => Ok(()),
                 Access::Operator => Err(denied()),
                 Access::Child => match named {
                     Some(n) if app.islands.is_child_of(n, island) => Ok(()),
@@ -502,7 +549,7 @@ fn authorize(app: &App, caller: &Caller, route: &Route, params: &Params) -> Resu
             return Err(Error::Unauthorized("not authenticated".into()))
         }
     };
-    if route.access != Access::Any && role < route.role {
+    if !matches!(route.access, Access::Any | Access::Public) && role < route.role {
         return Err(Error::Forbidden(format!(
             "this route needs the {} role; this token has {role}",
             route.role
@@ -528,8 +575,25 @@ pub fn dispatch(app: &App, req: &mut Request) -> Response {
 fn route_request(app: &App, req: &mut Request) -> (&'static str, Response) {
     // Who was asking, as the ledger names them (before authentication resolves a token).
     let asker = actor(&req.caller);
+    // A page on another site, or reached by another site's name, is refused before anything.
+    if let Err(e) = web::guard(app, req) {
+        let resp = error_response(&e);
+        ledger_refusal(app, req, &asker, None, None, resp.status);
+        return ("(cross-origin)", resp);
+    }
     let caller = match authenticate(app, req) {
         Ok(c) => c,
+        // The dashboard's files and login need no token (the login page asks for one).
+        Err(_) if public_route(req).is_some() => {
+            let route = public_route(req).unwrap_or(&WEB_ROUTES[0]);
+            let resp = match matches(route.pattern, &req.path) {
+                Some(params) => {
+                    (route.handler)(app, req, &params).unwrap_or_else(|e| error_response(&e))
+                }
+                None => error_response(&Error::NotFound("no route".into())),
+            };
+            return (route.pattern, resp);
+        }
         Err(e) => {
             let resp = error_response(&e);
             ledger_refusal(app, req, &asker, None, None, resp.status);
@@ -544,7 +608,7 @@ fn route_request(app: &App, req: &mut Request) -> (&'static str, Response) {
         req.method.as_str()
     };
     let mut allowed: Vec<&str> = Vec::new();
-    for route in ROUTES {
+    for route in ROUTES.iter().chain(WEB_ROUTES) {
         if let Some(params) = matches(route.pattern, &req.path) {
             if route.method == method {
                 let island =
@@ -583,10 +647,25 @@ fn route_request(app: &App, req: &mut Request) -> (&'static str, Response) {
     }
 }
 
+/// The public dashboard route this request is for, if any.
+fn public_route(req: &Request) -> Option<&'static Route> {
+    let method = if req.method == "HEAD" {
+        "GET"
+    } else {
+        req.method.as_str()
+    };
+    // The first route that fits decides (`/ui/whoami` is not the file "whoami").
+    WEB_ROUTES
+        .iter()
+        .find(|r| r.method == method && matches(r.pattern, &req.path).is_some())
+        .filter(|r| r.access == Access::Public)
+}
+
 /// The pattern a path would have matched (for a 405's metrics).
 fn route_of(path: &str) -> &'static str {
     ROUTES
         .iter()
+        .chain(WEB_ROUTES)
         .find(|r| matches(r.pattern, path).is_some())
         .map(|r| r.pattern)
         .unwrap_or("(no route)")

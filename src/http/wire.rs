@@ -618,6 +618,7 @@ pub fn reason(status: u16) -> &'static str {
         201 => "Created",
         202 => "Accepted",
         204 => "No Content",
+        304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -663,7 +664,7 @@ pub fn write_response(
             w.write_all(head.as_bytes())?;
         }
         Payload::Empty => {
-            if resp.status != 204 {
+            if !matches!(resp.status, 204 | 304) {
                 head.push_str("Content-Length: 0\r\n");
             }
             head.push_str("\r\n");
