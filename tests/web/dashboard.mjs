@@ -181,10 +181,45 @@ try {
   await a.waitForFunction(() => /chain ok/.test(document.querySelector('#audit-verdict')?.textContent || ''),
     null, { timeout: T });
   await a.locator('#tokens').waitFor({ timeout: T });
+  // A token made here is shown once and works; revoked here, it stops.
+  await a.selectOption('#token-role', 'viewer');
+  await a.fill('#token-label', 'from-the-dashboard');
+  await a.click('#token-create');
+  await a.waitForFunction(() => /^djo_[0-9a-f]{64}$/.test(document.querySelector('#token-secret')?.textContent || ''),
+    null, { timeout: T });
+  const secret = (await a.textContent('#token-secret')).trim();
+  check((await api('GET', '/v1/islands', undefined, secret)).status === 200, 'the new token works');
+  const tokens = await api('GET', '/v1/tokens');
+  const mine = tokens.json.find((t) => t.label === 'from-the-dashboard');
+  check(mine, `the new token is listed: ${tokens.text}`);
   await a.screenshot({ path: `${ARTIFACTS}/admin.png`, fullPage: true });
+  await a.click(`button[data-action="revoke-token"][data-token-id="${mine.id}"]`);
+  await a.click('#confirm-ok');
+  await a.locator(`button[data-token-id="${mine.id}"]`).waitFor({ state: 'detached', timeout: T });
+  check((await api('GET', '/v1/islands', undefined, secret)).status === 401, 'the revoked token stops');
+  // The panic switch asks, stops every island, and clears.
+  await a.click('#panic');
+  await a.click('#confirm-ok');
+  await a.waitForFunction(() => /Panic engaged/.test(document.querySelector('#panic-status')?.textContent || ''),
+    null, { timeout: 90_000 });
+  check((await api('GET', '/v1/panic')).json.panicked === true, 'panic engaged');
+  await a.click('#panic-clear');
+  await a.click('#confirm-ok');
+  await a.waitForFunction(() => /off/.test(document.querySelector('#panic-status')?.textContent || ''),
+    null, { timeout: 90_000 });
+  check((await api('GET', '/v1/panic')).json.panicked === false, 'panic cleared');
 
-  step('purge from the UI asks first');
+  step('add an agent from the UI; purge asks first');
   await a.goto(`${BASE}/#/`);
+  // Panic stopped the islands; clearing it wakes them.
+  await a.locator(`[data-island="${viaUi}"] .island-container`).filter({ hasText: 'running' })
+    .waitFor({ timeout: 90_000 });
+  await a.click(`[data-island="${viaUi}"] button[data-action="add-agent"]`);
+  await a.locator('#input-dialog').waitFor({ state: 'visible', timeout: T });
+  await a.fill('#input-value', 'helper');
+  await a.selectOption('#input-select', 'custom');
+  await a.click('#input-ok');
+  await a.locator(`[data-island="${viaUi}"] [data-agent="a2"]`).waitFor({ timeout: T });
   await a.click(`[data-island="${viaUi}"] button[data-action="purge"]`);
   await a.locator('#confirm-dialog').waitFor({ state: 'visible', timeout: T });
   await a.click('#confirm-ok');
