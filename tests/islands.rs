@@ -624,7 +624,8 @@ fn bad_input_is_a_clear_4xx_that_changes_nothing() {
         ("GET", "/v1/islands/nosuch/logs", None, 404),
         ("GET", "/v1/islands/nosuch/files/workspace/a", None, 404),
         ("GET", "/v1/nope", None, 404),
-        ("GET", "/", None, 404),
+        ("GET", "/nope", None, 404),
+        ("GET", "/ui/nope.js", None, 404),
         ("PUT", "/v1/islands", None, 405),
         ("DELETE", "/v1/overview", None, 405),
     ];
