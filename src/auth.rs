@@ -323,12 +323,18 @@ impl Logins {
 mod tests {
     use super::*;
 
-    #[test]
-    fn secrets_are_shown_once_and_kept_as_hashes() {
+    /// A token store in a fresh home.
+    fn store() -> (tempfile::TempDir, Home, Tokens) {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::new(dir.path());
         home.ensure().unwrap();
         let t = Tokens::load(&home).unwrap();
+        (dir, home, t)
+    }
+
+    #[test]
+    fn secrets_are_shown_once_and_kept_as_hashes() {
+        let (dir, home, t) = store();
         let c = t
             .create(CreateToken {
                 role: "operator".into(),
@@ -359,10 +365,7 @@ mod tests {
 
     #[test]
     fn a_login_stands_for_its_token_until_either_ends() {
-        let dir = tempfile::tempdir().unwrap();
-        let home = Home::new(dir.path());
-        home.ensure().unwrap();
-        let t = Tokens::load(&home).unwrap();
+        let (_dir, _, t) = store();
         let c = t
             .create(CreateToken {
                 role: "viewer".into(),

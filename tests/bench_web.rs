@@ -106,17 +106,7 @@ fn bench_web() {
         t.elapsed().as_secs_f64()
     ));
     // The raw figure: the list the fleet view renders, straight from the API.
-    let (_, owner) = {
-        let v = d.ok(
-            "POST",
-            "/v1/tokens",
-            Some(json!({"role": "owner", "label": "bench"})),
-        );
-        (
-            v["id"].as_str().unwrap().to_string(),
-            v["secret"].as_str().unwrap().to_string(),
-        )
-    };
+    let (_, owner) = create_token(&d, "owner");
     let raw: Vec<Duration> = (0..10)
         .map(|_| {
             let t = Instant::now();

@@ -22,18 +22,6 @@ fn tcp(addr: &str, token: Option<&str>) -> Client {
     }
 }
 
-fn create_token(d: &Daemon, role: &str) -> (String, String) {
-    let v = d.ok(
-        "POST",
-        "/v1/tokens",
-        Some(json!({"role": role, "label": format!("t-{role}")})),
-    );
-    (
-        v["id"].as_str().unwrap().to_string(),
-        v["secret"].as_str().unwrap().to_string(),
-    )
-}
-
 /// A websocket over TCP with an Authorization header; the handshake's status on refusal.
 fn ws_tcp(
     addr: &str,

@@ -72,18 +72,6 @@ impl Reply {
     }
 }
 
-fn token(d: &Daemon, role: &str) -> (String, String) {
-    let v = d.ok(
-        "POST",
-        "/v1/tokens",
-        Some(json!({"role": role, "label": format!("web-{role}")})),
-    );
-    (
-        v["id"].as_str().unwrap().to_string(),
-        v["secret"].as_str().unwrap().to_string(),
-    )
-}
-
 /// Log in with `secret`; the cookie pair (`dejima_session=...`).
 fn login(addr: &str, secret: &str) -> (String, Reply) {
     let origin = format!("http://{addr}");
@@ -207,7 +195,7 @@ fn the_dashboard_is_served_with_its_guards() {
     );
     assert_eq!(bad.status, 401, "{}", bad.body);
     assert!(bad.json()["error"].as_str().unwrap().contains("token"));
-    let (viewer_id, viewer) = token(&d, "viewer");
+    let (viewer_id, viewer) = create_token(&d, "viewer");
     let (cookie, r) = login(&addr, &viewer);
     let set = r.header("set-cookie").unwrap();
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
@@ -243,7 +231,7 @@ fn the_dashboard_is_served_with_its_guards() {
     assert_eq!(refused.status, 403, "{}", refused.body);
 
     // What another origin sends through a logged-in browser is refused, websockets too.
-    let (_, owner) = token(&d, "owner");
+    let (_, owner) = create_token(&d, "owner");
     let (owner_cookie, _) = login(&addr, &owner);
     let i = d.create("webg");
     let evil = format!("http://127.0.0.1:{}", port + 1);
@@ -430,8 +418,8 @@ fn the_dashboard_in_chromium() {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let d = Daemon::start_with(&["--tcp", &addr, "--require-token"], &[]);
-    let (_, owner) = token(&d, "owner");
-    let (_, viewer) = token(&d, "viewer");
+    let (_, owner) = create_token(&d, "owner");
+    let (_, viewer) = create_token(&d, "viewer");
     let prefix = unique("web");
     let artifacts = format!("{}/tests/web/artifacts", env!("CARGO_MANIFEST_DIR"));
     // A hung browser must not hang the suite: the flows take well under a minute.

@@ -939,6 +939,19 @@ pub fn running(name: &str) -> bool {
 }
 
 /// Island `name`'s own token, as its agents read it.
+/// An operator token of `role` (labelled `t-<role>`): its id and its secret.
+pub fn create_token(d: &Daemon, role: &str) -> (String, String) {
+    let v = d.ok(
+        "POST",
+        "/v1/tokens",
+        Some(json!({"role": role, "label": format!("t-{role}")})),
+    );
+    (
+        v["id"].as_str().unwrap().to_string(),
+        v["secret"].as_str().unwrap().to_string(),
+    )
+}
+
 pub fn island_token(d: &Daemon, name: &str) -> String {
     let (t, code) = d.exec(name, &["cat", "/run/secrets/dejima/token"]);
     assert_eq!(code, 0, "no token in {name}");
