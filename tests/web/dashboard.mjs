@@ -156,6 +156,19 @@ try {
   const cat = await api('POST', `/v1/islands/${viaApi}/exec`, { cmd: ['cat', '/home/agent/uploads/notes_from_web.txt'] });
   check(cat.json && cat.json.stdout === 'uploaded-through-the-dashboard\n', `the uploaded file: ${cat.text}`);
 
+  step('drop a file on the terminal');
+  const dt = await a.evaluateHandle(() => {
+    const d = new DataTransfer();
+    d.items.add(new File(['dropped-on-the-terminal\n'], 'dropped.txt', { type: 'text/plain' }));
+    return d;
+  });
+  await a.dispatchEvent('#terminal', 'dragover', { dataTransfer: dt });
+  await a.dispatchEvent('#terminal', 'drop', { dataTransfer: dt });
+  await a.waitForFunction(() => /uploads\/dropped\.txt/.test(document.querySelector('#upload-status')?.textContent || ''),
+    null, { timeout: T });
+  const dropped = await api('POST', `/v1/islands/${viaApi}/exec`, { cmd: ['cat', '/home/agent/uploads/dropped.txt'] });
+  check(dropped.json && dropped.json.stdout === 'dropped-on-the-terminal\n', `the dropped file: ${dropped.text}`);
+
   step('a reload reattaches with the history');
   await typeInTerminal(a, 'clear; seq 1 200 | sed s/^/line-/; echo end-of-seq\n');
   await waitScreen(a, 'end-of-seq', 'the long output');
@@ -176,6 +189,13 @@ try {
   step('events and admin views');
   await a.goto(`${BASE}/#/events`);
   await a.locator('#events-list [data-event-type]').first().waitFor({ timeout: T });
+  // A type filter leaves only that type, replayed.
+  await a.fill('#events-filter-type', 'island.created');
+  await a.waitForFunction(() => {
+    const items = [...document.querySelectorAll('#events-list [data-event-type]')];
+    return items.length >= 2 && items.every((i) => i.dataset.eventType === 'island.created');
+  }, null, { timeout: T });
+  await a.fill('#events-filter-type', '');
   await a.screenshot({ path: `${ARTIFACTS}/events.png`, fullPage: true });
   await a.goto(`${BASE}/#/admin`);
   await a.waitForFunction(() => /chain ok/.test(document.querySelector('#audit-verdict')?.textContent || ''),
