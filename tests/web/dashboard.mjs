@@ -307,6 +307,9 @@ try {
   const wide = await p.evaluate(() => document.documentElement.scrollWidth);
   check(wide <= 390, `no horizontal scrolling on the fleet (scrollWidth ${wide})`);
   await p.screenshot({ path: `${ARTIFACTS}/phone-fleet.png`, fullPage: true });
+  // Output that scrolls off before the phone attaches (the panic's restart emptied the pane).
+  const pr = await api('POST', `/v1/islands/${viaApi}/agents/a1/prompt`, { text: 'seq 1 100 | sed s/^/ph-/', submit: true });
+  check(pr.status === 200, `prompt via the API: ${pr.text}`);
   await p.locator(`a[data-attach="${viaApi}/a1"]`).tap();
   await status(p, 'live');
   await p.locator('#keyrow').waitFor({ state: 'visible', timeout: T });
@@ -318,6 +321,14 @@ try {
   await p.locator('#keyrow [data-key="Enter"]').tap();
   await p.waitForFunction(() => (document.querySelector('#terminal .xterm-rows')?.innerText.match(/phone-42/g) || []).length >= 2,
     null, { timeout: T });
+  // The history is in the terminal's own scrollback (what touch scrolling moves through): at
+  // its top, what scrolled off before this phone attached.
+  await p.evaluate(() => window.dejimaTerm.scrollToTop());
+  await p.waitForFunction(() => /^ph-1$/m.test(document.querySelector('#terminal .xterm-rows')?.innerText || ''),
+    null, { timeout: T }).catch(async () => {
+    throw new Error(`the phone's history does not reach back:\n${await screenText(p)}`);
+  });
+  await p.evaluate(() => window.dejimaTerm.scrollToBottom());
   const wideT = await p.evaluate(() => document.documentElement.scrollWidth);
   check(wideT <= 390, `no horizontal scrolling on the terminal view (scrollWidth ${wideT})`);
   await p.screenshot({ path: `${ARTIFACTS}/phone-terminal.png` });
