@@ -328,6 +328,27 @@ fn the_dashboard_is_served_with_its_guards() {
     );
 }
 
+/// Kills `dejima ui` however the test ends.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The first line a child printed.
+fn first_line(out: &mut impl Read) -> String {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        assert_eq!(out.read(&mut b).unwrap(), 1, "dejima ui printed nothing");
+        line.push(b[0]);
+    }
+    String::from_utf8(line).unwrap()
+}
+
 #[test]
 fn dejima_ui_opens_only_for_its_one_time_link() {
     let d = Daemon::start();
@@ -340,22 +361,9 @@ fn dejima_ui_opens_only_for_its_one_time_link() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let mut out = ui.stdout.take().unwrap();
     let _ui = Kill(ui);
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    while !line.ends_with(b"\n") {
-        assert_eq!(out.read(&mut b).unwrap(), 1, "dejima ui printed nothing");
-        line.push(b[0]);
-    }
-    let line = String::from_utf8(line).unwrap();
+    let line = first_line(&mut out);
     let url = line.trim().strip_prefix("dashboard: ").expect(&line);
     let rest = url.strip_prefix("http://").unwrap();
     let (addr, path) = rest.split_once('/').unwrap();
@@ -402,6 +410,41 @@ fn dejima_ui_opens_only_for_its_one_time_link() {
     ))
     .unwrap();
     assert!(ws_until(&mut w, "via-ui-42").is_some());
+    drop(w);
+    // The same flow in Chromium, with a fresh link (a second `dejima ui`).
+    let mut ui2 = Command::new(env!("CARGO_BIN_EXE_dejima"))
+        .args(["ui", "--no-open"])
+        .env("DEJIMA_HOME", &d.home)
+        .env_remove("DEJIMA_HOST")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out2 = ui2.stdout.take().unwrap();
+    let _ui2 = Kill(ui2);
+    let url2 = first_line(&mut out2);
+    let url2 = url2
+        .trim()
+        .strip_prefix("dashboard: ")
+        .expect(&url2)
+        .to_string();
+    let browser = Command::new("timeout")
+        .args(["-k", "5", "120", "node", "tests/web/ui.mjs"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("URL", &url2)
+        .env("ISLAND", &i.name)
+        .env(
+            "ARTIFACTS",
+            format!("{}/tests/web/artifacts", env!("CARGO_MANIFEST_DIR")),
+        )
+        .output()
+        .expect("node (run scripts/setup)");
+    let stdout = String::from_utf8_lossy(&browser.stdout);
+    assert!(
+        browser.status.success() && stdout.trim_end().ends_with("ok"),
+        "dejima ui in Chromium:\n{stdout}\n{}",
+        String::from_utf8_lossy(&browser.stderr)
+    );
     // Another origin gets nothing through it either.
     let cross = raw(
         addr,
