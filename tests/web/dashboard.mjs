@@ -132,6 +132,22 @@ try {
   await typeInTerminal(b, 'echo from-b-$((5*5))\n');
   await waitScreen(a, 'from-b-25', 'typed in the second, seen in the first');
 
+  step('several tabs of one browser stay live (HTTP/1.1 allows 6 connections per host)');
+  const tabs = [];
+  for (const hash of ['#/', '#/events', `#/t/${viaApi}/a1`]) {
+    const t = await desk.newPage();
+    watch(t, `tab ${hash}`);
+    await t.goto(`${BASE}/${hash}`);
+    tabs.push(t);
+  }
+  await tabs[0].locator(`[data-island="${viaApi}"]`).waitFor({ timeout: T });
+  await tabs[1].locator('#events-list [data-event-type]').first().waitFor({ timeout: T });
+  await status(tabs[2], 'live');
+  // ...and the first tab still gets through (a page that held two streams would now stall).
+  await typeInTerminal(a, 'echo with-four-tabs-$((2*3))\n');
+  await waitScreen(tabs[2], 'with-four-tabs-6', 'the fourth tab');
+  for (const t of tabs) await t.close();
+
   step('observe mode cannot type');
   await b.check('#observe');
   await status(b, 'observing');

@@ -5,7 +5,6 @@ import './style.css';
 import { api, setUnauthorizedHandler } from './api.js';
 import { $, toast } from './dom.js';
 import { session } from './session.js';
-import { startLive } from './live.js';
 import { initFleet } from './fleet.js';
 import { enterTerminal, leaveTerminal } from './terminal.js';
 import { enterEvents, leaveEvents } from './events.js';
@@ -114,7 +113,6 @@ function startApp(who) {
   document.body.dataset.role = session.role;
 
   initFleet();
-  startLive();
   window.addEventListener('hashchange', route);
   route();
 }

@@ -167,6 +167,31 @@ function replaceAll(list) {
 // ---- the fleet stream (GET /ui/fleet): the daemon pushes what changed; the page never polls ----
 
 let fleetStream = null;
+const islandListeners = new Set();
+
+/** fn(info) whenever an island arrives or changes on the fleet stream (the terminal's presence). */
+export function onIsland(fn) {
+  islandListeners.add(fn);
+  return () => islandListeners.delete(fn);
+}
+
+function announce(info) {
+  for (const fn of islandListeners) {
+    try {
+      fn(info);
+    } catch (e) {
+      console.error(e);
+    }
+  }
+}
+
+/** The header's indicator: is the page live? */
+function setLive(text) {
+  const el = $('#live-status');
+  if (!el) return;
+  el.textContent = text;
+  el.dataset.state = text;
+}
 
 /** Open the stream; resolves once the first snapshot is shown (or the stream failed). */
 function openFleet() {
@@ -183,7 +208,11 @@ function openFleet() {
     };
     es.addEventListener('snapshot', (ev) => {
       const list = parse(ev);
-      if (Array.isArray(list)) replaceAll(list);
+      if (Array.isArray(list)) {
+        replaceAll(list);
+        list.forEach(announce);
+      }
+      setLive('live');
       resolve();
     });
     es.addEventListener('island', (ev) => {
@@ -191,17 +220,20 @@ function openFleet() {
       if (info && info.name) {
         upsert(info);
         updateCount();
+        announce(info);
       }
     });
     es.addEventListener('gone', (ev) => {
       const g = parse(ev);
       if (g && g.name) removeIsland(g.name);
     });
+    es.onopen = () => setLive('live');
     es.addEventListener('revoked', () => {
       es.close();
       location.reload();
     });
     es.onerror = () => {
+      setLive('reconnecting');
       // EventSource retries by itself unless the answer was not a stream (401, 403, daemon
       // gone): then try again a little later (a 401 shows the login on the next page load).
       if (es.readyState === EventSource.CLOSED && fleetStream === es) {

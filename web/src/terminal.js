@@ -4,7 +4,7 @@ import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
 import { api, islandPath, enc } from './api.js';
 import { $, h, toast, info } from './dom.js';
-import { onEvent } from './live.js';
+import { onIsland } from './fleet.js';
 import { session } from './session.js';
 
 const LABEL_KEY = 'dejima.label';
@@ -244,20 +244,12 @@ function reconnectNow() {
 
 // ---- presence from the live event stream ----
 
-function onLive(ev) {
+/** Presence from the fleet stream: the island's agent, whole, whenever it changed. */
+function onIslandUpdate(info) {
   const c = cur;
-  if (!c || ev.island !== c.island) return;
-  if (!/^(client\.attached|client\.detached|last-client\.detached)$/.test(ev.type)) return;
-  if (ev.agent && ev.agent !== c.agent) return;
-  clearTimeout(c.presenceTimer);
-  c.presenceTimer = setTimeout(async () => {
-    try {
-      const a = await api('GET', islandPath(c.island, c.agent));
-      if (c === cur) renderPresence(a.attached);
-    } catch {
-      /* keep the last list */
-    }
-  }, 100);
+  if (!c || info.name !== c.island) return;
+  const a = (info.agents || []).find((x) => x.id === c.agent);
+  if (a) renderPresence(a.attached || []);
 }
 
 // ---- prompt and upload ----
@@ -374,7 +366,7 @@ function initOnce() {
       sendInput(KEYS[k]);
     }
   });
-  onEvent(onLive);
+  onIsland(onIslandUpdate);
 }
 
 export function enterTerminal(island, agent) {
