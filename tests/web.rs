@@ -195,6 +195,15 @@ fn the_dashboard_is_served_with_its_guards() {
     );
     assert_eq!(bad.status, 401, "{}", bad.body);
     assert!(bad.json()["error"].as_str().unwrap().contains("token"));
+    let denied = d.ok("GET", "/v1/audit?decision=denied", None);
+    assert!(
+        denied["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["route"] == "/ui/login" && e["status"] == 401),
+        "a failed login is ledgered: {denied}"
+    );
     let (viewer_id, viewer) = create_token(&d, "viewer");
     let (cookie, r) = login(&addr, &viewer);
     let set = r.header("set-cookie").unwrap();
@@ -203,6 +212,16 @@ fn the_dashboard_is_served_with_its_guards() {
     }
     assert!(!set.contains("Secure"), "plain http: no Secure ({set})");
     assert!(!r.body.contains(&viewer), "the secret is never echoed");
+    let allowed = d.ok("GET", "/v1/audit?decision=allowed", None);
+    assert!(
+        allowed["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["route"] == "/ui/login" && e["status"] == 200),
+        "a login is ledgered: {allowed}"
+    );
+    assert!(!allowed.to_string().contains(&viewer[4..]));
     // Behind TLS (a proxy such as tailscale serve), the cookie is Secure.
     let tls = raw(
         &addr,

@@ -592,6 +592,8 @@ fn route_request(app: &App, req: &mut Request) -> (&'static str, Response) {
                 }
                 None => error_response(&Error::NotFound("no route".into())),
             };
+            // A login (its refusals too) is ledgered like any request.
+            ledger(app, req, &asker, Some(route.pattern), None, resp.status);
             return (route.pattern, resp);
         }
         Err(e) => {
