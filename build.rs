@@ -22,7 +22,11 @@ fn main() {
         }
     }
     files.sort();
-    let mut out = String::from("/// (name, bytes, gzipped bytes if built)\npub static ASSETS: &[(&str, &[u8], Option<&[u8]>)] = &[\n");
+    let mut out = String::from(
+        "/// A file: its name, its bytes, and its gzipped bytes if built.\n\
+         pub type Embedded = (&'static str, &'static [u8], Option<&'static [u8]>);\n\
+         pub static ASSETS: &[Embedded] = &[\n",
+    );
     for f in &files {
         let abs = std::fs::canonicalize(dist.join(f)).expect("a dist file");
         let gz = dist.join(format!("{f}.gz"));

@@ -74,7 +74,7 @@ fn gib(b: u64) -> String {
 /// Every check, in order.
 pub fn run(islands: &Islands, socket: &Path) -> Report {
     let mut checks = Vec::new();
-    let engine = &islands.engine;
+    let engine = &islands.images;
     let info = engine.info();
     match &info {
         Ok(i) => checks.push(check(
@@ -272,7 +272,7 @@ pub fn fix(islands: &Arc<Islands>, socket: &Path) -> Report {
                 };
                 let r = crate::image::BuildSlot::try_claim().and_then(|slot| {
                     crate::image::build(
-                        &islands.engine,
+                        &islands.images,
                         &islands.home.image_dir(),
                         &opts,
                         &slot,

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::runtime::Engine;
+use crate::runtime::{Engine, Runtime};
 
 /// The default island image tag.
 pub const DEFAULT_IMAGE: &str = "dejima/island:latest";

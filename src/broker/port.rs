@@ -401,7 +401,7 @@ impl Brokers {
         let file = spool.rewind().map_err(|e| Error::Internal(e.to_string()))?;
         let out = self
             .islands
-            .engine
+            .runtime
             .exec(island, &opts, Input::Reader(file))?;
         if !out.ok() {
             return Err(Error::Conflict(format!(
@@ -434,7 +434,7 @@ impl Brokers {
         let deny = |e: Error| self.deny(kind, island, asker, e, json!({"src": clip(src)}));
         let (parent, base) = split_parent(src);
         let opts = ExecOpts::agent(&["tar", "-c", "-C", parent, "--", base]);
-        let mut stream = self.islands.engine.exec_stream(island, &opts)?;
+        let mut stream = self.islands.runtime.exec_stream(island, &opts)?;
         // An island can stop its own tar; the crossing does not wait for it forever.
         let _dog = crate::process::Watchdog::new(stream.pid(), ISLAND_DEADLINE, "a Port crossing")
             .map_err(|e| Error::Internal(e.to_string()))?;

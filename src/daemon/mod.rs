@@ -207,6 +207,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     );
     let islands = Arc::new(Islands::new(
         home.clone(),
+        Arc::new(engine.clone()),
         engine,
         observed.clone(),
         Config {

@@ -90,7 +90,7 @@ impl Islands {
             Some(s) => Input::Bytes(s.as_bytes()),
             None => Input::None,
         };
-        let out = self.engine.exec(name, &opts, input)?;
+        let out = self.runtime.exec(name, &opts, input)?;
         self.touch(name);
         Ok(ExecResult {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -112,11 +112,11 @@ impl Islands {
         let path = paths::resolve(raw_path)?;
         self.require_running(name)?;
         let probe = ExecOpts::agent(&["sh", "-c", &paths::stat_script(), "sh", &path]);
-        let out = self.engine.exec(name, &probe, Input::None)?;
+        let out = self.runtime.exec(name, &probe, Input::None)?;
         file_status(out.status, &path, &out.stderr_str())?;
         let size: u64 = out.stdout_str().trim().parse().unwrap_or(0);
         let read = ExecOpts::agent(&["sh", "-c", &paths::read_script(), "sh", &path]);
-        let stream = self.engine.exec_stream(name, &read)?;
+        let stream = self.runtime.exec_stream(name, &read)?;
         self.touch(name);
         Ok((stream, size))
     }
@@ -137,7 +137,7 @@ impl Islands {
             timeout: Duration::from_secs(600),
             ..ExecOpts::agent(&["sh", "-c", &paths::write_script(), "sh", &path, &len])
         };
-        let out = self.engine.exec(name, &opts, Input::Reader(body))?;
+        let out = self.runtime.exec(name, &opts, Input::Reader(body))?;
         file_status(out.status, &path, &out.stderr_str())?;
         self.touch(name);
         Ok(())
@@ -154,7 +154,7 @@ impl Islands {
                 "island {name:?} has no container; wake it first"
             )));
         }
-        Ok(self.engine.logs(name, follow, tail)?)
+        Ok(self.runtime.logs(name, follow, tail)?)
     }
 
     /// GET /v1/islands/{name}: the list view plus git, health, disk and resources. The engine
@@ -168,7 +168,7 @@ impl Islands {
             let call = || std::thread::Builder::new().name("engine-call".into());
             let g = call().spawn_scoped(s, || running.then(|| self.git_info(name)).flatten());
             let d = call().spawn_scoped(s, || running.then(|| self.disk_usage(name)).flatten());
-            let i = self.engine.inspect(name).ok();
+            let i = self.runtime.inspect(name).ok();
             // A thread that could not start or panicked leaves its part out.
             let git = g.ok().and_then(|h| h.join().ok()).flatten();
             let disk = d.ok().and_then(|h| h.join().ok()).flatten();
@@ -201,7 +201,7 @@ impl Islands {
             ab=$(git rev-list --left-right --count '@{upstream}...HEAD' 2>/dev/null || echo '0 0')\n\
             echo \"$b|$d|$ab\"";
         let out = self
-            .engine
+            .runtime
             .exec(name, &ExecOpts::agent(&["sh", "-c", script]), Input::None)
             .ok()?;
         if !out.ok() {
@@ -212,7 +212,7 @@ impl Islands {
 
     fn disk_usage(&self, name: &str) -> Option<IslandDisk> {
         let opts = ExecOpts::root(&["du", "-sxb", "/workspace", "/home/agent"]);
-        let out = self.engine.exec(name, &opts, Input::None).ok()?;
+        let out = self.runtime.exec(name, &opts, Input::None).ok()?;
         let s = out.stdout_str();
         let mut sizes = s
             .lines()

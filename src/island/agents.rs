@@ -187,7 +187,7 @@ impl Islands {
         let mut argv = vec!["sh", "-c", script, "sh"];
         argv.extend_from_slice(args);
         Ok(self
-            .engine
+            .runtime
             .exec(island, &ExecOpts::agent(&argv), Input::None)?)
     }
 
@@ -324,13 +324,13 @@ impl Islands {
     fn start_agent(&self, island: &str, a: &AgentRecord, obs: Option<&AgentObs>) -> Result<()> {
         let out = match obs.map(|o| o.state) {
             Some(AgentRun::Running) => return Ok(()),
-            Some(AgentRun::Exited) => self.engine.exec(
+            Some(AgentRun::Exited) => self.runtime.exec(
                 island,
                 &ExecOpts::agent(&str_refs(&tmux::respawn(&tmux::session_name(&a.id)))),
                 Input::None,
             )?,
             // The same script the entrypoint runs at container start.
-            _ => self.engine.exec(
+            _ => self.runtime.exec(
                 island,
                 &ExecOpts::agent(&["sh", &format!("/run/dejima/agents.d/{}.sh", a.id)]),
                 Input::None,
@@ -354,7 +354,7 @@ impl Islands {
         // see its own processes' environments.
         let mut ended = 0;
         for user in [runtime::AGENT_USER, "root"] {
-            match self.engine.sweep_strays(island, user) {
+            match self.runtime.sweep_strays(island, user) {
                 Ok(n) => ended += n,
                 Err(e) => log::warn!("island {island}: sweeping strays as {user}: {e}"),
             }
@@ -472,7 +472,7 @@ impl Islands {
             }
         });
         if self.observed.running(island) {
-            let _ = self.engine.exec(
+            let _ = self.runtime.exec(
                 island,
                 &ExecOpts::agent(&str_refs(&tmux::kill_session(&tmux::session_name(id)))),
                 Input::None,
@@ -530,14 +530,14 @@ impl Islands {
             &[&session],
         )?;
         let out = if has.ok() {
-            self.engine.exec(
+            self.runtime.exec(
                 island,
                 &ExecOpts::agent(&str_refs(&tmux::respawn_with(&session, &a.worktree, &argv))),
                 Input::None,
             )?
         } else {
             // No session at all: start it as the container would.
-            self.engine.exec(
+            self.runtime.exec(
                 island,
                 &ExecOpts::agent(&["sh", &format!("/run/dejima/agents.d/{id}.sh")]),
                 Input::None,
@@ -635,7 +635,7 @@ impl Islands {
         } else {
             "[ -f \"$1\" ] || exit 0; exec tail -n \"$2\" \"$1\""
         };
-        Ok(self.engine.exec_stream(
+        Ok(self.runtime.exec_stream(
             island,
             &ExecOpts::agent(&["sh", "-c", script, "sh", &log, &n]),
         )?)
@@ -700,7 +700,7 @@ impl Islands {
         }
         self.touch(island);
         let (engine, name, session) = (
-            self.engine.clone(),
+            self.runtime.clone(),
             island.to_string(),
             tmux::session_name(id),
         );

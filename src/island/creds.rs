@@ -372,7 +372,7 @@ impl Islands {
                     ..ExecOpts::agent(&["sh", "-c", script])
                 };
                 match self
-                    .engine
+                    .runtime
                     .exec(name, &opts, Input::Bytes(c.blob.as_bytes()))
                 {
                     Ok(out) if out.ok() => {
@@ -398,7 +398,7 @@ impl Islands {
                 mkdir -p \"$HOME/.config/gh\" && printf '%s:\\n    user: %s\\n    git_protocol: https\\n' \"$3\" \"$1\" > \"$HOME/.config/gh/hosts.yml\"\n";
             let email = g.email();
             let opts = ExecOpts::agent(&["sh", "-c", script, "sh", &g.login, &email, &g.host]);
-            match self.engine.exec(name, &opts, Input::None) {
+            match self.runtime.exec(name, &opts, Input::None) {
                 Ok(out) if out.ok() => {}
                 Ok(out) => log::warn!(
                     "island {name}: configuring git for identity {}: {}",

@@ -157,7 +157,7 @@ impl Islands {
         let mut tried = Vec::new();
         loop {
             let subnet = self.subnet_of(name, &tried)?;
-            match self.engine.create_network(name, &subnet) {
+            match self.runtime.create_network(name, &subnet) {
                 Ok(()) => return Ok(()),
                 Err(EngineError::SubnetTaken(s)) => {
                     log::info!("island {name}: subnet {s} is in use elsewhere; trying the next");
@@ -365,7 +365,7 @@ impl Islands {
 
     /// Create the engine objects for a record; every step tolerates its object existing.
     fn provision(&self, rec: &Record) -> Result<()> {
-        let e = &self.engine;
+        let e = &self.runtime;
         let n = rec.name.as_str();
         // The three are independent; creating them side by side saves two round trips.
         let (net, ws, home) = thread::scope(|s| {
@@ -404,7 +404,7 @@ impl Islands {
     fn run_checked(&self, rec: &Record) -> Result<()> {
         self.refuse_if_panicked("start an island")?;
         let n = rec.name.as_str();
-        self.engine
+        self.runtime
             .run_container(&self.container_spec(rec)?)
             .map_err(|e| run_error(e, rec))?;
         self.observed.set_state(n, ContainerState::Running);
@@ -415,7 +415,7 @@ impl Islands {
     fn undo_if_panicked(&self, n: &str) -> Result<()> {
         if self.panicked() {
             self.expect_stop(n);
-            let _ = self.engine.stop(n, STOP_GRACE);
+            let _ = self.runtime.stop(n, STOP_GRACE);
             self.observed.set_state(n, ContainerState::Exited);
             return self.refuse_if_panicked("start an island");
         }
@@ -434,7 +434,7 @@ impl Islands {
             // recreated on the volumes, as an upgrade would.
             log::info!("island {n}: recreating a container an older dejimad made");
             self.expect_stop(n);
-            self.engine.remove_container(n)?;
+            self.runtime.remove_container(n)?;
             self.observed.set_state(n, ContainerState::Missing);
             known_missing = true;
         }
@@ -442,7 +442,7 @@ impl Islands {
             // The container keeps its mounts: bring what they hold up to date first.
             self.prepare_run_dir(rec)?;
             self.write_secrets(&rec.name)?;
-            match self.engine.start(n) {
+            match self.runtime.start(n) {
                 Ok(()) => {
                     self.observed.set_state(n, ContainerState::Running);
                     return Ok(());
@@ -451,15 +451,15 @@ impl Islands {
                 Err(e) => return Err(e.into()),
             }
         }
-        match self.engine.run_container(&self.container_spec(rec)?) {
+        match self.runtime.run_container(&self.container_spec(rec)?) {
             Ok(()) => {}
             Err(EngineError::Failed { stderr, .. }) if stderr.contains("is already in use") => {
-                self.engine.start(n)?;
+                self.runtime.start(n)?;
             }
             Err(EngineError::NotFound(m)) if m.contains("network") => {
                 // Someone removed the network behind our back: make it again.
                 self.ensure_network(n)?;
-                self.engine
+                self.runtime
                     .run_container(&self.container_spec(rec)?)
                     .map_err(|e| run_error(e, rec))?;
             }
@@ -471,7 +471,7 @@ impl Islands {
 
     /// Remove every engine object of an island (best effort; used for rollback and purge).
     fn teardown(&self, name: &str) -> Vec<String> {
-        let e = &self.engine;
+        let e = &self.runtime;
         let mut errors = Vec::new();
         self.expect_stop(name);
         if let Err(err) = e.remove_container(name) {
@@ -491,7 +491,7 @@ impl Islands {
 
     /// Run a setup command in the island; its failure is ours to report.
     fn setup_exec(&self, name: &str, opts: &ExecOpts, what: &str) -> Result<()> {
-        let out = self.engine.exec(name, opts, Input::None)?;
+        let out = self.runtime.exec(name, opts, Input::None)?;
         if out.ok() {
             Ok(())
         } else {
@@ -522,7 +522,7 @@ impl Islands {
     }
 
     fn populate_from_path(&self, name: &str, path: &std::path::Path) -> Result<()> {
-        self.engine.copy_in(name, path, WORKSPACE)?;
+        self.runtime.copy_in(name, path, WORKSPACE)?;
         let owner = format!("{AGENT_USER}:{AGENT_USER}");
         let chown = ExecOpts {
             timeout: Duration::from_secs(600),
@@ -582,7 +582,7 @@ impl Islands {
             timeout: CLONE_TIMEOUT,
             ..ExecOpts::agent(&["sh", "-c", script, "sh", url])
         };
-        let status = match self.engine.exec(name, &opts, Input::None) {
+        let status = match self.runtime.exec(name, &opts, Input::None) {
             Ok(out) if out.ok() => WorkspaceReady {
                 ready: true,
                 ..Default::default()
@@ -629,7 +629,7 @@ impl Islands {
         })?;
         {
             self.expect_stop(name);
-            self.engine.stop(name, STOP_GRACE)?;
+            self.runtime.stop(name, STOP_GRACE)?;
         }
         if self.observed.running(name) {
             self.observed.set_state(name, ContainerState::Exited);
@@ -669,11 +669,11 @@ impl Islands {
             r.last_used_at = util::now_rfc3339();
         })?;
         self.expect_stop(name);
-        self.engine.remove_container(name)?;
+        self.runtime.remove_container(name)?;
         self.observed.set_state(name, ContainerState::Missing);
         let home = runtime::home_volume(name);
-        self.engine.remove_volume(&home)?;
-        self.engine.create_volume(name, &home)?;
+        self.runtime.remove_volume(&home)?;
+        self.runtime.create_volume(name, &home)?;
         self.ensure_network(name)?;
         self.run_checked(&rec)?;
         self.forget_agent_obs(name);
@@ -688,14 +688,14 @@ impl Islands {
         let _busy = self.begin(name, "upgrading")?;
         let rec = self.record(name)?;
         image::ensure(
-            &self.engine,
+            &self.images,
             &self.work_dir(),
             &rec.image,
             &self.config.base_image,
         )?;
         self.forget_image_cache();
         self.expect_stop(name);
-        self.engine.remove_container(name)?;
+        self.runtime.remove_container(name)?;
         self.observed.set_state(name, ContainerState::Missing);
         if rec.state == DesiredState::Running {
             self.ensure_network(name)?;
@@ -718,15 +718,15 @@ impl Islands {
         {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let paused = self.observed.running(from) && self.engine.pause(from).is_ok();
+        let paused = self.observed.running(from) && self.runtime.pause(from).is_ok();
         let result = (|| -> Result<()> {
-            self.engine.copy_volume(
+            self.runtime.copy_volume(
                 to,
                 &runtime::workspace_volume(from),
                 &runtime::workspace_volume(to),
                 image,
             )?;
-            self.engine.copy_volume(
+            self.runtime.copy_volume(
                 to,
                 &runtime::home_volume(from),
                 &runtime::home_volume(to),
@@ -735,7 +735,7 @@ impl Islands {
             Ok(())
         })();
         if paused {
-            if let Err(e) = self.engine.unpause(from) {
+            if let Err(e) = self.runtime.unpause(from) {
                 log::error!("cannot unpause {from} after copying its volumes: {e}");
             }
         }
@@ -807,13 +807,13 @@ impl Islands {
             u=$(git log --branches --not --remotes --oneline 2>/dev/null | wc -l)\n\
             echo \"git $d $u\"";
         let out = if self.observed.running(&rec.name) {
-            self.engine.exec(
+            self.runtime.exec(
                 &rec.name,
                 &ExecOpts::agent(&["sh", "-c", script]),
                 Input::None,
             )?
         } else {
-            self.engine.run_on_volumes(&rec.name, &rec.image, script)?
+            self.runtime.run_on_volumes(&rec.name, &rec.image, script)?
         };
         let s = out.stdout_str();
         let f: Vec<&str> = s.split_whitespace().collect();
@@ -894,7 +894,7 @@ impl Islands {
         let rec = self.record(name)?;
         if let Some(m) = &req.memory {
             let bytes = parse_memory(m)?;
-            match self.engine.update_memory(name, bytes) {
+            match self.runtime.update_memory(name, bytes) {
                 Ok(()) | Err(EngineError::NotFound(_)) => {}
                 Err(e @ EngineError::Failed { .. }) => {
                     return Err(Error::Unprocessable(format!(
@@ -946,7 +946,7 @@ impl Islands {
             // A clone interrupted while copying left its source paused: an exec into a paused
             // container waits, so nothing else could use that island until it is unpaused.
             if !rec.cloned_from.is_empty() {
-                let _ = self.engine.unpause(&rec.cloned_from);
+                let _ = self.runtime.unpause(&rec.cloned_from);
             }
             self.provision(&rec)?;
             let rec = self.update(name, |r| {
@@ -956,11 +956,11 @@ impl Islands {
             if rec.state == DesiredState::Hibernated {
                 {
                     self.expect_stop(name);
-                    self.engine.stop(name, STOP_GRACE)?;
+                    self.runtime.stop(name, STOP_GRACE)?;
                 }
             }
         } else if rec.state == DesiredState::Running {
-            let was = self.engine.inspect(name).map(|i| i.status);
+            let was = self.runtime.inspect(name).map(|i| i.status);
             if !matches!(was, Ok(ContainerState::Running)) {
                 log::info!("island {name}: starting (was {was:?})");
                 self.start_or_run(&rec)?;
@@ -969,7 +969,7 @@ impl Islands {
             log::info!("island {name}: hibernated but running; stopping");
             {
                 self.expect_stop(name);
-                self.engine.stop(name, STOP_GRACE)?;
+                self.runtime.stop(name, STOP_GRACE)?;
             }
         }
         let rec = self.record(name)?;

@@ -29,7 +29,7 @@ use crate::api::{
 };
 use crate::error::{Error, Result};
 use crate::events::Bus;
-use crate::runtime::{Engine, Observed};
+use crate::runtime::{Engine, Observed, Runtime};
 use crate::session::Hub;
 use crate::store::{self, Home};
 use crate::util::{self, lock};
@@ -179,7 +179,10 @@ pub struct Config {
 
 pub struct Islands {
     pub home: Home,
-    pub engine: Engine,
+    /// Where islands run (the Docker engine today; docs/scale-out.md).
+    pub runtime: Arc<dyn Runtime>,
+    /// The host's Docker engine, which builds and holds the island image (doctor, image builds).
+    pub images: Engine,
     pub observed: Arc<Observed>,
     pub config: Config,
     pub started_at: String,
@@ -228,9 +231,12 @@ impl Drop for Busy {
 }
 
 impl Islands {
+    // Each argument is a separate owner's handle; a struct around them would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         home: Home,
-        engine: Engine,
+        runtime: Arc<dyn Runtime>,
+        images: Engine,
         observed: Arc<Observed>,
         config: Config,
         hub: Arc<Hub>,
@@ -248,7 +254,8 @@ impl Islands {
             creds,
             secrets_lock: Mutex::new(()),
             home,
-            engine,
+            runtime,
+            images,
             observed,
             config,
             recorders: record::Recorders::default(),
@@ -534,7 +541,7 @@ impl Islands {
             }
         }
         let v = self
-            .engine
+            .runtime
             .image_present(&self.config.default_image)
             .unwrap_or(false);
         *lock(&self.image_cache) = Some((Instant::now(), v));
@@ -690,6 +697,12 @@ mod tests {
         home.ensure().unwrap();
         Islands::new(
             home,
+            Arc::new(Engine::new(
+                "docker",
+                Vec::new(),
+                Duration::from_secs(5),
+                dir,
+            )),
             Engine::new("docker", Vec::new(), Duration::from_secs(5), dir),
             Observed::new(),
             Config {

@@ -83,7 +83,7 @@ impl Islands {
     /// be behind, or never synced), plus any the cache knows of.
     fn running_now(&self) -> Vec<String> {
         let ours = self.names();
-        let mut v: Vec<String> = match self.engine.list_islands() {
+        let mut v: Vec<String> = match self.runtime.list_islands() {
             Ok(list) => list
                 .into_iter()
                 .filter(|(n, st)| {
@@ -108,7 +108,7 @@ impl Islands {
         let stopped = std::sync::atomic::AtomicU64::new(0);
         side_by_side("panic-stop", names, |n| {
             self.expect_stop(n);
-            match self.engine.stop(n, STOP_GRACE) {
+            match self.runtime.stop(n, STOP_GRACE) {
                 Ok(()) => {
                     self.observed
                         .set_state(n, crate::runtime::ContainerState::Exited);

@@ -239,9 +239,9 @@ impl Islands {
     fn run_recorder(&self, island: &str, agent: &str, r: &Recorder) -> io::Result<u64> {
         let dir = self.recordings_dir(island);
         std::fs::create_dir_all(&dir)?;
-        let mark = self.engine.mark();
+        let mark = self.runtime.mark();
         let session = tmux::session_name(agent);
-        let argv = self.engine.pipe_exec_argv(
+        let argv = self.runtime.pipe_exec_argv(
             island,
             runtime::AGENT_USER,
             &[(tmux::ATTACH_MARK, &mark)],
@@ -264,7 +264,7 @@ impl Islands {
             timeout: Duration::from_secs(15),
             ..ExecOpts::agent(&["sh", "-c", tmux::DETACH_MARKED, "sh", &mark])
         };
-        let _ = self.engine.exec(island, &opts, Input::None);
+        let _ = self.runtime.exec(island, &opts, Input::None);
         result
     }
 

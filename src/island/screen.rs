@@ -284,7 +284,7 @@ impl Islands {
             Some(b) => Input::Bytes(b),
             None => Input::None,
         };
-        let out = self.engine.exec(island, &opts, input)?;
+        let out = self.runtime.exec(island, &opts, input)?;
         // A failure here is the island's tmux (gone, restarting, refusing): its state, not
         // ours, so a 409 that says what tmux said.
         match out.status {
@@ -449,7 +449,7 @@ impl Islands {
             timeout: Duration::from_secs(120),
             ..ExecOpts::agent(&["sh", "-c", UPLOAD, "sh", &name, &stem, &ext])
         };
-        let out = self.engine.exec(island, &opts, Input::Bytes(data))?;
+        let out = self.runtime.exec(island, &opts, Input::Bytes(data))?;
         let path = match out.status {
             Some(0) => String::from_utf8_lossy(&out.stdout).trim().to_string(),
             Some(5) => {

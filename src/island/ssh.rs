@@ -165,15 +165,15 @@ impl Islands {
         if !self.secrets_dir(name).join("ssh/host_ed25519_key").exists() {
             self.render_ssh_keys(name)?;
         }
-        let mark = self.engine.mark();
-        let argv = self.engine.pipe_exec_argv(
+        let mark = self.runtime.mark();
+        let argv = self.runtime.pipe_exec_argv(
             name,
             "root",
             &[(tmux::ATTACH_MARK, &mark)],
             &["/usr/sbin/sshd", "-i", "-e", "-f", SSHD_CONFIG],
         );
         self.touch(name);
-        let (engine, island) = (self.engine.clone(), name.to_string());
+        let (engine, island) = (self.runtime.clone(), name.to_string());
         let on_end = move || {
             let opts = ExecOpts {
                 timeout: std::time::Duration::from_secs(15),

@@ -199,6 +199,70 @@ pub struct Inspect {
     pub memory_limit: u64,
 }
 
+/// The seam between the domain and an engine: everything `island/` (and the sessions,
+/// brokers and readiness) may ask of the place islands run, in islands, volumes and commands.
+/// The Docker engine (`Engine`, below) is one; a Kubernetes runtime is the next (issue 16,
+/// docs/scale-out.md). Image builds are not here: the host's Docker engine builds the island
+/// image for every runtime.
+pub trait Runtime: Send + Sync {
+    /// `docker` or `kubernetes`.
+    fn kind(&self) -> &'static str;
+    /// A fresh mark for something this run starts in an island: `<boot>.<random>`.
+    fn mark(&self) -> String;
+    /// End, inside the island, what an earlier daemon run left marked; how many.
+    fn sweep_strays(&self, island: &str, user: &str) -> Result<usize>;
+    /// Whether the engine answers.
+    fn ping(&self) -> Result<()>;
+    /// The island's network (its own subnet where the engine gives one).
+    fn create_network(&self, island: &str, subnet: &str) -> Result<()>;
+    /// The subnet of an island's existing network (empty where the engine has none).
+    fn network_subnet(&self, island: &str) -> Result<String>;
+    fn remove_network(&self, island: &str) -> Result<()>;
+    fn create_volume(&self, island: &str, volume: &str) -> Result<()>;
+    fn remove_volume(&self, volume: &str) -> Result<()>;
+    /// Create and start the island's container (pod) from `spec`.
+    fn run_container(&self, spec: &ContainerSpec) -> Result<()>;
+    fn start(&self, island: &str) -> Result<()>;
+    fn stop(&self, island: &str, grace_secs: u32) -> Result<()>;
+    fn remove_container(&self, island: &str) -> Result<()>;
+    fn pause(&self, island: &str) -> Result<()>;
+    fn unpause(&self, island: &str) -> Result<()>;
+    fn update_memory(&self, island: &str, bytes: u64) -> Result<()>;
+    /// The slow path: state, exit code, OOM, restarts, memory limit.
+    fn inspect(&self, island: &str) -> Result<Inspect>;
+    /// Run a command in the island and collect its output (within the engine's timeout).
+    fn exec(&self, island: &str, opts: &ExecOpts, input: Input<'_>) -> Result<Output>;
+    /// The argv that runs `argv` in the island on a TTY (for a PTY pump to spawn).
+    fn tty_exec_argv(
+        &self,
+        island: &str,
+        user: &str,
+        env: &[(&str, &str)],
+        argv: &[String],
+    ) -> Vec<String>;
+    /// The argv that runs `argv` in the island with stdin and stdout as plain pipes.
+    fn pipe_exec_argv(
+        &self,
+        island: &str,
+        user: &str,
+        env: &[(&str, &str)],
+        argv: &[&str],
+    ) -> Vec<String>;
+    /// Start a command in the island whose stdout is read as a stream.
+    fn exec_stream(&self, island: &str, opts: &ExecOpts) -> Result<process::Stream>;
+    /// Copy a host path into the island.
+    fn copy_in(&self, island: &str, src: &Path, dst: &str) -> Result<()>;
+    /// Copy one volume's content into another (clone).
+    fn copy_volume(&self, island: &str, src: &str, dst: &str, image: &str) -> Result<()>;
+    /// Run `script` with the island's volumes mounted, the island itself not running.
+    fn run_on_volumes(&self, island: &str, image: &str, script: &str) -> Result<Output>;
+    fn image_present(&self, image: &str) -> Result<bool>;
+    /// The island's output (`follow`: a stream that goes on).
+    fn logs(&self, island: &str, follow: bool, tail: &str) -> Result<process::Stream>;
+    /// Every island the engine holds: (name, state word).
+    fn list_islands(&self) -> Result<Vec<(String, String)>>;
+}
+
 #[derive(Debug, Clone)]
 pub struct Engine {
     docker: String,
@@ -227,24 +291,6 @@ impl Engine {
             boot: crate::util::random_hex(4),
             scratch: scratch.to_path_buf(),
         }
-    }
-
-    /// A fresh mark for something this run starts in an island: `<boot>.<random>`.
-    pub fn mark(&self) -> String {
-        format!("{}.{}", self.boot, crate::util::random_hex(6))
-    }
-
-    /// End, inside the island, everything an earlier daemon run left marked: attaches whose
-    /// client is gone, execs whose caller (and deadline keeper) is gone. Marks of this run are
-    /// left alone. Run as `user`: root in a container may not read another user's
-    /// /proc/<pid>/environ. Returns how many were ended.
-    pub fn sweep_strays(&self, island: &str, user: &str) -> Result<usize> {
-        let args = housekeeping(island, user, SWEEP_STRAYS, &self.boot);
-        let out = self.call(&args, Input::None, Duration::from_secs(30))?;
-        if !out.ok() {
-            return Err(self.refused(&args, &out));
-        }
-        Ok(out.stdout_str().trim().parse().unwrap_or(0))
     }
 
     /// Parse `k=v,k2=v2` (as `DEJIMA_LABELS` gives it).
@@ -328,212 +374,6 @@ impl Engine {
         classify(argv, out.status, &out.stderr_str())
     }
 
-    /// `docker version`: is the engine there at all?
-    pub fn ping(&self) -> Result<()> {
-        let args = strings(&["version", "--format", "{{.Server.Version}}"]);
-        let out = self.call(&args, Input::None, Duration::from_secs(10))?;
-        if out.ok() {
-            Ok(())
-        } else {
-            Err(EngineError::Unavailable(out.stderr_str()))
-        }
-    }
-
-    /// The island's own bridge network on `subnet` (a `SubnetPool` entry; empty: the engine's
-    /// default pools, for records older than the pool). An existing network is kept as is.
-    pub fn create_network(&self, island: &str, subnet: &str) -> Result<()> {
-        let mut args = strings(&["network", "create"]);
-        if !subnet.is_empty() {
-            args.extend(["--subnet".into(), subnet.to_string()]);
-        }
-        args.extend(self.labels(island));
-        args.push(network_name(island));
-        match self.ok(&args) {
-            Err(EngineError::Failed { stderr, .. }) if stderr.contains("already exists") => Ok(()),
-            Err(EngineError::Failed { stderr, .. }) if stderr.contains("overlaps") => {
-                Err(EngineError::SubnetTaken(subnet.to_string()))
-            }
-            r => r.map(drop),
-        }
-    }
-
-    /// The subnet of an island's network ("" when it has none we can read).
-    pub fn network_subnet(&self, island: &str) -> Result<String> {
-        let args = strings(&[
-            "network",
-            "inspect",
-            "--format",
-            "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
-            &network_name(island),
-        ]);
-        Ok(self.ok(&args)?.stdout_str().trim().to_string())
-    }
-
-    pub fn create_volume(&self, island: &str, volume: &str) -> Result<()> {
-        let mut args = strings(&["volume", "create"]);
-        args.extend(self.labels(island));
-        args.push(volume.into());
-        self.ok(&args).map(drop)
-    }
-
-    pub fn remove_volume(&self, volume: &str) -> Result<()> {
-        match self.ok(&strings(&["volume", "rm", "-f", volume])) {
-            Err(EngineError::NotFound(_)) => Ok(()),
-            r => r.map(drop),
-        }
-    }
-
-    pub fn remove_network(&self, island: &str) -> Result<()> {
-        match self.ok(&strings(&["network", "rm", &network_name(island)])) {
-            Err(EngineError::NotFound(_)) => Ok(()),
-            r => r.map(drop),
-        }
-    }
-
-    /// `docker run -d` the island's container on its network and volumes.
-    pub fn run_container(&self, spec: &ContainerSpec) -> Result<()> {
-        let island = &spec.island;
-        // `--pull never`: an island image is built here, never fetched behind the caller's back.
-        // `--restart no`: the engine never restarts an island on its own (after a crash or
-        // its own restart); the daemon decides, and the panic switch can hold them all down.
-        let mut args = strings(&["run", "-d", "--init", "--pull", "never", "--restart", "no"]);
-        args.extend([
-            "--name".into(),
-            container_name(island),
-            "--hostname".into(),
-            island.clone(),
-            "--network".into(),
-            network_name(island),
-            "--mount".into(),
-            format!(
-                "type=volume,src={},dst={WORKSPACE}",
-                workspace_volume(island)
-            ),
-            "--mount".into(),
-            format!("type=volume,src={},dst={AGENT_HOME}", home_volume(island)),
-            "--env".into(),
-            format!("DEJIMA_ISLAND={island}"),
-        ]);
-        args.extend(self.labels(island));
-        if let Some(m) = spec.memory {
-            args.extend(["--memory".into(), m.to_string()]);
-        }
-        if !spec.cpus.is_empty() {
-            args.extend(["--cpus".into(), spec.cpus.clone()]);
-        }
-        if !spec.disk.is_empty() {
-            args.extend(["--storage-opt".into(), format!("size={}", spec.disk)]);
-        }
-        if let Some(adj) = spec.oom_score_adj {
-            args.extend(["--oom-score-adj".into(), adj.to_string()]);
-        }
-        if let Some(dir) = &spec.run_dir {
-            args.extend([
-                "--mount".into(),
-                // Read-only: the island connects to its socket and reads its agents' scripts,
-                // and can plant nothing the daemon would later follow.
-                format!("type=bind,src={},dst=/run/dejima,readonly", dir.display()),
-            ]);
-        }
-        if let Some(dir) = &spec.secrets_dir {
-            args.extend([
-                "--mount".into(),
-                format!(
-                    "type=bind,src={},dst={SECRETS_MOUNT},readonly",
-                    dir.display()
-                ),
-            ]);
-        }
-        args.push(spec.image.clone());
-        let out = self.call_env(&args, &[], Input::None, self.timeout)?;
-        if out.ok() {
-            return Ok(());
-        }
-        let err = self.refused(&args, &out);
-        // A failed `run` can leave a created-but-not-started container behind.
-        if !err.text().contains("is already in use") {
-            let _ = self.remove_container(island);
-        }
-        Err(err)
-    }
-
-    pub fn start(&self, island: &str) -> Result<()> {
-        self.ok(&strings(&["start", &container_name(island)]))
-            .map(drop)
-    }
-
-    /// Stop with a grace period; a missing container is already stopped.
-    pub fn stop(&self, island: &str, grace_secs: u32) -> Result<()> {
-        let args = strings(&[
-            "stop",
-            "-t",
-            &grace_secs.to_string(),
-            &container_name(island),
-        ]);
-        match self.ok(&args) {
-            Err(EngineError::NotFound(_)) => Ok(()),
-            r => r.map(drop),
-        }
-    }
-
-    pub fn remove_container(&self, island: &str) -> Result<()> {
-        match self.ok(&strings(&["rm", "-f", "-v", &container_name(island)])) {
-            Err(EngineError::NotFound(_)) => Ok(()),
-            r => r.map(drop),
-        }
-    }
-
-    pub fn pause(&self, island: &str) -> Result<()> {
-        self.ok(&strings(&["pause", &container_name(island)]))
-            .map(drop)
-    }
-
-    pub fn unpause(&self, island: &str) -> Result<()> {
-        self.ok(&strings(&["unpause", &container_name(island)]))
-            .map(drop)
-    }
-
-    /// Set a live memory limit (swap kept at twice the memory, docker's own default).
-    pub fn update_memory(&self, island: &str, bytes: u64) -> Result<()> {
-        let args = strings(&[
-            "update",
-            "--memory",
-            &bytes.to_string(),
-            "--memory-swap",
-            &(bytes.saturating_mul(2)).to_string(),
-            &container_name(island),
-        ]);
-        self.ok(&args).map(drop)
-    }
-
-    pub fn inspect(&self, island: &str) -> Result<Inspect> {
-        let args = strings(&[
-            "inspect",
-            "--type",
-            "container",
-            "--format",
-            "{{.State.Status}}|{{.State.ExitCode}}|{{.State.OOMKilled}}|{{.RestartCount}}|{{.HostConfig.Memory}}",
-            &container_name(island),
-        ]);
-        let out = self.ok(&args)?;
-        let s = out.stdout_str();
-        let f: Vec<&str> = s.trim().split('|').collect();
-        if f.len() != 5 {
-            return Err(EngineError::Failed {
-                argv: args,
-                status: out.status,
-                stderr: format!("unexpected inspect output: {s}"),
-            });
-        }
-        Ok(Inspect {
-            status: watch::map_status(f[0]),
-            exit_code: f[1].parse().unwrap_or(0),
-            oom_killed: f[2] == "true",
-            restart_count: f[3].parse().unwrap_or(0),
-            memory_limit: f[4].parse().unwrap_or(0),
-        })
-    }
-
     /// `docker exec` arguments. Environment values travel in `env_file` (a private file the
     /// CLI reads), never on the command line, in logs, or in the CLI's own environment.
     fn exec_args(
@@ -592,61 +432,6 @@ impl Engine {
         Ok(Some(EnvFile(path)))
     }
 
-    /// Run a command in the island's container and collect its output. A command still
-    /// running at `opts.timeout` is killed inside the island too (ending the host's
-    /// `docker exec` alone would leave it running there): each exec carries a mark, and only
-    /// when the deadline passes is its process (and its process group) found by that mark and
-    /// killed. Until then the timeout costs nothing. Should the daemon itself stop first, the
-    /// next run ends the orphan (`sweep_strays`).
-    pub fn exec(&self, island: &str, opts: &ExecOpts, input: Input<'_>) -> Result<Output> {
-        let mark = self.mark();
-        let env_file = self.env_file(&opts.env)?;
-        let args = self.exec_args(
-            island,
-            opts,
-            !matches!(input, Input::None),
-            &mark,
-            env_file.as_ref().map(|f| f.0.as_path()),
-        );
-        let mut argv = vec![self.docker.clone()];
-        argv.extend(args);
-        let run = Run::new(&argv)
-            .input(input)
-            .timeout(opts.timeout)
-            .cap(opts.cap);
-        let started = std::time::Instant::now();
-        let mut out = run
-            .run()
-            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
-        crate::metrics::engine_call("exec", started.elapsed());
-        drop(env_file);
-        // A program the runtime could not start: this engine prints why on stdout with 126;
-        // the command's streams must not carry that, and a missing program is 127 as a shell
-        // (and newer engines) say.
-        if out.status == Some(126) && out.stdout.starts_with(b"OCI runtime exec failed") {
-            if out
-                .stdout
-                .windows(25)
-                .any(|w| w == b"executable file not found")
-            {
-                out.status = Some(127);
-            }
-            out.stderr = std::mem::take(&mut out.stdout);
-        }
-        if out.timed_out {
-            self.kill_marked(island, &opts.user, &mark);
-            return Ok(out);
-        }
-        // 125/126/127 from `docker exec` itself (not the command) come with docker's text.
-        if matches!(out.status, Some(1) | Some(125) | Some(126)) {
-            let err = out.stderr_str();
-            if is_engine_text(&err) {
-                return Err(classify(argv, out.status, &err));
-            }
-        }
-        Ok(out)
-    }
-
     /// Kill, inside the island, the exec marked `mark` and its process group. As the exec's
     /// own user: root in a container may not read another user's /proc/<pid>/environ.
     fn kill_marked(&self, island: &str, user: &str, mark: &str) {
@@ -659,30 +444,6 @@ impl Engine {
             ),
             Err(e) => log::warn!("cannot kill timed-out exec {mark} in {island}: {e}"),
         }
-    }
-
-    /// The argv that runs `argv` in the container on a TTY (for a PTY pump to spawn).
-    pub fn tty_exec_argv(
-        &self,
-        island: &str,
-        user: &str,
-        env: &[(&str, &str)],
-        argv: &[String],
-    ) -> Vec<String> {
-        self.interactive_argv("-it", island, user, env, argv)
-    }
-
-    /// The argv that runs `argv` in the container with stdin and stdout as plain pipes (for a
-    /// byte pump: sshd in inetd mode).
-    pub fn pipe_exec_argv(
-        &self,
-        island: &str,
-        user: &str,
-        env: &[(&str, &str)],
-        argv: &[&str],
-    ) -> Vec<String> {
-        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-        self.interactive_argv("-i", island, user, env, &argv)
     }
 
     fn interactive_argv(
@@ -707,89 +468,6 @@ impl Engine {
         v.push(container_name(island));
         v.extend(argv.iter().cloned());
         v
-    }
-
-    /// Start a command in the container whose stdout is read as a stream.
-    pub fn exec_stream(&self, island: &str, opts: &ExecOpts) -> Result<process::Stream> {
-        let mut argv = vec![self.docker.clone()];
-        // Streams are the daemon's own helpers (file reads, log follows): no caller env.
-        debug_assert!(opts.env.is_empty());
-        argv.extend(self.exec_args(island, opts, false, "", None));
-        process::spawn_stream(&argv, true).map_err(|e| EngineError::Unavailable(e.to_string()))
-    }
-
-    /// Copy a host directory's contents into a container path (`docker cp SRC/. C:DST`).
-    pub fn copy_in(&self, island: &str, src: &Path, dst: &str) -> Result<()> {
-        let src = format!("{}/.", src.display());
-        let args = strings(&["cp", &src, &format!("{}:{dst}", container_name(island))]);
-        let out = self.call(&args, Input::None, Duration::from_secs(600))?;
-        if out.ok() {
-            Ok(())
-        } else {
-            Err(self.refused(&args, &out))
-        }
-    }
-
-    /// Copy one volume's bytes into another with a throwaway container on `image`.
-    pub fn copy_volume(&self, island: &str, src: &str, dst: &str, image: &str) -> Result<()> {
-        let mut args = strings(&["run", "--rm", "--pull", "never", "--network", "none"]);
-        args.extend(self.labels(island));
-        args.extend([
-            "--mount".into(),
-            format!("type=volume,src={src},dst=/from,readonly"),
-            "--mount".into(),
-            format!("type=volume,src={dst},dst=/to"),
-            "--entrypoint".into(),
-            "cp".into(),
-            image.into(),
-            "-a".into(),
-            "/from/.".into(),
-            "/to/".into(),
-        ]);
-        let out = self.call(&args, Input::None, Duration::from_secs(1800))?;
-        if out.ok() {
-            Ok(())
-        } else {
-            Err(self.refused(&args, &out))
-        }
-    }
-
-    /// Run a one-off command against an island's volumes on `image` (for checks on a stopped
-    /// island). Returns the output whatever the exit code.
-    pub fn run_on_volumes(&self, island: &str, image: &str, script: &str) -> Result<Output> {
-        let mut args = strings(&[
-            "run",
-            "--rm",
-            "--pull",
-            "never",
-            "--network",
-            "none",
-            "-u",
-            AGENT_USER,
-        ]);
-        args.extend(self.labels(island));
-        args.extend([
-            "--mount".into(),
-            format!(
-                "type=volume,src={},dst={WORKSPACE},readonly",
-                workspace_volume(island)
-            ),
-            "--entrypoint".into(),
-            "sh".into(),
-            image.into(),
-            "-c".into(),
-            script.into(),
-        ]);
-        self.call(&args, Input::None, self.timeout)
-    }
-
-    pub fn image_present(&self, image: &str) -> Result<bool> {
-        let args = strings(&["image", "inspect", "--format", "{{.Id}}", image]);
-        match self.ok(&args) {
-            Ok(_) => Ok(true),
-            Err(EngineError::NotFound(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
     }
 
     /// The engine's version, its data root, and its clock (RFC 3339).
@@ -862,8 +540,404 @@ impl Engine {
         process::spawn_stream(&sh, true).map_err(|e| EngineError::Unavailable(e.to_string()))
     }
 
+    pub(crate) fn docker(&self) -> &str {
+        &self.docker
+    }
+}
+
+impl Runtime for Engine {
+    fn kind(&self) -> &'static str {
+        "docker"
+    }
+
+    /// A fresh mark for something this run starts in an island: `<boot>.<random>`.
+    fn mark(&self) -> String {
+        format!("{}.{}", self.boot, crate::util::random_hex(6))
+    }
+
+    /// End, inside the island, everything an earlier daemon run left marked: attaches whose
+    /// client is gone, execs whose caller (and deadline keeper) is gone. Marks of this run are
+    /// left alone. Run as `user`: root in a container may not read another user's
+    /// /proc/<pid>/environ. Returns how many were ended.
+    fn sweep_strays(&self, island: &str, user: &str) -> Result<usize> {
+        let args = housekeeping(island, user, SWEEP_STRAYS, &self.boot);
+        let out = self.call(&args, Input::None, Duration::from_secs(30))?;
+        if !out.ok() {
+            return Err(self.refused(&args, &out));
+        }
+        Ok(out.stdout_str().trim().parse().unwrap_or(0))
+    }
+
+    /// `docker version`: is the engine there at all?
+    fn ping(&self) -> Result<()> {
+        let args = strings(&["version", "--format", "{{.Server.Version}}"]);
+        let out = self.call(&args, Input::None, Duration::from_secs(10))?;
+        if out.ok() {
+            Ok(())
+        } else {
+            Err(EngineError::Unavailable(out.stderr_str()))
+        }
+    }
+
+    /// The island's own bridge network on `subnet` (a `SubnetPool` entry; empty: the engine's
+    /// default pools, for records older than the pool). An existing network is kept as is.
+    fn create_network(&self, island: &str, subnet: &str) -> Result<()> {
+        let mut args = strings(&["network", "create"]);
+        if !subnet.is_empty() {
+            args.extend(["--subnet".into(), subnet.to_string()]);
+        }
+        args.extend(self.labels(island));
+        args.push(network_name(island));
+        match self.ok(&args) {
+            Err(EngineError::Failed { stderr, .. }) if stderr.contains("already exists") => Ok(()),
+            Err(EngineError::Failed { stderr, .. }) if stderr.contains("overlaps") => {
+                Err(EngineError::SubnetTaken(subnet.to_string()))
+            }
+            r => r.map(drop),
+        }
+    }
+
+    /// The subnet of an island's network ("" when it has none we can read).
+    fn network_subnet(&self, island: &str) -> Result<String> {
+        let args = strings(&[
+            "network",
+            "inspect",
+            "--format",
+            "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+            &network_name(island),
+        ]);
+        Ok(self.ok(&args)?.stdout_str().trim().to_string())
+    }
+
+    fn create_volume(&self, island: &str, volume: &str) -> Result<()> {
+        let mut args = strings(&["volume", "create"]);
+        args.extend(self.labels(island));
+        args.push(volume.into());
+        self.ok(&args).map(drop)
+    }
+
+    fn remove_volume(&self, volume: &str) -> Result<()> {
+        match self.ok(&strings(&["volume", "rm", "-f", volume])) {
+            Err(EngineError::NotFound(_)) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    fn remove_network(&self, island: &str) -> Result<()> {
+        match self.ok(&strings(&["network", "rm", &network_name(island)])) {
+            Err(EngineError::NotFound(_)) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    /// `docker run -d` the island's container on its network and volumes.
+    fn run_container(&self, spec: &ContainerSpec) -> Result<()> {
+        let island = &spec.island;
+        // `--pull never`: an island image is built here, never fetched behind the caller's back.
+        // `--restart no`: the engine never restarts an island on its own (after a crash or
+        // its own restart); the daemon decides, and the panic switch can hold them all down.
+        let mut args = strings(&["run", "-d", "--init", "--pull", "never", "--restart", "no"]);
+        args.extend([
+            "--name".into(),
+            container_name(island),
+            "--hostname".into(),
+            island.clone(),
+            "--network".into(),
+            network_name(island),
+            "--mount".into(),
+            format!(
+                "type=volume,src={},dst={WORKSPACE}",
+                workspace_volume(island)
+            ),
+            "--mount".into(),
+            format!("type=volume,src={},dst={AGENT_HOME}", home_volume(island)),
+            "--env".into(),
+            format!("DEJIMA_ISLAND={island}"),
+        ]);
+        args.extend(self.labels(island));
+        if let Some(m) = spec.memory {
+            args.extend(["--memory".into(), m.to_string()]);
+        }
+        if !spec.cpus.is_empty() {
+            args.extend(["--cpus".into(), spec.cpus.clone()]);
+        }
+        if !spec.disk.is_empty() {
+            args.extend(["--storage-opt".into(), format!("size={}", spec.disk)]);
+        }
+        if let Some(adj) = spec.oom_score_adj {
+            args.extend(["--oom-score-adj".into(), adj.to_string()]);
+        }
+        if let Some(dir) = &spec.run_dir {
+            args.extend([
+                "--mount".into(),
+                // Read-only: the island connects to its socket and reads its agents' scripts,
+                // and can plant nothing the daemon would later follow.
+                format!("type=bind,src={},dst=/run/dejima,readonly", dir.display()),
+            ]);
+        }
+        if let Some(dir) = &spec.secrets_dir {
+            args.extend([
+                "--mount".into(),
+                format!(
+                    "type=bind,src={},dst={SECRETS_MOUNT},readonly",
+                    dir.display()
+                ),
+            ]);
+        }
+        args.push(spec.image.clone());
+        let out = self.call_env(&args, &[], Input::None, self.timeout)?;
+        if out.ok() {
+            return Ok(());
+        }
+        let err = self.refused(&args, &out);
+        // A failed `run` can leave a created-but-not-started container behind.
+        if !err.text().contains("is already in use") {
+            let _ = self.remove_container(island);
+        }
+        Err(err)
+    }
+
+    fn start(&self, island: &str) -> Result<()> {
+        self.ok(&strings(&["start", &container_name(island)]))
+            .map(drop)
+    }
+
+    /// Stop with a grace period; a missing container is already stopped.
+    fn stop(&self, island: &str, grace_secs: u32) -> Result<()> {
+        let args = strings(&[
+            "stop",
+            "-t",
+            &grace_secs.to_string(),
+            &container_name(island),
+        ]);
+        match self.ok(&args) {
+            Err(EngineError::NotFound(_)) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    fn remove_container(&self, island: &str) -> Result<()> {
+        match self.ok(&strings(&["rm", "-f", "-v", &container_name(island)])) {
+            Err(EngineError::NotFound(_)) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    fn pause(&self, island: &str) -> Result<()> {
+        self.ok(&strings(&["pause", &container_name(island)]))
+            .map(drop)
+    }
+
+    fn unpause(&self, island: &str) -> Result<()> {
+        self.ok(&strings(&["unpause", &container_name(island)]))
+            .map(drop)
+    }
+
+    /// Set a live memory limit (swap kept at twice the memory, docker's own default).
+    fn update_memory(&self, island: &str, bytes: u64) -> Result<()> {
+        let args = strings(&[
+            "update",
+            "--memory",
+            &bytes.to_string(),
+            "--memory-swap",
+            &(bytes.saturating_mul(2)).to_string(),
+            &container_name(island),
+        ]);
+        self.ok(&args).map(drop)
+    }
+
+    fn inspect(&self, island: &str) -> Result<Inspect> {
+        let args = strings(&[
+            "inspect",
+            "--type",
+            "container",
+            "--format",
+            "{{.State.Status}}|{{.State.ExitCode}}|{{.State.OOMKilled}}|{{.RestartCount}}|{{.HostConfig.Memory}}",
+            &container_name(island),
+        ]);
+        let out = self.ok(&args)?;
+        let s = out.stdout_str();
+        let f: Vec<&str> = s.trim().split('|').collect();
+        if f.len() != 5 {
+            return Err(EngineError::Failed {
+                argv: args,
+                status: out.status,
+                stderr: format!("unexpected inspect output: {s}"),
+            });
+        }
+        Ok(Inspect {
+            status: watch::map_status(f[0]),
+            exit_code: f[1].parse().unwrap_or(0),
+            oom_killed: f[2] == "true",
+            restart_count: f[3].parse().unwrap_or(0),
+            memory_limit: f[4].parse().unwrap_or(0),
+        })
+    }
+
+    /// Run a command in the island's container and collect its output. A command still
+    /// running at `opts.timeout` is killed inside the island too (ending the host's
+    /// `docker exec` alone would leave it running there): each exec carries a mark, and only
+    /// when the deadline passes is its process (and its process group) found by that mark and
+    /// killed. Until then the timeout costs nothing. Should the daemon itself stop first, the
+    /// next run ends the orphan (`sweep_strays`).
+    fn exec(&self, island: &str, opts: &ExecOpts, input: Input<'_>) -> Result<Output> {
+        let mark = self.mark();
+        let env_file = self.env_file(&opts.env)?;
+        let args = self.exec_args(
+            island,
+            opts,
+            !matches!(input, Input::None),
+            &mark,
+            env_file.as_ref().map(|f| f.0.as_path()),
+        );
+        let mut argv = vec![self.docker.clone()];
+        argv.extend(args);
+        let run = Run::new(&argv)
+            .input(input)
+            .timeout(opts.timeout)
+            .cap(opts.cap);
+        let started = std::time::Instant::now();
+        let mut out = run
+            .run()
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        crate::metrics::engine_call("exec", started.elapsed());
+        drop(env_file);
+        // A program the runtime could not start: this engine prints why on stdout with 126;
+        // the command's streams must not carry that, and a missing program is 127 as a shell
+        // (and newer engines) say.
+        if out.status == Some(126) && out.stdout.starts_with(b"OCI runtime exec failed") {
+            if out
+                .stdout
+                .windows(25)
+                .any(|w| w == b"executable file not found")
+            {
+                out.status = Some(127);
+            }
+            out.stderr = std::mem::take(&mut out.stdout);
+        }
+        if out.timed_out {
+            self.kill_marked(island, &opts.user, &mark);
+            return Ok(out);
+        }
+        // 125/126/127 from `docker exec` itself (not the command) come with docker's text.
+        if matches!(out.status, Some(1) | Some(125) | Some(126)) {
+            let err = out.stderr_str();
+            if is_engine_text(&err) {
+                return Err(classify(argv, out.status, &err));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The argv that runs `argv` in the container on a TTY (for a PTY pump to spawn).
+    fn tty_exec_argv(
+        &self,
+        island: &str,
+        user: &str,
+        env: &[(&str, &str)],
+        argv: &[String],
+    ) -> Vec<String> {
+        self.interactive_argv("-it", island, user, env, argv)
+    }
+
+    /// The argv that runs `argv` in the container with stdin and stdout as plain pipes (for a
+    /// byte pump: sshd in inetd mode).
+    fn pipe_exec_argv(
+        &self,
+        island: &str,
+        user: &str,
+        env: &[(&str, &str)],
+        argv: &[&str],
+    ) -> Vec<String> {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        self.interactive_argv("-i", island, user, env, &argv)
+    }
+
+    /// Start a command in the container whose stdout is read as a stream.
+    fn exec_stream(&self, island: &str, opts: &ExecOpts) -> Result<process::Stream> {
+        let mut argv = vec![self.docker.clone()];
+        // Streams are the daemon's own helpers (file reads, log follows): no caller env.
+        debug_assert!(opts.env.is_empty());
+        argv.extend(self.exec_args(island, opts, false, "", None));
+        process::spawn_stream(&argv, true).map_err(|e| EngineError::Unavailable(e.to_string()))
+    }
+
+    /// Copy a host directory's contents into a container path (`docker cp SRC/. C:DST`).
+    fn copy_in(&self, island: &str, src: &Path, dst: &str) -> Result<()> {
+        let src = format!("{}/.", src.display());
+        let args = strings(&["cp", &src, &format!("{}:{dst}", container_name(island))]);
+        let out = self.call(&args, Input::None, Duration::from_secs(600))?;
+        if out.ok() {
+            Ok(())
+        } else {
+            Err(self.refused(&args, &out))
+        }
+    }
+
+    /// Copy one volume's bytes into another with a throwaway container on `image`.
+    fn copy_volume(&self, island: &str, src: &str, dst: &str, image: &str) -> Result<()> {
+        let mut args = strings(&["run", "--rm", "--pull", "never", "--network", "none"]);
+        args.extend(self.labels(island));
+        args.extend([
+            "--mount".into(),
+            format!("type=volume,src={src},dst=/from,readonly"),
+            "--mount".into(),
+            format!("type=volume,src={dst},dst=/to"),
+            "--entrypoint".into(),
+            "cp".into(),
+            image.into(),
+            "-a".into(),
+            "/from/.".into(),
+            "/to/".into(),
+        ]);
+        let out = self.call(&args, Input::None, Duration::from_secs(1800))?;
+        if out.ok() {
+            Ok(())
+        } else {
+            Err(self.refused(&args, &out))
+        }
+    }
+
+    /// Run a one-off command against an island's volumes on `image` (for checks on a stopped
+    /// island). Returns the output whatever the exit code.
+    fn run_on_volumes(&self, island: &str, image: &str, script: &str) -> Result<Output> {
+        let mut args = strings(&[
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "--network",
+            "none",
+            "-u",
+            AGENT_USER,
+        ]);
+        args.extend(self.labels(island));
+        args.extend([
+            "--mount".into(),
+            format!(
+                "type=volume,src={},dst={WORKSPACE},readonly",
+                workspace_volume(island)
+            ),
+            "--entrypoint".into(),
+            "sh".into(),
+            image.into(),
+            "-c".into(),
+            script.into(),
+        ]);
+        self.call(&args, Input::None, self.timeout)
+    }
+
+    fn image_present(&self, image: &str) -> Result<bool> {
+        let args = strings(&["image", "inspect", "--format", "{{.Id}}", image]);
+        match self.ok(&args) {
+            Ok(_) => Ok(true),
+            Err(EngineError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Stream a container's logs (stdout and stderr folded together).
-    pub fn logs(&self, island: &str, follow: bool, tail: &str) -> Result<process::Stream> {
+    fn logs(&self, island: &str, follow: bool, tail: &str) -> Result<process::Stream> {
         let mut args = vec![
             self.docker.clone(),
             "logs".into(),
@@ -883,7 +957,7 @@ impl Engine {
     }
 
     /// Every container carrying our label: (island, status).
-    pub fn list_islands(&self) -> Result<Vec<(String, String)>> {
+    fn list_islands(&self) -> Result<Vec<(String, String)>> {
         let fmt = format!("{{{{.Label \"{ISLAND_LABEL}\"}}}}|{{{{.State}}}}|{{{{.Names}}}}");
         let args = strings(&[
             "ps",
@@ -904,10 +978,6 @@ impl Engine {
                 (cname == container_name(island)).then(|| (island.to_string(), state.to_string()))
             })
             .collect())
-    }
-
-    pub(crate) fn docker(&self) -> &str {
-        &self.docker
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::{container_name, Engine, ISLAND_LABEL};
+use super::{container_name, Engine, Runtime, ISLAND_LABEL};
 use crate::process;
 use crate::util::parse_size;
 

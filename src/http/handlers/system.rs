@@ -106,7 +106,7 @@ pub fn image_build(app: &App, req: &mut Request, _p: &Params) -> Result<Response
         Box::new(move |w, _peer| {
             let mut alive = true;
             let result = image::build(
-                &islands.engine,
+                &islands.images,
                 &islands.work_dir(),
                 &opts,
                 &slot,
@@ -168,9 +168,9 @@ pub fn metrics(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
 /// GET /v1/readyz: 200 when the engine answers and the island image is there; 503 with why.
 pub fn readyz(app: &App, _req: &mut Request, _p: &Params) -> Result<Response> {
     let image = app.islands.config.default_image.clone();
-    let why = match app.islands.engine.ping() {
+    let why = match app.islands.runtime.ping() {
         Err(e) => Some(format!("the container engine does not answer: {e}")),
-        Ok(()) => match app.islands.engine.image_present(&image) {
+        Ok(()) => match app.islands.runtime.image_present(&image) {
             Ok(true) => None,
             Ok(false) => Some(format!(
                 "the island image {image} is not built (dejima image build)"
