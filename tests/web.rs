@@ -357,21 +357,8 @@ impl Drop for Kill {
     }
 }
 
-/// The first line a child printed.
-fn first_line(out: &mut impl Read) -> String {
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    while !line.ends_with(b"\n") {
-        assert_eq!(out.read(&mut b).unwrap(), 1, "dejima ui printed nothing");
-        line.push(b[0]);
-    }
-    String::from_utf8(line).unwrap()
-}
-
-#[test]
-fn dejima_ui_opens_only_for_its_one_time_link() {
-    let d = Daemon::start();
-    let i = d.create("webui");
+/// `dejima ui --no-open` for `d`: the running process and the URL it printed.
+fn dejima_ui(d: &Daemon) -> (Kill, String) {
     let mut ui = Command::new(env!("CARGO_BIN_EXE_dejima"))
         .args(["ui", "--no-open"])
         .env("DEJIMA_HOME", &d.home)
@@ -381,9 +368,24 @@ fn dejima_ui_opens_only_for_its_one_time_link() {
         .spawn()
         .unwrap();
     let mut out = ui.stdout.take().unwrap();
-    let _ui = Kill(ui);
-    let line = first_line(&mut out);
+    let ui = Kill(ui);
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        assert_eq!(out.read(&mut b).unwrap(), 1, "dejima ui printed nothing");
+        line.push(b[0]);
+    }
+    let line = String::from_utf8(line).unwrap();
     let url = line.trim().strip_prefix("dashboard: ").expect(&line);
+    (ui, url.to_string())
+}
+
+#[test]
+fn dejima_ui_opens_only_for_its_one_time_link() {
+    let d = Daemon::start();
+    let i = d.create("webui");
+    let (_ui, url) = dejima_ui(&d);
+    let url = url.as_str();
     let rest = url.strip_prefix("http://").unwrap();
     let (addr, path) = rest.split_once('/').unwrap();
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
@@ -431,22 +433,7 @@ fn dejima_ui_opens_only_for_its_one_time_link() {
     assert!(ws_until(&mut w, "via-ui-42").is_some());
     drop(w);
     // The same flow in Chromium, with a fresh link (a second `dejima ui`).
-    let mut ui2 = Command::new(env!("CARGO_BIN_EXE_dejima"))
-        .args(["ui", "--no-open"])
-        .env("DEJIMA_HOME", &d.home)
-        .env_remove("DEJIMA_HOST")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out2 = ui2.stdout.take().unwrap();
-    let _ui2 = Kill(ui2);
-    let url2 = first_line(&mut out2);
-    let url2 = url2
-        .trim()
-        .strip_prefix("dashboard: ")
-        .expect(&url2)
-        .to_string();
+    let (_ui2, url2) = dejima_ui(&d);
     let browser = Command::new("timeout")
         .args(["-k", "5", "120", "node", "tests/web/ui.mjs"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
