@@ -347,8 +347,9 @@ fn the_dashboard_is_served_with_its_guards() {
     );
 }
 
-/// Kills `dejima ui` however the test ends.
-struct Kill(std::process::Child);
+/// Kills `dejima ui` however the test ends; holds its stdout open till then (closed, its next
+/// line would end it with SIGPIPE).
+struct Kill(std::process::Child, Option<std::process::ChildStdout>);
 
 impl Drop for Kill {
     fn drop(&mut self) {
@@ -368,7 +369,7 @@ fn dejima_ui(d: &Daemon) -> (Kill, String) {
         .spawn()
         .unwrap();
     let mut out = ui.stdout.take().unwrap();
-    let ui = Kill(ui);
+    let mut ui = Kill(ui, None);
     let mut line = Vec::new();
     let mut b = [0u8; 1];
     while !line.ends_with(b"\n") {
@@ -377,6 +378,7 @@ fn dejima_ui(d: &Daemon) -> (Kill, String) {
     }
     let line = String::from_utf8(line).unwrap();
     let url = line.trim().strip_prefix("dashboard: ").expect(&line);
+    ui.1 = Some(out);
     (ui, url.to_string())
 }
 

@@ -55,9 +55,14 @@ pub fn ui(c: &Client, a: Ui) -> Out {
         token: c.token.clone(),
     });
     let url = format!("http://127.0.0.1:{port}/?ui={once}");
-    println!("dashboard: {url}");
-    println!("(the link opens one browser session; Ctrl-C stops the dashboard)");
-    let _ = io::stdout().flush();
+    // Written, not printed: a reader that goes away (`dejima ui | head -1`) must not end it.
+    let mut out = io::stdout();
+    let _ = writeln!(out, "dashboard: {url}");
+    let _ = writeln!(
+        out,
+        "(the link opens one browser session; Ctrl-C stops the dashboard)"
+    );
+    let _ = out.flush();
     if !a.no_open {
         open_browser(&url);
     }
