@@ -5,7 +5,7 @@
 //
 // env: BASE (http://127.0.0.1:PORT), OWNER, VIEWER (operator token secrets), PREFIX (island
 // names), ARTIFACTS (a folder).
-import { chromium } from 'playwright-core';
+import { withBrowser } from './browser.mjs';
 import { mkdirSync } from 'node:fs';
 import { createServer as httpServer } from 'node:http';
 
@@ -29,10 +29,6 @@ async function api(method, path, body, token = OWNER) {
   return { status: r.status, json, text };
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-});
 const consoleErrors = [];
 function watch(page, name) {
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(`${name}: ${m.text()}`); });
@@ -69,7 +65,7 @@ async function typeInTerminal(page, text) {
   await page.keyboard.type(text);
 }
 
-try {
+await withBrowser(async (browser) => {
   // 1. Login (a wrong token is refused and said so), then the fleet, live.
   const desk = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const a = await desk.newPage();
@@ -367,10 +363,4 @@ try {
 
   const real = consoleErrors.filter((e) => !/Failed to load resource|WebSocket connection|401|403/.test(e));
   check(real.length === 0, `console errors: ${real.join('\n')}`);
-  console.log('ok');
-} catch (e) {
-  console.error(e.stack || String(e));
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});

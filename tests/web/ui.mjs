@@ -2,15 +2,11 @@
 // the socket (no login page: the browser is the socket's owner through it), a terminal works
 // through the pass-through, and the URL does not open a second browser. tests/web.rs starts
 // `dejima ui --no-open` and runs this with URL and ISLAND; "ok" last when it passed.
-import { chromium } from 'playwright-core';
+import { withBrowser } from './browser.mjs';
 
 const { URL: url, ISLAND, ARTIFACTS } = process.env;
 const T = 30_000;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-});
-try {
+await withBrowser(async (browser) => {
   const ctx = await browser.newContext({ viewport: { width: 1200, height: 800 } });
   const page = await ctx.newPage();
   await page.goto(url);
@@ -30,10 +26,4 @@ try {
   const p2 = await other.newPage();
   const r = await p2.goto(url);
   if (r.status() !== 403) throw new Error(`a second browser with the same link got ${r.status()}`);
-  console.log('ok');
-} catch (e) {
-  console.error(e.stack || String(e));
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});
