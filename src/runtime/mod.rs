@@ -1,6 +1,7 @@
 //! The Docker engine, driven through its CLI. Every docker argv in the program lives in this
 //! module; callers speak in islands, volumes and images.
 
+pub mod kubernetes;
 pub mod watch;
 
 use std::fmt;
