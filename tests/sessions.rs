@@ -107,18 +107,7 @@ fn resize_changes_what_tmux_reports() {
     let deadline = Instant::now() + T;
     while !b.text().contains("40 132") {
         if Instant::now() > deadline {
-            let (pane, _) = d.exec(
-                &i.name,
-                &[
-                    "tmux",
-                    "-L",
-                    "dejima",
-                    "capture-pane",
-                    "-p",
-                    "-t",
-                    "agent-a1",
-                ],
-            );
+            let pane = screen(&d, &i.name, "a1");
             panic!(
                 "B never showed the size; pane now:\n{pane}\nB got {:?}",
                 b.text()

@@ -392,11 +392,7 @@ fn require_token_closes_tcp_to_the_untokened_and_not_the_socket() {
     )
     .expect("a viewer attaches as an observer");
     // The hello frame follows the registration: presence is certain once it is here.
-    let hello = wait_for(T, "the watcher's hello", || match watch.read() {
-        Ok(tungstenite::Message::Text(t)) => Some(t),
-        _ => None,
-    });
-    assert!(hello.contains("hello"), "{hello}");
+    expect_hello(&mut watch);
     let a = d.ok("GET", &format!("/v1/islands/{}/agents/a1", i.name), None);
     assert!(
         a["attached"]
@@ -413,6 +409,11 @@ fn require_token_closes_tcp_to_the_untokened_and_not_the_socket() {
         Some(&operator),
     )
     .expect("an operator attaches");
+    expect_hello(&mut ws);
+}
+
+/// The session's first text frame, which must be its hello.
+fn expect_hello(ws: &mut tungstenite::WebSocket<std::net::TcpStream>) {
     let hello = wait_for(T, "hello", || match ws.read() {
         Ok(tungstenite::Message::Text(t)) => Some(t),
         _ => None,

@@ -13,6 +13,7 @@ use argh::FromArgs;
 
 use super::{fail, Out};
 use crate::client::{Client, Target};
+use crate::http::server::Conn;
 use crate::util;
 
 /// open the daemon's web dashboard in a browser, through a loopback listener that only the printed one-time URL opens
@@ -94,52 +95,12 @@ fn open_browser(url: &str) {
     }
 }
 
-/// Both directions of a connection to the daemon.
-enum Upstream {
-    Unix(UnixStream),
-    Tcp(TcpStream),
-}
-
-impl Upstream {
-    fn connect(t: &Target) -> io::Result<Upstream> {
-        Ok(match t {
-            Target::Unix(p) => Upstream::Unix(UnixStream::connect(p)?),
-            Target::Tcp(a) => Upstream::Tcp(TcpStream::connect(a)?),
-        })
-    }
-    fn try_clone(&self) -> io::Result<Upstream> {
-        Ok(match self {
-            Upstream::Unix(s) => Upstream::Unix(s.try_clone()?),
-            Upstream::Tcp(s) => Upstream::Tcp(s.try_clone()?),
-        })
-    }
-    fn shutdown_write(&self) {
-        let _ = match self {
-            Upstream::Unix(s) => s.shutdown(Shutdown::Write),
-            Upstream::Tcp(s) => s.shutdown(Shutdown::Write),
-        };
-    }
-}
-
-impl Read for Upstream {
-    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Upstream::Unix(s) => s.read(b),
-            Upstream::Tcp(s) => s.read(b),
-        }
-    }
-}
-
-impl Write for Upstream {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        match self {
-            Upstream::Unix(s) => s.write(b),
-            Upstream::Tcp(s) => s.write(b),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+/// A connection to the daemon on its socket or TCP (the server's own connection type).
+fn connect(t: &Target) -> io::Result<Conn> {
+    Ok(match t {
+        Target::Unix(p) => Conn::Unix(UnixStream::connect(p)?),
+        Target::Tcp(a) => Conn::Tcp(TcpStream::connect(a)?),
+    })
 }
 
 fn answer(mut conn: &TcpStream, status: &str, extra: &str, body: &str) -> io::Result<()> {
@@ -254,7 +215,7 @@ fn pass(mut conn: TcpStream, gate: &Gate) -> io::Result<()> {
         out.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
     out.push_str("\r\n");
-    let mut up = match Upstream::connect(&gate.target) {
+    let mut up = match connect(&gate.target) {
         Ok(u) => u,
         Err(e) => {
             return answer(
@@ -273,7 +234,7 @@ fn pass(mut conn: TcpStream, gate: &Gate) -> io::Result<()> {
         .name("ui-up".into())
         .spawn(move || {
             let _ = io::copy(&mut from_browser, &mut to_daemon);
-            to_daemon.shutdown_write();
+            let _ = to_daemon.shutdown_write();
         })?;
     let _ = io::copy(&mut up, &mut conn);
     let _ = conn.shutdown(Shutdown::Both);
