@@ -303,6 +303,40 @@ fn the_dashboard_is_served_with_its_guards() {
     );
     assert_eq!(rebound.status, 403, "{}", rebound.body);
     assert!(rebound.body.contains("--web-host"), "{}", rebound.body);
+    // curl logs in and follows the fleet stream with the cookie, as a script would: the
+    // snapshot names the island.
+    let jar = std::env::temp_dir().join(format!("web-jar-{}", dejima::util::random_hex(4)));
+    let curl = |args: &[&str]| {
+        let o = Command::new("curl")
+            .args([
+                "-s",
+                "-b",
+                jar.to_str().unwrap(),
+                "-c",
+                jar.to_str().unwrap(),
+            ])
+            .args(args)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let me = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &json!({ "token": owner }).to_string(),
+        &format!("http://{addr}/ui/login"),
+    ]);
+    assert!(me.contains("\"owner\""), "{me}");
+    let stream = curl(&["-N", "--max-time", "3", &format!("http://{addr}/ui/fleet")]);
+    let _ = std::fs::remove_file(&jar);
+    assert!(stream.starts_with("event: snapshot\ndata: ["), "{stream}");
+    assert!(
+        stream.contains(&format!("\"name\":\"{}\"", i.name)),
+        "{stream}"
+    );
     // From its own origin, the cookie's websocket works.
     let mut w = ws(
         &addr,

@@ -5,7 +5,7 @@ import { api } from './api.js';
 import { $, h, toast, fmtTime } from './dom.js';
 
 // Every frame is `event: <type>`, so each type needs its own listener.
-export const EVENT_TYPES = [
+const EVENT_TYPES = [
   'island.created', 'island.running', 'island.hibernated', 'island.woken', 'island.reset',
   'island.purged', 'container.crashed', 'client.attached', 'client.detached',
   'last-client.detached', 'agent.waiting-for-input', 'agent.task-complete', 'agent.error',

@@ -466,7 +466,3 @@ export function initFleet() {
   loadAgentTypes();
   return openFleet();
 }
-
-export function knownAgentTypes() {
-  return agentTypes;
-}
