@@ -598,6 +598,24 @@ pub struct Overview {
     pub vm_memory_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm_recommended_bytes: Option<u64>,
+    /// Where islands run, and what of the API that runtime cannot do.
+    #[serde(default)]
+    pub runtime: RuntimeInfo,
+}
+
+/// `overview.runtime`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct RuntimeInfo {
+    /// `docker` or `kubernetes`.
+    pub kind: String,
+    /// Features this runtime lacks; requests that need one get a 422 saying so.
+    pub unsupported: Vec<Unsupported>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Unsupported {
+    pub feature: String,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

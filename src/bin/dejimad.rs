@@ -9,7 +9,8 @@ use argh::FromArgs;
 /// DEJIMA_LABELS (k=v,... extra labels on every engine object), DEJIMA_ENGINE_TIMEOUT
 /// (seconds one engine call may take, default 120), DEJIMA_BASE_IMAGE (base of island image
 /// builds), DEJIMA_WEBHOOK_GIVE_UP_SECS (default 86400), DEJIMA_WEBHOOK_MAX_BACKOFF_SECS
-/// (default 300), DEJIMA_UPDATE_KEY (as --update-key), RUST_LOG (error, warn, info, debug).
+/// (default 300), DEJIMA_UPDATE_KEY (as --update-key), DEJIMA_KUBECTL (kubectl CLI for
+/// --runtime kubernetes, default kubectl), RUST_LOG (error, warn, info, debug).
 #[derive(FromArgs)]
 struct Args {
     /// also listen on TCP, e.g. :7273 or 127.0.0.1:7273 (loopback and tailnet peers only)
@@ -73,6 +74,19 @@ struct Args {
     /// default the checkout this binary was built in, when it runs from target/release
     #[argh(option)]
     update_source: Option<String>,
+    /// where islands run: docker (this host's engine, the default) or kubernetes (a cluster
+    /// through kubectl; $KUBECONFIG or ~/.kube/config, kubectl from $DEJIMA_KUBECTL)
+    #[argh(option, default = "String::from(\"docker\")")]
+    runtime: String,
+    /// kubernetes: the kubeconfig context to use (default: its current context)
+    #[argh(option)]
+    kube_context: Option<String>,
+    /// kubernetes: the namespace this daemon's islands live in, made when missing (default dejima)
+    #[argh(option, default = "String::from(\"dejima\")")]
+    namespace: String,
+    /// kubernetes: the storage class of the islands' volume claims (default: the cluster's)
+    #[argh(option)]
+    storage_class: Option<String>,
     /// print the version and exit
     #[argh(switch)]
     version: bool,
@@ -168,6 +182,23 @@ fn options(args: Args) -> Result<dejima::daemon::Options, String> {
             &std::env::var("DEJIMA_LABELS").unwrap_or_default(),
         ),
         engine_timeout: env_secs("DEJIMA_ENGINE_TIMEOUT", 120)?,
+        kube: match args.runtime.as_str() {
+            "docker" => {
+                if args.kube_context.is_some() || args.storage_class.is_some() {
+                    return Err(
+                        "--kube-context and --storage-class need --runtime kubernetes".into(),
+                    );
+                }
+                None
+            }
+            "kubernetes" => Some(dejima::daemon::KubeOptions {
+                kubectl: std::env::var("DEJIMA_KUBECTL").unwrap_or_else(|_| "kubectl".into()),
+                context: args.kube_context,
+                namespace: args.namespace,
+                storage_class: args.storage_class,
+            }),
+            other => return Err(format!("--runtime {other:?}: one of docker, kubernetes")),
+        },
         subnets: dejima::runtime::SubnetPool::parse(&args.subnet_pool, args.subnet_prefix)?,
         webhooks: dejima::events::webhooks::Policy {
             give_up: env_secs("DEJIMA_WEBHOOK_GIVE_UP_SECS", 24 * 3600)?,

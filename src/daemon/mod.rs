@@ -23,6 +23,15 @@ const DRAIN: Duration = Duration::from_secs(10);
 
 /// Every setting the daemon reads, from its flags or its environment, in one place: `main`
 /// fills it (documented in `dejimad --help` and dejimad(8)) and it is passed down from here.
+/// `--runtime kubernetes` and its flags.
+#[derive(Debug, Clone)]
+pub struct KubeOptions {
+    pub kubectl: String,
+    pub context: Option<String>,
+    pub namespace: String,
+    pub storage_class: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// State directory (`$DEJIMA_HOME`, default `~/.dejima`).
@@ -44,6 +53,8 @@ pub struct Options {
     pub docker: String,
     /// Extra labels on every engine object (`$DEJIMA_LABELS`, `k=v,k2=v2`).
     pub labels: Vec<(String, String)>,
+    /// Islands on a Kubernetes cluster instead of the Docker engine (`--runtime kubernetes`).
+    pub kube: Option<KubeOptions>,
     /// Longest one engine call may take before the engine counts as unreachable
     /// (`$DEJIMA_ENGINE_TIMEOUT`, seconds).
     pub engine_timeout: Duration,
@@ -186,8 +197,39 @@ pub fn run(opts: Options) -> Result<(), String> {
         &home.root.join("tmp"),
     );
     let observed = Observed::new();
-    runtime::watch::start(engine.clone(), observed.clone())
-        .map_err(|e| format!("cannot start engine watchers: {e}"))?;
+    let place: Arc<dyn runtime::Runtime> = match &opts.kube {
+        None => {
+            runtime::watch::start(engine.clone(), observed.clone())
+                .map_err(|e| format!("cannot start engine watchers: {e}"))?;
+            Arc::new(engine.clone())
+        }
+        Some(k) => {
+            let kube = runtime::kubernetes::Kube::new(
+                &k.kubectl,
+                k.context.clone(),
+                runtime::kubernetes::Placement {
+                    namespace: k.namespace.clone(),
+                    storage_class: k.storage_class.clone(),
+                    labels: opts.labels.clone(),
+                    ..Default::default()
+                },
+                opts.engine_timeout,
+            );
+            kube.prepare().map_err(|e| {
+                format!(
+                    "cannot reach the cluster's namespace {:?}: {e}",
+                    k.namespace
+                )
+            })?;
+            runtime::kubernetes::watch(kube.clone(), observed.clone())
+                .map_err(|e| format!("cannot start the pod watcher: {e}"))?;
+            log::info!("islands run on Kubernetes, namespace {}", k.namespace);
+            Arc::new(kube)
+        }
+    };
+    for (feature, what) in place.unsupported() {
+        log::warn!("the {} runtime cannot do {feature}: {what}", place.kind());
+    }
     let events = Bus::new();
     let webhooks = Webhooks::start(&home, opts.webhooks.clone())
         .map_err(|e| format!("cannot start webhooks: {e}"))?;
@@ -207,7 +249,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     );
     let islands = Arc::new(Islands::new(
         home.clone(),
-        Arc::new(engine.clone()),
+        place,
         engine,
         observed.clone(),
         Config {

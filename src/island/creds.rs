@@ -321,6 +321,12 @@ impl Islands {
         if let Err(e) = self.write_ssh(name, &dir) {
             log::warn!("{e}");
         }
+        // A runtime without bind mounts gets the island's copy brought up to date now, under
+        // the same lock, so two writers cannot push out of order.
+        if self.observed.running(name) {
+            let run = self.home.island_dir(name).join("run");
+            self.runtime.sync_files(name, &run, &dir)?;
+        }
         Ok(dir)
     }
 

@@ -169,6 +169,22 @@ impl Islands {
         }
     }
 
+    /// A request that needs what this runtime cannot do: 422 with the runtime's reason.
+    pub(crate) fn require(&self, feature: &str) -> Result<()> {
+        match self
+            .runtime
+            .unsupported()
+            .into_iter()
+            .find(|(f, _)| *f == feature)
+        {
+            None => Ok(()),
+            Some((f, why)) => Err(Error::Unprocessable(format!(
+                "the {} runtime cannot do {f}: {why}",
+                self.runtime.kind()
+            ))),
+        }
+    }
+
     /// POST /v1/islands
     pub fn create(self: &Arc<Self>, req: CreateIsland) -> Result<IslandInfo> {
         self.create_as(req, None)
@@ -229,6 +245,9 @@ impl Islands {
         )?;
         let resources = req.resources.clone().unwrap_or_default();
         validate_resources(&resources)?;
+        if resources.oom_priority.is_some() {
+            self.require(runtime::feature::OOM_PRIORITY)?;
+        }
         if req.tags.len() > 64 {
             return Err(Error::bad("tags: at most 64"));
         }
@@ -890,9 +909,15 @@ impl Islands {
             ..Resources::default()
         };
         validate_resources(&probe)?;
+        if req.oom_priority.is_some() {
+            self.require(runtime::feature::OOM_PRIORITY)?;
+        }
         let _busy = self.begin(name, "updating resources")?;
         let rec = self.record(name)?;
-        if let Some(m) = &req.memory {
+        // A runtime that cannot change a running island's memory takes it at the next start.
+        let live = self.runtime.supports(runtime::feature::LIVE_MEMORY);
+        let memory_later = req.memory.is_some() && !live && self.observed.running(name);
+        if let Some(m) = req.memory.as_ref().filter(|_| live) {
             let bytes = parse_memory(m)?;
             match self.runtime.update_memory(name, bytes) {
                 Ok(()) | Err(EngineError::NotFound(_)) => {}
@@ -904,8 +929,8 @@ impl Islands {
                 Err(e) => return Err(e.into()),
             }
         }
-        let restart_required =
-            req.oom_priority.is_some() && req.oom_priority != rec.resources.oom_priority;
+        let restart_required = memory_later
+            || req.oom_priority.is_some() && req.oom_priority != rec.resources.oom_priority;
         let rec = self.update(name, |r| {
             if let Some(m) = req.memory {
                 r.resources.memory = m;

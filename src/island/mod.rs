@@ -568,6 +568,18 @@ impl Islands {
             webhook_count,
             docker_reachable: self.observed.reachable(),
             island_image: self.config.default_image.clone(),
+            runtime: crate::api::RuntimeInfo {
+                kind: self.runtime.kind().to_string(),
+                unsupported: self
+                    .runtime
+                    .unsupported()
+                    .into_iter()
+                    .map(|(f, d)| crate::api::Unsupported {
+                        feature: f.to_string(),
+                        detail: d.to_string(),
+                    })
+                    .collect(),
+            },
             ..Overview::default()
         };
         for i in &list {

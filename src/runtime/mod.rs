@@ -1,5 +1,6 @@
-//! The Docker engine, driven through its CLI. Every docker argv in the program lives in this
-//! module; callers speak in islands, volumes and images.
+//! The runtimes islands run on: the Docker engine driven through its CLI (here: every docker
+//! argv in the program lives in this module) and a Kubernetes cluster through kubectl
+//! (`kubernetes`). Callers speak in islands, volumes and images, through `Runtime`.
 
 pub mod kubernetes;
 pub mod watch;
@@ -32,7 +33,7 @@ pub enum EngineError {
 impl fmt::Display for EngineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EngineError::Unavailable(m) => write!(f, "docker engine unreachable: {m}"),
+            EngineError::Unavailable(m) => write!(f, "island runtime unreachable: {m}"),
             EngineError::NotFound(m) => write!(f, "{m}"),
             EngineError::Failed { stderr, .. } => write!(f, "{stderr}"),
             EngineError::SubnetTaken(s) => write!(f, "subnet {s} overlaps an existing network"),
@@ -262,6 +263,33 @@ pub trait Runtime: Send + Sync {
     fn logs(&self, island: &str, follow: bool, tail: &str) -> Result<process::Stream>;
     /// Every island the engine holds: (name, state word).
     fn list_islands(&self) -> Result<Vec<(String, String)>>;
+    /// What the API offers that this runtime cannot do: (feature, what the caller sees
+    /// instead). Said at start and in /v1/overview; the requests that need one are refused.
+    fn unsupported(&self) -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
+    fn supports(&self, feature: &str) -> bool {
+        !self.unsupported().iter().any(|(f, _)| *f == feature)
+    }
+    /// The island's run and secrets folders changed on the host: bring its copy up to date
+    /// (the Docker runtime bind-mounts them, so there is nothing to do).
+    fn sync_files(&self, _island: &str, _run_dir: &Path, _secrets_dir: &Path) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Names of what a runtime may lack (`Runtime::unsupported`).
+pub mod feature {
+    /// PUT resources `memory` on a running island.
+    pub const LIVE_MEMORY: &str = "live_memory";
+    /// `resources.oom_priority`.
+    pub const OOM_PRIORITY: &str = "oom_priority";
+    /// Pausing an island (a clone's consistent copy of a running source).
+    pub const PAUSE: &str = "pause";
+    /// Memory and CPU figures.
+    pub const STATS: &str = "stats";
+    /// The daemon's socket inside the island (/run/dejima/dejimad.sock).
+    pub const ISLAND_SOCKET: &str = "island_socket";
 }
 
 #[derive(Debug, Clone)]

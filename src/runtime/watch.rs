@@ -196,7 +196,41 @@ impl Observed {
         }
     }
 
-    fn replace_all(&self, listing: Vec<(String, String)>) {
+    /// Whether the engine answers (its watcher says).
+    pub(crate) fn set_reachable(&self, yes: bool) {
+        self.reachable.store(yes, Ordering::Relaxed);
+    }
+
+    /// A runtime that reports whole states (a pod as it is now; None: gone) rather than
+    /// transitions: the transition is worked out here and reported as the engine's would be.
+    pub(crate) fn apply_observation(&self, island: &str, now: Option<ContainerObs>) {
+        let prev = self.container(island);
+        let ev = match &now {
+            None => ContainerEvent::Destroyed,
+            Some(n) if n.oom_killed && !prev.oom_killed => {
+                self.apply_event(island, ContainerEvent::OomKilled, None);
+                ContainerEvent::Died
+            }
+            Some(n) if n.state == ContainerState::Running => {
+                if prev.state == ContainerState::Running {
+                    return;
+                }
+                ContainerEvent::Started
+            }
+            Some(n)
+                if n.state == ContainerState::Exited && prev.state == ContainerState::Running =>
+            {
+                ContainerEvent::Died
+            }
+            Some(_) => ContainerEvent::Created,
+        };
+        let code = now.as_ref().map(|n| n.exit_code);
+        self.apply_event(island, ev, code);
+    }
+
+    /// The engine's whole listing, read on every (re)connect of its watch.
+    pub(crate) fn replace_all(&self, listing: Vec<(String, String)>) {
+        self.synced.store(true, Ordering::Relaxed);
         let mut map = lock(&self.containers);
         let old = std::mem::take(&mut *map);
         for (island, status) in listing {

@@ -5154,6 +5154,17 @@ export interface components {
             host_memory_bytes?: number;
             vm_memory_bytes?: number;
             vm_recommended_bytes?: number;
+            /** @description Where islands run (`dejimad --runtime`) and what of this API that runtime cannot do. A request that needs an unsupported feature gets a 422 naming it; the daemon also logs the list at start. `docker_reachable` is the runtime's reachability (the Docker engine or the cluster). */
+            runtime?: {
+                /** @enum {string} */
+                kind: "docker" | "kubernetes";
+                unsupported: {
+                    /** @enum {string} */
+                    feature: "live_memory" | "oom_priority" | "pause" | "stats" | "island_socket";
+                    /** @description What the caller sees instead. */
+                    detail: string;
+                }[];
+            };
         };
     };
     responses: {
