@@ -301,6 +301,10 @@ impl Stream {
     pub fn wait(&mut self) -> Option<i32> {
         self.child.wait().ok().and_then(|s| s.code())
     }
+    /// Whether the child still runs (reaped here when it ended).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
     pub fn kill(&mut self) {
         kill_group(&mut self.child);
     }

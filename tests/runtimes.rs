@@ -1,6 +1,6 @@
 //! One integration suite, run on both runtimes through the API alone: islands (create, exec,
 //! files, logs, hibernate, wake, reset, upgrade, clone, purge), agents and their sessions,
-//! screens and prompts, events, and a daemon restart. Then what only the Kubernetes runtime
+//! screens and prompts, events, the island's own socket, and a daemon restart. Then what only the Kubernetes runtime
 //! has: a pod deleted behind our back, claims kept while hibernated, a kubelet restart, the
 //! features it reports it cannot do.
 //!
@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use support::kube::OnKube;
 use support::*;
 
 const LONG: Duration = Duration::from_secs(90);
@@ -22,6 +23,12 @@ const LONG: Duration = Duration::from_secs(90);
 /// What a runtime holds for an island, named, for "nothing is left" checks.
 trait Held {
     fn objects(&self, island: &str) -> Vec<String>;
+}
+
+impl Held for OnKube {
+    fn objects(&self, island: &str) -> Vec<String> {
+        OnKube::objects(self, island)
+    }
 }
 
 struct DockerHeld;
@@ -40,131 +47,6 @@ impl Held for DockerHeld {
         }
         v.retain(|s| !s.is_empty());
         v
-    }
-}
-
-// ---------- the cluster ----------
-
-struct Cluster {
-    kubeconfig: String,
-    kubectl: String,
-}
-
-impl Cluster {
-    fn find() -> Option<Cluster> {
-        let kubeconfig = std::env::var("DEJIMA_TEST_KUBECONFIG")
-            .unwrap_or_else(|_| "/tmp/dejima-kube/admin.kubeconfig".into());
-        let kubectl = std::env::var("DEJIMA_TEST_KUBECTL")
-            .unwrap_or_else(|_| "/var/cache/dejima-kube/kubectl/usr/bin/kubectl".into());
-        let c = Cluster {
-            kubeconfig,
-            kubectl,
-        };
-        let up = std::path::Path::new(&c.kubeconfig).exists()
-            && c.run(&["get", "nodes"]).is_ok_and(|o| o.contains(" Ready"));
-        if up {
-            return Some(c);
-        }
-        if std::env::var("DEJIMA_TEST_KUBE").as_deref() == Ok("1") {
-            panic!(
-                "no Kubernetes cluster at {} (run scripts/kube-up)",
-                c.kubeconfig
-            );
-        }
-        eprintln!("skipped: no Kubernetes cluster (scripts/kube-up starts one)");
-        None
-    }
-
-    /// scripts/kube-up's state folder (where the kubeconfig is).
-    fn root(&self) -> &std::path::Path {
-        std::path::Path::new(&self.kubeconfig).parent().unwrap()
-    }
-
-    fn run(&self, args: &[&str]) -> Result<String, String> {
-        let o = Command::new(&self.kubectl)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if o.status.success() {
-            Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&o.stderr).into_owned())
-        }
-    }
-}
-
-static IMPORTED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
-
-/// A daemon on `--runtime kubernetes` in a namespace of its own, deleted on drop.
-struct OnKube {
-    d: Daemon,
-    ns: String,
-    c: Cluster,
-}
-
-impl OnKube {
-    fn start() -> Option<OnKube> {
-        let c = Cluster::find()?;
-        let ns = unique("djt");
-        let d = Daemon::start_with(
-            &["--runtime", "kubernetes", "--namespace", &ns],
-            &[
-                ("KUBECONFIG", c.kubeconfig.as_str()),
-                ("DEJIMA_KUBECTL", c.kubectl.as_str()),
-            ],
-        );
-        // The daemon built the island image on the host's engine: the node gets that build.
-        {
-            let mut done = IMPORTED.lock().unwrap_or_else(|e| e.into_inner());
-            if !*done {
-                let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kube-up"))
-                    .arg("--import-image")
-                    .env("KUBE_ROOT", c.root())
-                    .output()
-                    .unwrap();
-                assert!(
-                    out.status.success(),
-                    "image import: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                *done = true;
-            }
-        }
-        Some(OnKube { d, ns, c })
-    }
-
-    fn k(&self, args: &[&str]) -> Result<String, String> {
-        let mut a = vec!["--namespace", self.ns.as_str()];
-        a.extend_from_slice(args);
-        self.c.run(&a)
-    }
-}
-
-impl Held for OnKube {
-    fn objects(&self, island: &str) -> Vec<String> {
-        let sel = format!("dejima.island={island}");
-        self.k(&[
-            "get",
-            "pods,pvc,secrets,networkpolicies",
-            "-l",
-            &sel,
-            "-o",
-            "name",
-        ])
-        .unwrap_or_else(|e| panic!("kubectl get: {e}"))
-        .lines()
-        .map(str::to_string)
-        .collect()
-    }
-}
-
-impl Drop for OnKube {
-    fn drop(&mut self) {
-        let _ = self
-            .c
-            .run(&["delete", "namespace", &self.ns, "--wait=false"]);
     }
 }
 
@@ -313,6 +195,32 @@ fn agents_and_sessions(d: &Daemon) {
     );
 }
 
+/// The island's own socket reaches the daemon with the island's token (agent hooks call it):
+/// an agent event sent from inside arrives; a wrong token is refused. On Kubernetes the socket
+/// is relayed, so the first call may come a moment after the island runs.
+fn island_socket(d: &Daemon) {
+    let i = d.create("rt");
+    let n = &i.name;
+    let notify = json!({"cmd": ["sh", "-c",
+        "DEJIMA_AGENT=a1 dejima-notify task-complete '{\"summary\":\"from inside\"}'"]});
+    wait_for(LONG, "dejima-notify through the island's socket", || {
+        (exec(d, n, notify.clone())["exit_code"] == 0).then_some(())
+    });
+    let ev = d.ok("GET", &format!("/v1/islands/{n}/events"), None);
+    assert!(
+        ev.as_array().unwrap().iter().any(|e| e["type"] == "agent.task-complete"
+            && e["payload"]["summary"] == "from inside"),
+        "{ev}"
+    );
+    let v = exec(
+        d,
+        n,
+        json!({"cmd": ["sh", "-c",
+            "curl -s -o /dev/null -w '%{http_code}' --unix-socket /run/dejima/dejimad.sock -H 'Authorization: Bearer wrong' http://dejimad/v1/internal/agent-event -d '{}'"]}),
+    );
+    assert_eq!(v["stdout"], "401", "{v}");
+}
+
 /// Clone copies both volumes; reset empties the home and keeps the workspace; upgrade keeps
 /// both.
 fn reset_upgrade_clone(d: &Daemon) {
@@ -394,6 +302,11 @@ fn docker_agents_and_sessions() {
 }
 
 #[test]
+fn docker_island_socket() {
+    island_socket(&Daemon::start());
+}
+
+#[test]
 fn docker_reset_upgrade_clone() {
     reset_upgrade_clone(&Daemon::start());
 }
@@ -415,6 +328,12 @@ fn kube_lifecycle() {
 fn kube_agents_and_sessions() {
     let Some(k) = OnKube::start() else { return };
     agents_and_sessions(&k.d);
+}
+
+#[test]
+fn kube_island_socket() {
+    let Some(k) = OnKube::start() else { return };
+    island_socket(&k.d);
 }
 
 #[test]

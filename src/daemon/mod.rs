@@ -306,6 +306,15 @@ pub fn run(opts: Options) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
 
+    // Where the runtime cannot mount an island's socket, a relay per running island.
+    if islands.runtime.relays_socket() {
+        let (islands, shutdown) = (islands.clone(), shutdown.clone());
+        thread::Builder::new()
+            .name("island-relays".into())
+            .spawn(move || crate::island::relay::run(islands, shutdown))
+            .map_err(|e| e.to_string())?;
+    }
+
     // Recorders follow the islands that record and the agent sessions that run.
     {
         let (islands, shutdown) = (islands.clone(), shutdown.clone());

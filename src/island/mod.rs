@@ -13,6 +13,7 @@ pub mod names;
 pub mod panic;
 pub mod paths;
 pub mod record;
+pub mod relay;
 pub mod screen;
 pub mod ssh;
 
@@ -179,7 +180,7 @@ pub struct Config {
 
 pub struct Islands {
     pub home: Home,
-    /// Where islands run (the Docker engine today; docs/scale-out.md).
+    /// Where islands run (`--runtime`: the Docker engine or a Kubernetes cluster).
     pub runtime: Arc<dyn Runtime>,
     /// The host's Docker engine, which builds and holds the island image (doctor, image builds).
     pub images: Engine,

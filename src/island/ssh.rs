@@ -95,6 +95,7 @@ impl Islands {
             .map(SshKey::line)
             .collect();
         lines.dedup();
+        lines.extend(self.relay_authorized_line());
         let mut text = lines.join("\n");
         text.push('\n');
         crate::store::atomic_write_mode(&ssh.join("authorized_keys"), text.as_bytes(), 0o644)
@@ -110,7 +111,12 @@ impl Islands {
         }
         self.ensure_host_key(name)?;
         let _one = crate::util::lock(&self.secrets_lock);
-        self.write_ssh(name, &dir)
+        self.write_ssh(name, &dir)?;
+        if self.observed.running(name) {
+            let run = self.home.island_dir(name).join("run");
+            self.runtime.sync_files(name, &run, &dir)?;
+        }
+        Ok(())
     }
 
     pub fn render_all_ssh_keys(&self) {

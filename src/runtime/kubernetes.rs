@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{
-    ContainerObs, ContainerSpec, ContainerState, EngineError, ExecOpts, Inspect, Observed, Result,
-    Runtime, AGENT_HOME, ISLAND_LABEL, SECRETS_MOUNT, WORKSPACE,
+    ContainerObs, ContainerSpec, ContainerState, EngineError, ExecOpts, Inspect, Observed, Relay,
+    Result, Runtime, AGENT_HOME, ISLAND_LABEL, SECRETS_MOUNT, WORKSPACE,
 };
 use crate::process::{self, Input, Output, Run};
 
@@ -125,6 +125,9 @@ for pair in "run /run/dejima" "secrets /run/secrets/dejima"; do
   chown 0:0 "$2"; chmod 755 "$2"
 done
 case "$f" in /run/.dejima-in.*) rm -f "$f" ;; esac
+# The daemon's socket: a relay (sshd, as the agent) binds it in its own folder.
+chown 1000:1000 /run/dejima-relay; chmod 700 /run/dejima-relay
+ln -sfn /run/dejima-relay/dejimad.sock /run/dejima/dejimad.sock
 "#;
 
 /// The island's pod. It never restarts on its own (the daemon decides, as `--restart no` does
@@ -148,6 +151,7 @@ pub fn pod(spec: &ContainerSpec, p: &Placement) -> Value {
     let folders = [
         json!({ "name": "run", "mountPath": "/run/dejima" }),
         json!({ "name": "secrets", "mountPath": SECRETS_MOUNT }),
+        json!({ "name": "relay", "mountPath": RELAY_DIR }),
     ];
     let mut mounts = vec![
         json!({ "name": "workspace", "mountPath": WORKSPACE }),
@@ -190,6 +194,7 @@ pub fn pod(spec: &ContainerSpec, p: &Placement) -> Value {
                 { "name": "home", "persistentVolumeClaim": { "claimName": claim_name(island, "home") } },
                 { "name": "run", "emptyDir": memory },
                 { "name": "secrets", "emptyDir": memory },
+                { "name": "relay", "emptyDir": memory },
                 { "name": "seed", "secret": { "secretName": secret_name(island), "defaultMode": 0o400 } },
             ],
         },
@@ -245,6 +250,9 @@ pub fn helper_pod(
     }
     pod
 }
+
+/// Where the island's socket is relayed to in the pod (`/run/dejima/dejimad.sock` links here).
+pub const RELAY_DIR: &str = "/run/dejima-relay";
 
 /// Marks helper pods, which carry the island's label but are not the island.
 pub const HELPER_LABEL: &str = "dejima.helper";
@@ -782,7 +790,6 @@ impl Runtime for Kube {
             (super::feature::OOM_PRIORITY, "Kubernetes has no per-pod OOM score; priorities follow the pod's QoS class"),
             (super::feature::PAUSE, "pods cannot be paused: a clone copies a running source's volumes as they change (hibernate it first for a consistent copy)"),
             (super::feature::STATS, "no memory/CPU figures (the metrics API is not read)"),
-            (super::feature::ISLAND_SOCKET, "no /run/dejima/dejimad.sock in the island: in-island dejima commands and agent hooks cannot reach the daemon"),
         ]
     }
 
@@ -1211,6 +1218,70 @@ impl Runtime for Kube {
                 (island, word.to_string())
             })
             .collect())
+    }
+
+    fn relays_socket(&self) -> bool {
+        true
+    }
+
+    /// OpenSSH relays the socket: `ssh -N -R` to the island's own sshd (started per relay
+    /// through `kubectl exec -i`, as the SSH route does) binds it in the pod, as the agent, and
+    /// sends each connection back over that one exec to the host socket, where the island's
+    /// token rules apply as on Docker. The daemon's relay key may only forward.
+    fn socket_relay(&self, island: &str, r: &Relay<'_>) -> Option<Vec<String>> {
+        let sshd = self.exec_argv(
+            island,
+            &["-i"],
+            &As {
+                user: "root",
+                ..As::default()
+            },
+            &[
+                "/usr/sbin/sshd".into(),
+                "-i".into(),
+                "-e".into(),
+                "-f".into(),
+                "/etc/ssh/dejima_sshd_config".into(),
+                "-o".into(),
+                "LogLevel=ERROR".into(),
+                // A socket left by an earlier relay of this pod is replaced.
+                "-o".into(),
+                "StreamLocalBindUnlink=yes".into(),
+            ],
+        );
+        let script = format!("#!/bin/sh\nexec {}\n", process::shell_words(&sshd));
+        if let Err(e) = crate::store::atomic_write_mode(r.proxy_script, script.as_bytes(), 0o700) {
+            log::warn!("island {island}: cannot write its relay's proxy command: {e}");
+            return None;
+        }
+        let alias = pod_name(island);
+        let mut argv: Vec<String> = ["ssh", "-N", "-T", "-F", "/dev/null"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for (k, v) in [
+            ("BatchMode", "yes".to_string()),
+            ("StrictHostKeyChecking", "yes".into()),
+            ("UserKnownHostsFile", r.known_hosts.display().to_string()),
+            ("HostKeyAlias", alias.clone()),
+            ("IdentitiesOnly", "yes".into()),
+            ("IdentityFile", r.key.display().to_string()),
+            ("ProxyCommand", r.proxy_script.display().to_string()),
+            ("ExitOnForwardFailure", "yes".into()),
+            ("ServerAliveInterval", "15".into()),
+            ("ServerAliveCountMax", "3".into()),
+            ("LogLevel", "ERROR".into()),
+        ] {
+            argv.extend(["-o".to_string(), format!("{k}={v}")]);
+        }
+        argv.extend([
+            "-R".into(),
+            format!("{RELAY_DIR}/dejimad.sock:{}", r.host_socket.display()),
+            "-l".into(),
+            super::AGENT_USER.into(),
+            alias,
+        ]);
+        Some(argv)
     }
 
     fn sync_files(&self, island: &str, run_dir: &Path, secrets_dir: &Path) -> Result<()> {

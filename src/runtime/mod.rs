@@ -276,6 +276,27 @@ pub trait Runtime: Send + Sync {
     fn sync_files(&self, _island: &str, _run_dir: &Path, _secrets_dir: &Path) -> Result<()> {
         Ok(())
     }
+    /// Whether the island's socket (`run/dejimad.sock`) reaches the island only through a
+    /// relay (`socket_relay`), not a mount.
+    fn relays_socket(&self) -> bool {
+        false
+    }
+    /// The argv of a long-lived process that makes the island's socket appear inside it.
+    fn socket_relay(&self, _island: &str, _relay: &Relay<'_>) -> Option<Vec<String>> {
+        None
+    }
+}
+
+/// What a socket relay needs from the daemon (`Runtime::socket_relay`).
+pub struct Relay<'a> {
+    /// The island's socket on the host, where relayed connections go.
+    pub host_socket: &'a Path,
+    /// The daemon's relay key (private), allowed in by the island's sshd for forwarding only.
+    pub key: &'a Path,
+    /// A known_hosts file naming the island's host key under `dejima-<island>`.
+    pub known_hosts: &'a Path,
+    /// Where to write the command that reaches the island's sshd (ssh's ProxyCommand).
+    pub proxy_script: &'a Path,
 }
 
 /// Names of what a runtime may lack (`Runtime::unsupported`).
@@ -288,8 +309,6 @@ pub mod feature {
     pub const PAUSE: &str = "pause";
     /// Memory and CPU figures.
     pub const STATS: &str = "stats";
-    /// The daemon's socket inside the island (/run/dejima/dejimad.sock).
-    pub const ISLAND_SOCKET: &str = "island_socket";
 }
 
 #[derive(Debug, Clone)]

@@ -13,6 +13,7 @@ use dejima::client::{Body, Client, ClientError, Response};
 use serde_json::{json, Value};
 
 pub mod bench;
+pub mod kube;
 
 pub const RUN_LABEL: &str = "dejima.test";
 

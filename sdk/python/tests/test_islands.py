@@ -16,6 +16,7 @@ def test_daemon_basics(client: dejima.Client) -> None:
     assert client.version() == h["version"] == dejima.__version__
     ov = client.overview()
     assert isinstance(ov["total_islands"], int) and "docker_reachable" in ov
+    assert ov["runtime"] == {"kind": "docker", "unsupported": []}
     r = client.readyz()
     assert r["ready"] is True and r["image"]
     text = client.metrics()

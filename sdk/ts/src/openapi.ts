@@ -5160,7 +5160,7 @@ export interface components {
                 kind: "docker" | "kubernetes";
                 unsupported: {
                     /** @enum {string} */
-                    feature: "live_memory" | "oom_priority" | "pause" | "stats" | "island_socket";
+                    feature: "live_memory" | "oom_priority" | "pause" | "stats";
                     /** @description What the caller sees instead. */
                     detail: string;
                 }[];

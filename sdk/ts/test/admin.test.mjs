@@ -35,6 +35,7 @@ test("healthz, readyz, metrics, version, overview", { skip }, async () => {
   const o = await dj.overview();
   assert.equal(typeof o.total_islands, "number");
   assert.equal(o.docker_reachable, true);
+  assert.deepEqual(o.runtime, { kind: "docker", unsupported: [] });
   assert.ok(o.daemon_started_at);
 });
 
