@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::Islands;
-use crate::error::{Error, Result};
-use crate::process::{self, Run};
+use crate::error::Result;
+use crate::process;
 use crate::runtime::Relay;
 
 /// A relay that ended is started again no sooner than this.
@@ -19,34 +19,7 @@ impl Islands {
     /// The daemon's relay key (made once): allowed into each island's sshd to forward only.
     fn relay_key(&self) -> Result<PathBuf> {
         let key = self.home.root.join("relay_ed25519");
-        if !key.exists() {
-            let tmp = self
-                .home
-                .root
-                .join(format!(".relay-{}", crate::util::random_hex(4)));
-            let t = tmp.display().to_string();
-            let out = Run::new(&[
-                "ssh-keygen",
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "dejimad-relay",
-                "-f",
-                &t,
-            ])
-            .timeout(Duration::from_secs(30))
-            .run()
-            .map_err(|e| Error::Unavailable(format!("cannot make the relay key: {e}")))?;
-            if !out.ok() {
-                return Err(Error::Internal(format!("ssh-keygen: {}", out.stderr_str())));
-            }
-            let io = |e: std::io::Error| Error::Internal(format!("relay key: {e}"));
-            std::fs::rename(format!("{t}.pub"), key.with_extension("pub")).map_err(io)?;
-            std::fs::rename(&tmp, &key).map_err(io)?;
-        }
+        super::ssh::make_key(&key, "dejimad-relay")?;
         Ok(key)
     }
 

@@ -21,6 +21,54 @@ pub struct SshSpec {
     pub on_end: Box<dyn FnOnce() + Send>,
 }
 
+/// Make an ed25519 key pair at `key` (and `key.pub`) with ssh-keygen, unless one is there.
+/// Two first callers both make one; the first to publish wins and the other's is dropped.
+pub(super) fn make_key(key: &Path, comment: &str) -> Result<()> {
+    if key.exists() {
+        return Ok(());
+    }
+    let io = |e: std::io::Error| Error::Internal(format!("{}: {e}", key.display()));
+    let dir = key.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".key-{}", crate::util::random_hex(4)));
+    let argv = [
+        "ssh-keygen",
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        comment,
+        "-f",
+        tmp.to_str().unwrap_or_default(),
+    ];
+    let out = Run::new(&argv)
+        .timeout(std::time::Duration::from_secs(30))
+        .run()
+        .map_err(|e| {
+            Error::Unavailable(format!(
+                "cannot make the key {comment:?}: {e} (install openssh-client on the daemon host)"
+            ))
+        })?;
+    if !out.ok() {
+        return Err(Error::Internal(format!(
+            "ssh-keygen failed: {}",
+            out.stderr_str().trim()
+        )));
+    }
+    let (pubk, tmp_pub) = (key.with_extension("pub"), tmp.with_extension("pub"));
+    // The private half by a link, which fails if another caller published first (its pair
+    // stands); only the winner then puts its public half beside it.
+    let published = std::fs::hard_link(&tmp, key).and_then(|_| std::fs::rename(&tmp_pub, &pubk));
+    let _ = std::fs::remove_file(&tmp);
+    let _ = std::fs::remove_file(&tmp_pub);
+    match published {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io(e)),
+    }
+}
+
 impl Islands {
     /// Make the island's host key, once. Called before the secrets lock is taken (it runs
     /// ssh-keygen): two first callers both make one, and the first to publish it wins.
@@ -34,48 +82,7 @@ impl Islands {
         std::fs::create_dir_all(self.secrets_dir(name)).map_err(io)?;
         crate::store::real_dir(&ssh).map_err(io)?;
         crate::store::chmod_nofollow(&ssh, 0o755).map_err(io)?;
-        {
-            let tmp = ssh.join(format!(".host-{}", crate::util::random_hex(4)));
-            let argv = [
-                "ssh-keygen",
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                &format!("dejima-{name}"),
-                "-f",
-                tmp.to_str().unwrap_or_default(),
-            ];
-            let out = Run::new(&argv)
-                .timeout(std::time::Duration::from_secs(30))
-                .run()
-                .map_err(|e| {
-                    Error::Unavailable(format!(
-                        "cannot make island {name:?}'s host key: {e} (install openssh-client on the daemon host)"
-                    ))
-                })?;
-            if !out.ok() {
-                return Err(Error::Internal(format!(
-                    "ssh-keygen failed: {}",
-                    out.stderr_str().trim()
-                )));
-            }
-            let pubk = ssh.join("host_ed25519_key.pub");
-            let tmp_pub = tmp.with_extension("pub");
-            // The private half by a link, which fails if another caller published first (its
-            // pair stands); only the winner then puts its public half beside it.
-            let published =
-                std::fs::hard_link(&tmp, &key).and_then(|_| std::fs::rename(&tmp_pub, &pubk));
-            let _ = std::fs::remove_file(&tmp);
-            let _ = std::fs::remove_file(&tmp_pub);
-            match published {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io(e)),
-            }
-        }
+        make_key(&key, &format!("dejima-{name}"))?;
         Ok(())
     }
 

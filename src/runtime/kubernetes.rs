@@ -5,8 +5,10 @@
 //! the program lives here. Objects go to `kubectl apply -f -` on stdin, so a Secret's bytes
 //! never reach an argv.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use super::{
     Result, Runtime, AGENT_HOME, ISLAND_LABEL, SECRETS_MOUNT, WORKSPACE,
 };
 use crate::process::{self, Input, Output, Run};
+use crate::util::lock;
 
 /// Where a daemon's islands go on a cluster.
 #[derive(Debug, Clone)]
@@ -342,6 +345,35 @@ pub struct Kube {
     timeout: Duration,
     /// This daemon run's id, the prefix of its marks (as `Engine::boot`).
     boot: String,
+    /// The island pods as the watch last saw them.
+    pods: Arc<Pods>,
+}
+
+/// The island pods as the `kube-pods` watch last saw them, shared by every clone of a `Kube`:
+/// a wait for a pod to run or to go reads this instead of asking the apiserver over and over
+/// (every kubectl call is a process; polling with them starved the cluster of CPU).
+#[derive(Debug, Default)]
+struct Pods {
+    map: Mutex<HashMap<String, Value>>,
+    changed: Condvar,
+    /// Whether the watch runs (else waits ask the apiserver themselves).
+    live: AtomicBool,
+}
+
+impl Pods {
+    fn put(&self, island: &str, pod: Option<Value>) {
+        let mut m = lock(&self.map);
+        match pod {
+            Some(p) => m.insert(island.to_string(), p),
+            None => m.remove(island),
+        };
+        self.changed.notify_all();
+    }
+
+    fn replace(&self, pods: Vec<(String, Value)>) {
+        *lock(&self.map) = pods.into_iter().collect();
+        self.changed.notify_all();
+    }
 }
 
 impl Kube {
@@ -357,6 +389,7 @@ impl Kube {
             place,
             timeout,
             boot: crate::util::random_hex(4),
+            pods: Arc::default(),
         }
     }
 
@@ -479,6 +512,27 @@ impl Kube {
         v
     }
 
+    /// `sh -c SCRIPT sh ARG` in the island as `user`: the daemon's own helper scripts.
+    fn script_argv(
+        &self,
+        island: &str,
+        mode: &[&str],
+        user: &str,
+        script: &str,
+        arg: &str,
+    ) -> Vec<String> {
+        let argv = ["sh", "-c", script, "sh", arg].map(String::from);
+        self.exec_argv(
+            island,
+            mode,
+            &As {
+                user,
+                ..As::default()
+            },
+            &argv,
+        )
+    }
+
     /// Write an exec's environment into the island (root-only, on stdin: never an argv).
     fn put_env(&self, island: &str, env: &[(String, String)]) -> Result<String> {
         let mut text = String::new();
@@ -498,21 +552,7 @@ impl Kube {
     }
 
     fn kill_marked(&self, island: &str, user: &str, mark: &str) {
-        let argv = self.exec_argv(
-            island,
-            &[],
-            &As {
-                user,
-                ..As::default()
-            },
-            &[
-                "sh".into(),
-                "-c".into(),
-                super::KILL_MARKED.into(),
-                "sh".into(),
-                mark.into(),
-            ],
-        );
+        let argv = self.script_argv(island, &[], user, super::KILL_MARKED, mark);
         if let Err(e) = self.call(&argv, Input::None, Duration::from_secs(15)) {
             log::warn!("cannot kill timed-out exec {mark} in {island}: {e}");
         }
@@ -600,65 +640,109 @@ impl Kube {
                         timeout.as_secs()
                     )))
                 }
-                _ => std::thread::sleep(Duration::from_millis(200)),
+                _ => std::thread::sleep(Duration::from_millis(500)),
             }
         })();
         let _ = self.delete("pod", &name, &["--wait=false"]);
         result
     }
 
-    /// Wait for a terminating pod to be gone: true when it went, false when the pod there is
-    /// not going.
-    fn wait_gone(&self, island: &str) -> Result<bool> {
+    /// Wait on the island's pod as the watch sees it (the apiserver's, once a second, when the
+    /// watch is down) until `decide` has an answer, or the engine timeout.
+    fn wait_pod<T>(
+        &self,
+        island: &str,
+        what: &str,
+        decide: impl Fn(Option<&Value>) -> Option<Result<T>>,
+    ) -> Result<T> {
         let deadline = std::time::Instant::now() + self.timeout;
+        let mut map = lock(&self.pods.map);
         loop {
-            match self.get_pod(island) {
-                Err(EngineError::NotFound(_)) => return Ok(true),
-                Err(e) => return Err(e),
-                Ok(p) if p["metadata"]["deletionTimestamp"].is_null() => return Ok(false),
-                Ok(_) if std::time::Instant::now() > deadline => {
-                    return Err(EngineError::Unavailable(format!(
-                        "the island's old pod did not go within {}s",
-                        self.timeout.as_secs()
-                    )))
+            if !self.pods.live.load(Ordering::Relaxed) {
+                drop(map);
+                let pod = match self.get_pod(island) {
+                    Ok(p) => Some(p),
+                    Err(EngineError::NotFound(_)) => None,
+                    Err(e) => return Err(e),
+                };
+                if let Some(r) = decide(pod.as_ref()) {
+                    return r;
                 }
-                Ok(_) => std::thread::sleep(Duration::from_millis(200)),
+                std::thread::sleep(Duration::from_secs(1));
+                map = lock(&self.pods.map);
+            } else if let Some(r) = decide(map.get(island)) {
+                return r;
             }
-        }
-    }
-
-    /// Wait until the island's pod runs, or say why it cannot.
-    fn wait_running(&self, island: &str) -> Result<()> {
-        let deadline = std::time::Instant::now() + self.timeout;
-        loop {
-            let pod = self.get_pod(island)?;
-            let obs = pod_state(&pod);
-            match obs.state {
-                ContainerState::Running => return Ok(()),
-                ContainerState::Exited if pod["status"]["phase"] != "Pending" => {
-                    return Err(EngineError::Failed {
-                        argv: self.argv(&["get", "pod"]),
-                        status: None,
-                        stderr: format!("the island's pod ended at start (exit {})", obs.exit_code),
-                    })
-                }
-                _ => {}
-            }
-            if let Some(why) = stuck(&pod) {
-                return Err(EngineError::Failed {
-                    argv: self.argv(&["get", "pod"]),
-                    status: None,
-                    stderr: why,
-                });
-            }
-            if std::time::Instant::now() > deadline {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
                 return Err(EngineError::Unavailable(format!(
-                    "the island's pod did not start within {}s",
+                    "the island's pod did not {what} within {}s",
                     self.timeout.as_secs()
                 )));
             }
-            std::thread::sleep(Duration::from_millis(100));
+            map = self
+                .pods
+                .changed
+                .wait_timeout(map, left.min(Duration::from_secs(1)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
+    }
+
+    /// Wait for a terminating pod to be gone: true when it went, false when the pod there is
+    /// not going.
+    fn wait_gone(&self, island: &str) -> Result<bool> {
+        let going = self.wait_pod(island, "go", |p| match p {
+            None => Some(Ok(true)),
+            Some(p) if p["metadata"]["deletionTimestamp"].is_null() => Some(Ok(false)),
+            Some(_) => None,
+        })?;
+        // The watch may not have seen it at all yet: the apiserver has the last word.
+        match self.get_pod(island) {
+            Err(EngineError::NotFound(_)) => Ok(true),
+            Ok(p) if going && !p["metadata"]["deletionTimestamp"].is_null() => {
+                self.wait_gone(island)
+            }
+            Ok(_) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Wait until the island's pod (the one with `uid`, not an earlier one the watch may still
+    /// show) runs, or say why it cannot.
+    fn wait_running(&self, island: &str, uid: &str) -> Result<()> {
+        let failed = |why: String| EngineError::Failed {
+            argv: self.argv(&["get", "pod"]),
+            status: None,
+            stderr: why,
+        };
+        self.wait_pod(island, "start", |pod| {
+            let pod = pod.filter(|p| uid.is_empty() || p["metadata"]["uid"] == uid)?;
+            let obs = pod_state(pod);
+            if obs.state == ContainerState::Running {
+                return Some(Ok(()));
+            }
+            if obs.state == ContainerState::Exited && pod["status"]["phase"] != "Pending" {
+                return Some(Err(failed(format!(
+                    "the island's pod ended at start (exit {})",
+                    obs.exit_code
+                ))));
+            }
+            stuck(pod).map(|why| Err(failed(why)))
+        })
+    }
+
+    /// Every island pod of the namespace, whole.
+    fn list_pods(&self) -> Result<Vec<(String, Value)>> {
+        let sel = format!("{ISLAND_LABEL},!{HELPER_LABEL}");
+        let out = self.ok(&["get", "pods", "-l", &sel, "-o", "json"])?;
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        Ok(v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| island_of(p).map(|(i, p)| (i, p.clone())))
+            .collect())
     }
 }
 
@@ -798,21 +882,7 @@ impl Runtime for Kube {
     }
 
     fn sweep_strays(&self, island: &str, user: &str) -> Result<usize> {
-        let argv = self.exec_argv(
-            island,
-            &[],
-            &As {
-                user,
-                ..As::default()
-            },
-            &[
-                "sh".into(),
-                "-c".into(),
-                super::SWEEP_STRAYS.into(),
-                "sh".into(),
-                self.boot.clone(),
-            ],
-        );
+        let argv = self.script_argv(island, &[], user, super::SWEEP_STRAYS, &self.boot);
         let out = self.call(&argv, Input::None, Duration::from_secs(30))?;
         if !out.ok() {
             return Err(classify(argv, out.status, &out.stderr_str()));
@@ -858,8 +928,13 @@ impl Runtime for Kube {
         self.apply(&network_policy(&spec.island, &self.place))?;
         let doc = pod(spec, &self.place);
         let bytes = serde_json::to_vec(&doc).unwrap_or_default();
-        let create = || self.ok_input(&["create", "-f", "-"], Input::Bytes(&bytes));
-        match create() {
+        let create = || {
+            self.ok_input(
+                &["create", "-f", "-", "-o", "jsonpath={.metadata.uid}"],
+                Input::Bytes(&bytes),
+            )
+        };
+        let made = match create() {
             Err(EngineError::Failed { stderr, .. }) if stderr.contains("AlreadyExists") => {
                 // A hibernate returns before its pod is gone; a wake right after waits here.
                 if !self.wait_gone(&spec.island)? {
@@ -869,13 +944,11 @@ impl Runtime for Kube {
                         stderr: format!("the island's pod is already in use: {stderr}"),
                     });
                 }
-                create()?;
+                create()?
             }
-            r => {
-                r?;
-            }
+            r => r?,
         };
-        let r = self.wait_running(&spec.island);
+        let r = self.wait_running(&spec.island, made.stdout_str().trim());
         if r.is_err() {
             let _ = self.remove_container(&spec.island);
         }
@@ -996,21 +1069,7 @@ impl Runtime for Kube {
             // kubectl lost the end of the output: read the spool again.
             for _ in 0..3 {
                 let left = opts.timeout.saturating_sub(started.elapsed());
-                let again = self.exec_argv(
-                    island,
-                    &[],
-                    &As {
-                        user: "root",
-                        ..As::default()
-                    },
-                    &[
-                        "sh".into(),
-                        "-c".into(),
-                        REREAD.into(),
-                        "sh".into(),
-                        mark.clone(),
-                    ],
-                );
+                let again = self.script_argv(island, &[], "root", REREAD, &mark);
                 let mut out = run(&again, Input::None, left.max(Duration::from_secs(5)))?;
                 if unspool(&mut out) {
                     return Ok(out);
@@ -1201,22 +1260,10 @@ impl Runtime for Kube {
     }
 
     fn list_islands(&self) -> Result<Vec<(String, String)>> {
-        let sel = format!("{ISLAND_LABEL},!{HELPER_LABEL}");
-        let out = self.ok(&["get", "pods", "-l", &sel, "-o", "json"])?;
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        Ok(v["items"]
-            .as_array()
+        Ok(self
+            .list_pods()?
             .into_iter()
-            .flatten()
-            .filter_map(island_of)
-            .map(|(island, pod)| {
-                let word = match pod_state(pod).state {
-                    ContainerState::Running => "running",
-                    ContainerState::Exited => "exited",
-                    _ => "unknown",
-                };
-                (island, word.to_string())
-            })
+            .map(|(island, pod)| (island, state_word(&pod).to_string()))
             .collect())
     }
 
@@ -1287,27 +1334,22 @@ impl Runtime for Kube {
     fn sync_files(&self, island: &str, run_dir: &Path, secrets_dir: &Path) -> Result<()> {
         let tar = self.files_tar(Some(run_dir), Some(secrets_dir))?;
         self.apply(&secret(island, &tar, &self.place))?;
-        let argv = self.exec_argv(
-            island,
-            &["-i"],
-            &As {
-                user: "root",
-                ..As::default()
-            },
-            &[
-                "sh".into(),
-                "-c".into(),
-                UNPACK.into(),
-                "sh".into(),
-                "-".into(),
-            ],
-        );
+        let argv = self.script_argv(island, &["-i"], "root", UNPACK, "-");
         let out = self.call(&argv, Input::Bytes(&tar), self.timeout)?;
         if out.ok() {
             Ok(())
         } else {
             Err(classify(argv, out.status, &out.stderr_str()))
         }
+    }
+}
+
+/// A pod's state in the Docker runtime's words (`Observed::replace_all` reads them).
+fn state_word(pod: &Value) -> &'static str {
+    match pod_state(pod).state {
+        ContainerState::Running => "running",
+        ContainerState::Exited => "exited",
+        _ => "unknown",
     }
 }
 
@@ -1340,9 +1382,15 @@ pub fn watch(kube: Kube, observed: Arc<Observed>) -> std::io::Result<()> {
                 let started = std::time::Instant::now();
                 match process::spawn_stream(&argv, true) {
                     Ok(mut child) => {
-                        match kube.list_islands() {
-                            Ok(listing) => {
-                                observed.replace_all(listing);
+                        match kube.list_pods() {
+                            Ok(pods) => {
+                                observed.replace_all(
+                                    pods.iter()
+                                        .map(|(i, p)| (i.clone(), state_word(p).to_string()))
+                                        .collect(),
+                                );
+                                kube.pods.replace(pods);
+                                kube.pods.live.store(true, Ordering::Relaxed);
                                 observed.set_reachable(true);
                                 backoff = Duration::from_millis(250);
                             }
@@ -1360,7 +1408,9 @@ pub fn watch(kube: Kube, observed: Arc<Observed>) -> std::io::Result<()> {
                                 let Some((island, pod)) = island_of(&ev["object"]) else {
                                     continue;
                                 };
-                                let now = (ev["type"] != "DELETED").then(|| pod_state(pod));
+                                let gone = ev["type"] == "DELETED";
+                                let now = (!gone).then(|| pod_state(pod));
+                                kube.pods.put(&island, (!gone).then(|| pod.clone()));
                                 observed.apply_observation(&island, now);
                             }
                         }
@@ -1372,6 +1422,7 @@ pub fn watch(kube: Kube, observed: Arc<Observed>) -> std::io::Result<()> {
                     }
                     Err(e) => log::warn!("cannot start kubectl watch: {e}"),
                 }
+                kube.pods.live.store(false, Ordering::Relaxed);
                 observed.set_reachable(false);
                 thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -203,9 +203,9 @@ pub struct Inspect {
 
 /// The seam between the domain and an engine: everything `island/` (and the sessions,
 /// brokers and readiness) may ask of the place islands run, in islands, volumes and commands.
-/// The Docker engine (`Engine`, below) is one; a Kubernetes runtime is the next (issue 16,
-/// docs/scale-out.md). Image builds are not here: the host's Docker engine builds the island
-/// image for every runtime.
+/// The Docker engine (`Engine`, below) is one, a Kubernetes cluster (`kubernetes::Kube`) the
+/// other (docs/scale-out.md). Image builds are not here: the host's Docker engine builds the
+/// island image for every runtime.
 pub trait Runtime: Send + Sync {
     /// `docker` or `kubernetes`.
     fn kind(&self) -> &'static str;
