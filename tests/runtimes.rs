@@ -449,7 +449,9 @@ fn kube_objects_claims_and_a_pod_deleted_behind_our_back() {
 /// on, and a daemon restarted after it adopts the same pod.
 #[test]
 fn kube_kubelet_restart_keeps_islands_adopted() {
-    let Some(k) = OnKube::start() else { return };
+    let Some(k) = OnKube::start_alone() else {
+        return;
+    };
     let d = &k.d;
     let i = d.create("rtk");
     let n = &i.name;

@@ -924,8 +924,15 @@ impl Runtime for Kube {
     /// The seed Secret, then the pod; returns once the island runs.
     fn run_container(&self, spec: &ContainerSpec) -> Result<()> {
         let tar = self.files_tar(spec.run_dir.as_deref(), spec.secrets_dir.as_deref())?;
-        self.apply(&secret(&spec.island, &tar, &self.place))?;
-        self.apply(&network_policy(&spec.island, &self.place))?;
+        // One apply for both (each kubectl call is a process and a round trip).
+        self.apply(&json!({
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [
+                secret(&spec.island, &tar, &self.place),
+                network_policy(&spec.island, &self.place),
+            ],
+        }))?;
         let doc = pod(spec, &self.place);
         let bytes = serde_json::to_vec(&doc).unwrap_or_default();
         let create = || {

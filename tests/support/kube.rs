@@ -2,6 +2,7 @@
 //! a daemon on `--runtime kubernetes` in a namespace of its own.
 
 use std::process::Command;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::{unique, Daemon};
 
@@ -57,15 +58,35 @@ impl Cluster {
 
 static IMPORTED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
 
+/// The node itself: shared by every test on it, held alone by one that restarts its kubelet.
+static NODE: RwLock<()> = RwLock::new(());
+
+enum NodeGuard {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+}
+
 /// A daemon on `--runtime kubernetes` in a namespace of its own, deleted on drop.
 pub struct OnKube {
     pub d: Daemon,
     pub ns: String,
     pub c: Cluster,
+    _node: NodeGuard,
 }
 
 impl OnKube {
     pub fn start() -> Option<OnKube> {
+        let node = NodeGuard::Shared(NODE.read().unwrap_or_else(|e| e.into_inner()));
+        Self::start_on(node)
+    }
+
+    /// For a test that disturbs the node (restarts its kubelet): no other runs meanwhile.
+    pub fn start_alone() -> Option<OnKube> {
+        let node = NodeGuard::Alone(NODE.write().unwrap_or_else(|e| e.into_inner()));
+        Self::start_on(node)
+    }
+
+    fn start_on(node: NodeGuard) -> Option<OnKube> {
         let c = Cluster::find()?;
         let ns = unique("djt");
         let d = Daemon::start_with(
@@ -92,7 +113,12 @@ impl OnKube {
                 *done = true;
             }
         }
-        Some(OnKube { d, ns, c })
+        Some(OnKube {
+            d,
+            ns,
+            c,
+            _node: node,
+        })
     }
 
     pub fn k(&self, args: &[&str]) -> Result<String, String> {
