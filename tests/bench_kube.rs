@@ -94,6 +94,17 @@ fn kube_islands_at_scale() {
         .collect();
     let sample = 10.min(n);
     let fleet = n - sample;
+    // One create through the API, timed.
+    let create = |name: &str| {
+        let t = Instant::now();
+        let (st, v) = d.req(
+            "POST",
+            "/v1/islands",
+            Some(json!({"name": name, "no_repo": true, "agent": "custom", "cmd": "bash"})),
+        );
+        assert_eq!(st, 201, "create {name}: {v}");
+        t.elapsed()
+    };
     // The fleet four at once, as a team's scripts would; all but the last few hibernated.
     let creates = Mutex::new(Vec::new());
     let hibernates = Mutex::new(Vec::new());
@@ -106,14 +117,8 @@ fn kube_islands_at_scale() {
                 let Some(name) = names[..fleet].get(i) else {
                     break;
                 };
-                let t = Instant::now();
-                let (st, v) = d.req(
-                    "POST",
-                    "/v1/islands",
-                    Some(json!({"name": name, "no_repo": true, "agent": "custom", "cmd": "bash"})),
-                );
-                assert_eq!(st, 201, "create {name}: {v}");
-                creates.lock().unwrap().push(t.elapsed());
+                let took = create(name);
+                creates.lock().unwrap().push(took);
                 if i + keep_running < fleet {
                     let t = Instant::now();
                     d.ok("POST", &format!("/v1/islands/{name}/hibernate"), None);
@@ -138,14 +143,7 @@ fn kube_islands_at_scale() {
     // Then, beside the fleet: ten more one at a time, and the same by hand.
     let mut one_by_one = Vec::new();
     for name in &names[fleet..] {
-        let t = Instant::now();
-        let (st, v) = d.req(
-            "POST",
-            "/v1/islands",
-            Some(json!({"name": name, "no_repo": true, "agent": "custom", "cmd": "bash"})),
-        );
-        assert_eq!(st, 201, "create {name}: {v}");
-        one_by_one.push(t.elapsed());
+        one_by_one.push(create(name));
         d.ok("POST", &format!("/v1/islands/{name}/hibernate"), None);
     }
     let (raw_create, raw_wake) = raw_rounds(&k);

@@ -841,15 +841,7 @@ pub fn classify(argv: Vec<String>, status: Option<i32>, err: &str) -> EngineErro
     {
         EngineError::NotFound(e.to_string())
     } else {
-        EngineError::Failed {
-            argv,
-            status,
-            stderr: if e.is_empty() {
-                "kubectl failed".into()
-            } else {
-                e.to_string()
-            },
-        }
+        EngineError::refused(argv, status, e)
     }
 }
 

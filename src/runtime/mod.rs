@@ -42,6 +42,23 @@ impl fmt::Display for EngineError {
 }
 
 impl EngineError {
+    /// The engine's refusal, kept whole (its CLI named when it said nothing).
+    pub fn refused(argv: Vec<String>, status: Option<i32>, words: &str) -> EngineError {
+        let stderr = if words.is_empty() {
+            format!(
+                "{} failed",
+                argv.first().map(String::as_str).unwrap_or("the engine")
+            )
+        } else {
+            words.to_string()
+        };
+        EngineError::Failed {
+            argv,
+            status,
+            stderr,
+        }
+    }
+
     /// The engine's own words, for matching a refusal.
     pub fn text(&self) -> &str {
         match self {
@@ -1106,15 +1123,7 @@ pub fn classify(argv: Vec<String>, status: Option<i32>, err: &str) -> EngineErro
     {
         EngineError::NotFound(e.to_string())
     } else {
-        EngineError::Failed {
-            argv,
-            status,
-            stderr: if e.is_empty() {
-                "docker failed".into()
-            } else {
-                e.to_string()
-            },
-        }
+        EngineError::refused(argv, status, e)
     }
 }
 
