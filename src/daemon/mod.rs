@@ -288,6 +288,12 @@ pub fn run(opts: Options) -> Result<(), String> {
         .map_err(|e| format!("cannot read island records: {e}"))?;
     log::info!("{n} island record(s) loaded");
 
+    if islands.runtime.relays_socket() {
+        islands
+            .ensure_relay_key()
+            .map_err(|e| format!("cannot make the island socket relay's key: {e}"))?;
+    }
+
     // Adopt once the engine has been listed, so `missing` means missing.
     {
         let islands = islands.clone();

@@ -16,11 +16,14 @@ use crate::runtime::Relay;
 const RESTART_AFTER: Duration = Duration::from_secs(2);
 
 impl Islands {
-    /// The daemon's relay key (made once): allowed into each island's sshd to forward only.
-    fn relay_key(&self) -> Result<PathBuf> {
-        let key = self.home.root.join("relay_ed25519");
-        super::ssh::make_key(&key, "dejimad-relay")?;
-        Ok(key)
+    fn relay_key_path(&self) -> PathBuf {
+        self.home.root.join("relay_ed25519")
+    }
+
+    /// Make the daemon's relay key (once, at start, before any island's keys are written:
+    /// ssh-keygen never runs under the secrets lock). It may forward into each island's sshd.
+    pub fn ensure_relay_key(&self) -> Result<()> {
+        super::ssh::make_key(&self.relay_key_path(), "dejimad-relay")
     }
 
     /// The authorized_keys line of the relay key, for runtimes that relay (else None): it may
@@ -29,8 +32,7 @@ impl Islands {
         if !self.runtime.relays_socket() {
             return None;
         }
-        let key = self.relay_key().ok()?;
-        let public = std::fs::read_to_string(key.with_extension("pub")).ok()?;
+        let public = std::fs::read_to_string(self.relay_key_path().with_extension("pub")).ok()?;
         Some(format!("restrict,port-forwarding {}", public.trim()))
     }
 
@@ -60,7 +62,7 @@ impl Islands {
         });
         // An island whose relay just ended waits a little (a pod still starting, a refusal).
         ended.retain(|_, at| at.elapsed() < RESTART_AFTER);
-        let Ok(key) = self.relay_key() else { return };
+        let key = self.relay_key_path();
         for n in running {
             if live.contains_key(&n) || ended.contains_key(&n) {
                 continue;

@@ -333,6 +333,15 @@ struct As<'a> {
     spool: bool,
 }
 
+impl<'a> As<'a> {
+    fn user(user: &'a str) -> As<'a> {
+        As {
+            user,
+            ..As::default()
+        }
+    }
+}
+
 /// Where an exec's environment file waits (root only) until its command reads it.
 const ENV_DIR: &str = "/run/.dejima-env";
 
@@ -391,10 +400,6 @@ impl Kube {
             boot: crate::util::random_hex(4),
             pods: Arc::default(),
         }
-    }
-
-    pub fn namespace(&self) -> &str {
-        &self.place.namespace
     }
 
     /// `kubectl [--context C] --namespace N` and `args`.
@@ -522,15 +527,7 @@ impl Kube {
         arg: &str,
     ) -> Vec<String> {
         let argv = ["sh", "-c", script, "sh", arg].map(String::from);
-        self.exec_argv(
-            island,
-            mode,
-            &As {
-                user,
-                ..As::default()
-            },
-            &argv,
-        )
+        self.exec_argv(island, mode, &As::user(user), &argv)
     }
 
     /// Write an exec's environment into the island (root-only, on stdin: never an argv).
@@ -1098,18 +1095,7 @@ impl Runtime for Kube {
         env: &[(&str, &str)],
         argv: &[String],
     ) -> Vec<String> {
-        let mut cmd: Vec<String> = vec!["env".into()];
-        cmd.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
-        cmd.extend(argv.iter().cloned());
-        self.exec_argv(
-            island,
-            &["-i", "-t"],
-            &As {
-                user,
-                ..As::default()
-            },
-            &cmd,
-        )
+        self.exec_argv(island, &["-i", "-t"], &As::user(user), &with_env(env, argv))
     }
 
     fn pipe_exec_argv(
@@ -1119,18 +1105,8 @@ impl Runtime for Kube {
         env: &[(&str, &str)],
         argv: &[&str],
     ) -> Vec<String> {
-        let mut cmd: Vec<String> = vec!["env".into()];
-        cmd.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
-        cmd.extend(argv.iter().map(|s| s.to_string()));
-        self.exec_argv(
-            island,
-            &["-i"],
-            &As {
-                user,
-                ..As::default()
-            },
-            &cmd,
-        )
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        self.exec_argv(island, &["-i"], &As::user(user), &with_env(env, &argv))
     }
 
     fn exec_stream(&self, island: &str, opts: &ExecOpts) -> Result<process::Stream> {
@@ -1153,10 +1129,7 @@ impl Runtime for Kube {
         let put = self.exec_argv(
             island,
             &["-i"],
-            &As {
-                user: "root",
-                ..As::default()
-            },
+            &As::user("root"),
             &[
                 "tar".into(),
                 "-x".into(),
@@ -1278,10 +1251,7 @@ impl Runtime for Kube {
         let sshd = self.exec_argv(
             island,
             &["-i"],
-            &As {
-                user: "root",
-                ..As::default()
-            },
+            &As::user("root"),
             &[
                 "/usr/sbin/sshd".into(),
                 "-i".into(),
@@ -1350,6 +1320,15 @@ fn state_word(pod: &Value) -> &'static str {
         ContainerState::Exited => "exited",
         _ => "unknown",
     }
+}
+
+/// `env K=V ... argv`: the marks and terminal type an interactive exec carries (never a
+/// secret: those go through `Kube::put_env`).
+fn with_env(env: &[(&str, &str)], argv: &[String]) -> Vec<String> {
+    std::iter::once("env".to_string())
+        .chain(env.iter().map(|(k, v)| format!("{k}={v}")))
+        .chain(argv.iter().cloned())
+        .collect()
 }
 
 /// An island pod's island (helpers and strangers are left out).
